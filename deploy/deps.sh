@@ -4,7 +4,7 @@
 set -e
 BUILD="gcc make pkg-config libc6-dev libssl-dev libevent-dev libhiredis-dev
 libsasl2-dev libsasl2-modules libmariadb-dev libcrypt-dev libcmocka-dev openssl"
-RUN="redis-server"
+RUN="redis-server swaks curl openssl"
 TEST="redis-server mariadb-server mariadb-client python3 python3-pytest
 python3-aiosmtpd swaks apache2-utils isync fetchmail dnsmasq-base iproute2
 clang libclang-rt-14-dev docker-compose sasl2-bin"

@@ -1,0 +1,139 @@
+#!/bin/sh
+# The single-host quickstart behind `make run` / `make stop`.
+#   quickstart.sh start BUILD_DIR   lay out run/, start Redis and the daemons
+#   quickstart.sh stop              stop exactly what start started (by PID)
+# Everything lives under run/ at the top of the checkout.
+set -e
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+RUN=$TOP/run
+PIDS=$RUN/pid
+DOMAIN=example.test
+PASSWORD=demo-password
+REDIS_PORT=5379
+
+stop_all() {
+	[ -d "$PIDS" ] || { echo "nothing to stop (no run/pid)"; return 0; }
+	for f in "$PIDS"/*.pid; do
+		[ -e "$f" ] || continue
+		pid=$(cat "$f"); name=$(basename "$f" .pid)
+		if kill -0 "$pid" 2>/dev/null; then
+			kill "$pid" && echo "stopped $name (pid $pid)"
+			i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+			kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+		fi
+		rm -f "$f"
+	done
+}
+
+hash_pw() { printf '{SHA512-CRYPT}%s' "$(openssl passwd -6 "$1")"; }
+
+layout() {
+	mkdir -p "$RUN/etc" "$RUN/mail" "$RUN/log" "$RUN/redis" "$RUN/tls" "$PIDS"
+	if [ "$(id -u)" = 0 ]; then OWNER=nobody; GROUP=$(id -gn nobody); else OWNER=$(id -un); GROUP=$(id -gn); fi
+	UID_=$(id -u "$OWNER"); GID_=$(id -g "$OWNER")
+	if [ ! -f "$RUN/tls/cert.pem" ]; then
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		  -days 365 -subj "/CN=localhost" \
+		  -addext "subjectAltName=DNS:localhost,DNS:mail.$DOMAIN,IP:127.0.0.1" \
+		  -keyout "$RUN/tls/key.pem" -out "$RUN/tls/cert.pem" 2>/dev/null
+		chmod 600 "$RUN/tls/key.pem"
+	fi
+	if [ ! -f "$RUN/etc/vmailbox" ]; then
+		# texthash maps: the embedded backend that needs no database
+		printf '# virtual_mailbox_domains: domain -> anything\n%s OK\n' "$DOMAIN" > "$RUN/etc/vdomains"
+		printf '# virtual_mailbox_maps: address -> Maildir under virtual_mailbox_base\n' > "$RUN/etc/vmailbox"
+		printf '# virtual_password_maps: address -> {SCHEME}hash\n' > "$RUN/etc/vpasswd"
+		printf '# virtual_alias_maps: address -> targets\npostmaster@%s alice@%s\n' "$DOMAIN" "$DOMAIN" > "$RUN/etc/valias"
+		printf '# virtual_mailbox_limit_maps: address -> quota bytes (0 = none)\n' > "$RUN/etc/vquota"
+		for u in alice bob; do
+			printf '%s@%s %s/%s/\n' "$u" "$DOMAIN" "$DOMAIN" "$u" >> "$RUN/etc/vmailbox"
+			printf '%s@%s %s\n' "$u" "$DOMAIN" "$(hash_pw "$PASSWORD")" >> "$RUN/etc/vpasswd"
+			printf '%s@%s 0\n' "$u" "$DOMAIN" >> "$RUN/etc/vquota"
+			for d in cur new tmp; do mkdir -p "$RUN/mail/$DOMAIN/$u/$d"; done
+		done
+		# The MX host's own login on the internal host's intake port.
+		RELAYPW=$(openssl rand -hex 16)
+		printf 'relay@%s %s\n' "$DOMAIN" "$(hash_pw "$RELAYPW")" >> "$RUN/etc/vpasswd"
+		printf '# smtp_sasl_password_maps: nexthop -> user:password\n[127.0.0.1]:5526 relay@%s:%s\n' \
+		  "$DOMAIN" "$RELAYPW" > "$RUN/etc/relay_passwd"
+		chmod 600 "$RUN/etc/relay_passwd"
+	fi
+	chown -R "$OWNER:$GROUP" "$RUN/mail"
+	chgrp "$GROUP" "$RUN/etc/vpasswd" && chmod 640 "$RUN/etc/vpasswd"
+	chown "$OWNER" "$RUN/etc/relay_passwd"
+	for t in "$TOP"/deploy/etc/quickstart/*.cf.in; do
+		sed -e "s|@RUN@|$RUN|g" -e "s|@OWNER@|$OWNER|g" -e "s|@UID@|$UID_|g" \
+		    -e "s|@GID@|$GID_|g" -e "s|@DOMAIN@|$DOMAIN|g" -e "s|@REDIS_PORT@|$REDIS_PORT|g" \
+		    "$t" > "$RUN/etc/$(basename "$t" .in)"
+	done
+}
+
+start_redis() {
+	cat > "$RUN/redis/redis.conf" <<EOF
+bind 127.0.0.1
+port $REDIS_PORT
+dir $RUN/redis
+appendonly yes
+appendfsync always
+save ""
+daemonize no
+logfile $RUN/log/redis.log
+EOF
+	redis-server "$RUN/redis/redis.conf" &
+	echo $! > "$PIDS/redis.pid"
+	i=0; until redis-cli -p $REDIS_PORT ping >/dev/null 2>&1; do
+		i=$((i+1)); [ $i -gt 100 ] && { echo "redis did not start: see run/log/redis.log"; exit 1; }
+		sleep 0.1
+	done
+	echo "started redis on 127.0.0.1:$REDIS_PORT (AOF, appendfsync always)"
+}
+
+start_daemon() {
+	name=$1
+	if [ ! -x "$BUILD/$name" ]; then
+		echo "skipped $name (not built yet)"
+		return 0
+	fi
+	"$BUILD/$name" -c "$RUN/etc" >> "$RUN/log/$name.log" 2>&1 &
+	pid=$!
+	sleep 0.3
+	if ! kill -0 $pid 2>/dev/null; then
+		echo "$name failed to start:"; tail -5 "$RUN/log/$name.log"; return 1
+	fi
+	echo $pid > "$PIDS/$name.pid"
+	echo "started $name (pid $pid, log run/log/$name.log)"
+}
+
+case "$1" in
+start)
+	BUILD=${2:-$TOP/build}
+	stop_all >/dev/null
+	layout
+	start_redis
+	start_daemon submission
+	start_daemon mra
+	start_daemon mx-relay
+	cat <<EOF
+
+The demo site is up, on loopback:
+  MX SMTP (mx-relay)          127.0.0.1:2525
+  submission STARTTLS / TLS   127.0.0.1:5587 / 127.0.0.1:5465
+  intake for the MX forwarder 127.0.0.1:5526
+  IMAP / IMAPS                127.0.0.1:5143 / 127.0.0.1:5993
+  POP3 / POP3S                127.0.0.1:5110 / 127.0.0.1:5995
+Demo users: alice@$DOMAIN and bob@$DOMAIN, password $PASSWORD
+Configs: run/etc/   Maildirs: run/mail/$DOMAIN/<user>/   Logs: run/log/
+
+Send a message through the MX:
+  swaks --server 127.0.0.1:2525 --from someone@example.net --to alice@$DOMAIN --body 'hello from the MX'
+Read it over IMAPS:
+  curl -sk 'imaps://127.0.0.1:5993/INBOX;UID=1' -u alice@$DOMAIN:$PASSWORD
+Stop everything: make stop
+EOF
+	;;
+stop)
+	stop_all
+	;;
+*)
+	echo "usage: $0 start BUILD_DIR | stop" >&2; exit 2 ;;
+esac

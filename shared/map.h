@@ -1,0 +1,40 @@
+/* map: Postfix-style lookup tables named "type:argument" (static:, texthash:,
+ * mysql:), opened from a list and searched first-hit-wins. Each backend is
+ * one file behind a vtable (map_backend.h), as OpenSMTPD's table backends.
+ * A map is shared by threads: lookups are thread-safe; open/free are not. */
+#ifndef MAP_H
+#define MAP_H
+
+#include "err.h"
+
+enum map_rc { MAP_FOUND, MAP_NOTFOUND, MAP_TEMPFAIL };
+
+struct map;
+
+/* spec: "static:VALUE", "texthash:/path", "mysql:/path/file.cf", or a list
+ * of these separated by commas and/or white space
+ * ("texthash:/a, mysql:/b"). The first table that finds the key wins; a
+ * TEMPFAIL in an earlier table stops the search with TEMPFAIL (Postfix
+ * DICT_ERR_RETRY). "static:{a value with spaces}" keeps its braces' text.
+ * An empty or NULL spec gives a map that finds nothing.
+ * Returns NULL and fills err on a bad spec or an unreadable/invalid table
+ * (texthash and mysql .cf errors name the file and line). */
+struct map *map_open(const char *spec, struct err *err);
+
+/* Exact-key lookup (texthash and mysql fold the key to lower case, as
+ * Postfix does). Thread-safe. On MAP_FOUND *value_r is malloc'd and the
+ * caller frees it; otherwise *value_r is NULL. Several result rows (mysql)
+ * are joined with ", ". MAP_TEMPFAIL fills err (err->temp = 1). */
+enum map_rc map_lookup(struct map *m, const char *key, char **value_r,
+                       struct err *err);
+
+/* 1 when the map has no tables (empty spec): callers may treat the
+ * parameter as unset. */
+int map_is_empty(const struct map *m);
+
+/* borrowed: the spec given to map_open (for log lines). */
+const char *map_spec(const struct map *m);
+
+void map_free(struct map *m);
+
+#endif

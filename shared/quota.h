@@ -1,0 +1,40 @@
+/* quota: the Maildir++ "maildirsize" file, so readers (the mra) and the
+ * MDA know a mailbox's usage without scanning it. Format (Maildir++):
+ * first line the quota definition "<bytes>S" (0 or empty = none), then one
+ * "<bytes> <files>" line per change. Blocking (file I/O): worker pool. */
+#ifndef QUOTA_H
+#define QUOTA_H
+
+#include <sys/types.h>
+
+#include "err.h"
+
+/* Usage recorded in maildir/maildirsize; when the file is missing or
+ * unreadable it is rebuilt by scanning new/ and cur/ of the Maildir and its
+ * Maildir++ sub-folders (".name"). Returns 0 or -1 (err filled). */
+int quota_usage(const char *maildir, long long *bytes_r, long long *files_r,
+		struct err *err);
+
+/* Record a change (bytes/files may be negative for expunges). The quota
+ * definition line is rewritten when limit differs from the stored one
+ * (limit 0 = unlimited); the file is rebuilt when it grows past 5120 bytes,
+ * as the Maildir++ spec suggests. uid/gid own a newly created file
+ * ((uid_t)-1 keeps ours). Returns 0 or -1 (err filled, temp=1). */
+int quota_add(const char *maildir, long long limit, long long bytes,
+	      long long files, uid_t uid, gid_t gid, struct err *err);
+
+/* Rescan the Maildir and rewrite maildirsize atomically. */
+int quota_recalc(const char *maildir, long long limit, uid_t uid, gid_t gid,
+		 struct err *err);
+
+/* Pure: would bytes more exceed limit given usage? limit 0 = unlimited.
+ * Returns 1 over, 0 fine. */
+int quota_over(long long limit, long long used, long long bytes);
+
+/* Pure: parse a maildirsize text. *limit_r gets the S= part of the first
+ * line (0 when none), *bytes_r and *files_r the summed lines. Returns the
+ * number of lines or -1 on a malformed file. */
+int quota_parse(const char *text, size_t len, long long *limit_r,
+		long long *bytes_r, long long *files_r);
+
+#endif
