@@ -52,14 +52,25 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/tests/%)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(B)/bench/%)
 
-.PHONY: all test unit fuzz-replay it asan fuzz bench run stop install clean deps-build deps-test deps-run
+.PHONY: all bins test unit fuzz-replay it asan fuzz bench run stop install clean deps-build deps-test deps-run
 .SECONDARY:
 
-all: $(DAEMON_BINS) $(CMD_BINS) $(UNIT_BINS) $(FUZZ_REPLAY) $(BENCH_BINS)
+all: bins $(UNIT_BINS) $(FUZZ_REPLAY) $(BENCH_BINS)
+
+bins: $(DAEMON_BINS) $(CMD_BINS)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# Tests of a daemon's modules see that daemon's headers.
+$(foreach t,unit fuzz,$(foreach k,test fuzz,\
+  $(eval $(B)/obj/tests/$(t)/$(k)_mx_%.o: CFLAGS += -Imx-relay)\
+  $(eval $(B)/obj/tests/$(t)/$(k)_sub_%.o: CFLAGS += -Isubmission)\
+  $(eval $(B)/obj/tests/$(t)/$(k)_imap_%.o: CFLAGS += -Imra)\
+  $(eval $(B)/obj/tests/$(t)/$(k)_pop3_%.o: CFLAGS += -Imra)\
+  $(eval $(B)/obj/tests/$(t)/$(k)_mra_%.o: CFLAGS += -Imra)))
+$(B)/obj/tests/bench/%.o: CFLAGS += -Imx-relay -Isubmission -Imra
 
 $(B)/libshared.a: $(SHARED_OBJ)
 	@mkdir -p $(@D)
@@ -118,7 +129,7 @@ asan: deps-test
 
 # libFuzzer targets: each runs FUZZ_SECONDS (default 30) from its corpus.
 FUZZ_SECONDS ?= 30
-FUZZ_CFLAGS = -std=gnu11 -O1 -g -D_GNU_SOURCE -Ishared $(PKG_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_CFLAGS = -std=gnu11 -O1 -g -D_GNU_SOURCE -Ishared -Imx-relay -Isubmission -Imra $(PKG_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined
 fuzz: deps-test
 	@mkdir -p build-fuzz
 	@set -e; for src in $(FUZZ_SRC); do n=$$(basename $$src .c); \
@@ -142,10 +153,11 @@ run: deps-run all
 stop:
 	@sh deploy/quickstart.sh stop
 
-install: all
+install: bins
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/mailpair/examples
 	install -m 755 $(DAEMON_BINS) $(CMD_BINS) $(DESTDIR)$(PREFIX)/sbin/
-	cp -r deploy/etc deploy/sql $(DESTDIR)$(PREFIX)/share/mailpair/examples/ 2>/dev/null || true
+	cp -r deploy/etc deploy/sql deploy/systemd $(DESTDIR)$(PREFIX)/share/mailpair/examples/
+	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/mailpair/
 
 clean:
 	rm -rf build build-asan build-fuzz

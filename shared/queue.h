@@ -9,7 +9,9 @@
  *
  * Keys, for queue name N (see queue.c for the reasons):
  *   mq:N:m:QID   hash   envelope, rcpt fields, state, lease token
- *   mq:N:d:QID   string message data (bytes as received, CRLF lines)
+ *   mq:N:d:QID   string message data: header and body as received, CRLF
+ *                       line ends, dot-unstuffed, without the final "."
+ *                       line (the SMTP client stuffs and terminates it)
  *   mq:N:sched   zset   QID -> next attempt (unix ms); held QIDs are absent
  *   mq:N:hold    set    QIDs on hold
  *   mq:N:seq     string lease token counter */
@@ -20,8 +22,17 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include "err.h"
+#include "cfg.h"
 
 struct redisc;
+
+/* queue_wait_replicas (0: do not WAIT) and queue_wait_timeout (1s): a
+ * put is confirmed only once that many replicas have it. queue_new()
+ * applies them; put queue_params in the table list of a daemon that
+ * accepts mail. */
+extern const struct cfg_param queue_params[];
+extern long var_queue_wait_replicas;
+extern long var_queue_wait_timeout;
 struct queue;  /* one per daemon and queue name, on the event loop */
 
 #define QUEUE_RCPT_PENDING 0

@@ -10,8 +10,19 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include "err.h"
+#include "cfg.h"
 
 struct redisc;
+
+/* The Redis parameters every daemon shares (HACKING.md): put redisc_params
+ * in the daemon's table list. redis_server = 127.0.0.1:6379,
+ * redis_password = (empty), redis_database = 0,
+ * redis_require_durable = yes. */
+extern const struct cfg_param redisc_params[];
+extern char *var_redis_server;
+extern char *var_redis_password;
+extern long var_redis_database;
+extern int var_redis_require_durable;
 
 /* reply: borrowed, valid during the call only. NULL when Redis is down or
  * the connection broke before the reply came (then the command may or may

@@ -1,0 +1,926 @@
+/* imap_cmd: the command table, response helpers and the commands of the
+ * not-authenticated state and of any state (CAPABILITY, LOGOUT, STARTTLS,
+ * LOGIN, AUTHENTICATE, ID, ENABLE, NAMESPACE). Password checks and SASL
+ * steps run on the worker pool. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include "imap_cmd.h"
+#include "log.h"
+#include "mstore.h"
+#include "passdb.h"
+#include "sasl_glue.h"
+#include "tls.h"
+#include "work.h"
+
+static void imap_cmd_capability(struct imap_cmd *c);
+static void imap_cmd_logout(struct imap_cmd *c);
+static void imap_cmd_starttls(struct imap_cmd *c);
+static void imap_cmd_login(struct imap_cmd *c);
+static void imap_cmd_authenticate(struct imap_cmd *c);
+static void imap_cmd_id(struct imap_cmd *c);
+static void imap_cmd_enable(struct imap_cmd *c);
+static void imap_cmd_namespace(struct imap_cmd *c);
+
+#define P IMAP_CMD_POOL
+#define NE IMAP_CMD_NOEXPUNGE
+static const struct imap_cmd_def imap_cmd_table[] = {
+	{ "CAPABILITY", IMAP_CMD_S_ANY, 0, imap_cmd_capability },
+	{ "NOOP", IMAP_CMD_S_ANY, P, imap_cmd_msg_noop },
+	{ "LOGOUT", IMAP_CMD_S_ANY, 0, imap_cmd_logout },
+	{ "ID", IMAP_CMD_S_ANY, 0, imap_cmd_id },
+	{ "STARTTLS", IMAP_CMD_S_NOTAUTH, 0, imap_cmd_starttls },
+	{ "LOGIN", IMAP_CMD_S_NOTAUTH, 0, imap_cmd_login },
+	{ "AUTHENTICATE", IMAP_CMD_S_NOTAUTH, 0, imap_cmd_authenticate },
+	{ "ENABLE", IMAP_CMD_S_LOGGEDIN, 0, imap_cmd_enable },
+	{ "NAMESPACE", IMAP_CMD_S_LOGGEDIN, 0, imap_cmd_namespace },
+	{ "IDLE", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_msg_idle_sync },
+	{ "SELECT", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_select },
+	{ "EXAMINE", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_select },
+	{ "CREATE", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_create },
+	{ "DELETE", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_delete },
+	{ "RENAME", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_rename },
+	{ "SUBSCRIBE", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_subscribe },
+	{ "UNSUBSCRIBE", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_subscribe },
+	{ "LIST", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_list },
+	{ "LSUB", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_list },
+	{ "STATUS", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_status },
+	{ "APPEND", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_append },
+	{ "GETQUOTAROOT", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_quota },
+	{ "GETQUOTA", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_quota },
+	{ "CHECK", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_noop },
+	{ "CLOSE", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_close },
+	{ "UNSELECT", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_close },
+	{ "EXPUNGE", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_expunge },
+	{ "UID EXPUNGE", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_expunge },
+	{ "SEARCH", IMAP_CMD_S_SELECTED, P | NE, imap_cmd_msg_search },
+	{ "UID SEARCH", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_search },
+	{ "FETCH", IMAP_CMD_S_SELECTED, P | NE, imap_cmd_msg_fetch },
+	{ "UID FETCH", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_fetch },
+	{ "STORE", IMAP_CMD_S_SELECTED, P | NE, imap_cmd_msg_store },
+	{ "UID STORE", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_store },
+	{ "COPY", IMAP_CMD_S_SELECTED, P | NE, imap_cmd_msg_copy },
+	{ "UID COPY", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_copy },
+	{ "MOVE", IMAP_CMD_S_SELECTED, P | NE, imap_cmd_msg_copy },
+	{ "UID MOVE", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_copy },
+};
+#undef P
+#undef NE
+
+const struct imap_cmd_def imap_cmd_idle_sync_def = {
+	"IDLE", IMAP_CMD_S_LOGGEDIN, IMAP_CMD_POOL, imap_cmd_msg_idle_sync
+};
+
+const struct imap_cmd_def *imap_cmd_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(imap_cmd_table) / sizeof(imap_cmd_table[0]);
+	     i++)
+		if (strcmp(imap_cmd_table[i].name, name) == 0)
+			return &imap_cmd_table[i];
+	return NULL;
+}
+
+void imap_cmd_free(struct imap_cmd *c)
+{
+	if (c == NULL)
+		return;
+	if (c->priv_free != NULL)
+		c->priv_free(c->priv);
+	if (c->bytes != NULL) {
+		/* it may have held a password */
+		explicit_bzero(c->bytes, c->nbytes);
+		free(c->bytes);
+	}
+	free(c->args);
+	buf_free(&c->out);
+	free(c);
+}
+
+static void imap_cmd_reply(struct imap_cmd *c, const char *what,
+			   const char *fmt, va_list ap)
+{
+	buf_printf(&c->out, "%s %s ", c->tag, what);
+	buf_vprintf(&c->out, fmt, ap);
+	buf_puts(&c->out, "\r\n");
+}
+
+void imap_cmd_ok(struct imap_cmd *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	imap_cmd_reply(c, "OK", fmt, ap);
+	va_end(ap);
+}
+
+void imap_cmd_no(struct imap_cmd *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	imap_cmd_reply(c, "NO", fmt, ap);
+	va_end(ap);
+}
+
+void imap_cmd_bad(struct imap_cmd *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	imap_cmd_reply(c, "BAD", fmt, ap);
+	va_end(ap);
+}
+
+void imap_cmd_put_string(struct buf *out, const char *s, size_t len)
+{
+	size_t i;
+
+	if (len <= 1024) {
+		for (i = 0; i < len; i++) {
+			unsigned char ch = (unsigned char)s[i];
+
+			if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+				break;
+		}
+		if (i == len) {
+			buf_putc(out, '"');
+			buf_append(out, s, len);
+			buf_putc(out, '"');
+			return;
+		}
+	}
+	buf_printf(out, "{%zu}\r\n", len);
+	buf_append(out, s, len);
+}
+
+void imap_cmd_put_flags(struct imap_cmd *c, unsigned flags,
+			uint32_t keywords)
+{
+	static const struct { unsigned bit; const char *name; } sys[] = {
+		{ MSTORE_F_SEEN, "\\Seen" }, { MSTORE_F_ANSWERED, "\\Answered" },
+		{ MSTORE_F_FLAGGED, "\\Flagged" },
+		{ MSTORE_F_DELETED, "\\Deleted" }, { MSTORE_F_DRAFT, "\\Draft" },
+		{ MSTORE_F_RECENT, "\\Recent" },
+	};
+	struct mstore_folder *f = c->s->folder;
+	const char *sep = "";
+	size_t i;
+
+	buf_putc(&c->out, '(');
+	for (i = 0; i < sizeof(sys) / sizeof(sys[0]); i++) {
+		if (flags & sys[i].bit) {
+			buf_printf(&c->out, "%s%s", sep, sys[i].name);
+			sep = " ";
+		}
+	}
+	for (i = 0; f != NULL && i < MSTORE_MAX_KEYWORDS; i++) {
+		if ((keywords & (1u << i)) && f->keywords[i] != NULL) {
+			buf_printf(&c->out, "%s%s", sep, f->keywords[i]);
+			sep = " ";
+		}
+	}
+	buf_putc(&c->out, ')');
+}
+
+void imap_cmd_sync(struct imap_cmd *c, int allow_expunge)
+{
+	struct mstore_folder *f = c->s->folder;
+	struct mstore_changes ch;
+	struct err err;
+	size_t i, recent = 0;
+
+	if (f == NULL || !allow_expunge)
+		return;
+	memset(&ch, 0, sizeof(ch));
+	if (mstore_sync(f, &ch, &err) < 0) {
+		log_warn("imap: user=<%s>: sync %s: %s", c->s->user, f->name,
+			 err.msg);
+		return;
+	}
+	for (i = 0; i < ch.nexpunged; i++)
+		buf_printf(&c->out, "* %u EXPUNGE\r\n", ch.expunged_seq[i]);
+	if (ch.nnew > 0 || ch.nexpunged > 0)
+		buf_printf(&c->out, "* %zu EXISTS\r\n", f->count);
+	if (ch.nnew > 0) {
+		for (i = 0; i < f->count; i++)
+			if (f->msgs[i].flags & MSTORE_F_RECENT)
+				recent++;
+		buf_printf(&c->out, "* %zu RECENT\r\n", recent);
+	}
+	for (i = 0; i < ch.nchanged; i++) {
+		uint32_t seq = ch.changed_seq[i];
+
+		if (seq == 0 || seq > f->count)
+			continue;
+		buf_printf(&c->out, "* %u FETCH (UID %u FLAGS ", seq,
+			   f->msgs[seq - 1].uid);
+		imap_cmd_put_flags(c, f->msgs[seq - 1].flags,
+				   f->msgs[seq - 1].keywords);
+		buf_puts(&c->out, ")\r\n");
+	}
+	mstore_changes_free(&ch);
+}
+
+void imap_cmd_capability_text(struct imap_session *s, struct buf *out)
+{
+	buf_puts(out, "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE");
+	if (s->state == IMAP_ST_NOTAUTH) {
+		if (s->set->tls != NULL && !s->tls)
+			buf_puts(out, " STARTTLS");
+		if (imap_session_plain_disabled(s))
+			buf_puts(out, " LOGINDISABLED");
+		else if (s->set->sasl)
+			buf_puts(out, " AUTH=PLAIN AUTH=LOGIN");
+		return;
+	}
+	buf_printf(out, " NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE"
+		   " QUOTA QUOTA=RES-STORAGE APPENDLIMIT=%zu",
+		   s->set->max_append);
+}
+
+static void imap_cmd_capability(struct imap_cmd *c)
+{
+	buf_puts(&c->out, "* CAPABILITY ");
+	imap_cmd_capability_text(c->s, &c->out);
+	buf_puts(&c->out, "\r\n");
+	imap_cmd_ok(c, "Capability completed.");
+	imap_session_cmd_done(c);
+}
+
+static void imap_cmd_logout(struct imap_cmd *c)
+{
+	buf_puts(&c->out, "* BYE Logging out.\r\n");
+	imap_cmd_ok(c, "Logout completed.");
+	c->logout = 1;
+	imap_session_cmd_done(c);
+}
+
+/* RFC 2971 */
+static void imap_cmd_id(struct imap_cmd *c)
+{
+	buf_puts(&c->out, "* ID (\"name\" \"mra\" \"vendor\" \"mailpair\")\r\n");
+	imap_cmd_ok(c, "ID completed.");
+	imap_session_cmd_done(c);
+}
+
+/* RFC 5161: nothing we offer can be enabled; the reply lists none. */
+static void imap_cmd_enable(struct imap_cmd *c)
+{
+	if (c->a == NULL) {
+		imap_cmd_bad(c, "ENABLE needs capability names.");
+	} else {
+		buf_puts(&c->out, "* ENABLED\r\n");
+		imap_cmd_ok(c, "Enabled.");
+	}
+	imap_session_cmd_done(c);
+}
+
+/* RFC 2342: one personal namespace, no prefix, "." separator. */
+static void imap_cmd_namespace(struct imap_cmd *c)
+{
+	buf_puts(&c->out, "* NAMESPACE ((\"\" \".\")) NIL NIL\r\n");
+	imap_cmd_ok(c, "Namespace completed.");
+	imap_session_cmd_done(c);
+}
+
+static void imap_cmd_starttls(struct imap_cmd *c)
+{
+	struct imap_session *s = c->s;
+	struct bufferevent *nb;
+	struct err err;
+
+	if (s->set->tls == NULL || s->tls) {
+		imap_cmd_bad(c, s->tls ? "TLS is already active." :
+			     "STARTTLS is not available.");
+		imap_session_cmd_done(c);
+		return;
+	}
+	imap_session_printf(s, "%s OK Begin TLS negotiation now.\r\n", c->tag);
+	/* RFC 3501 §6.2.1 / RFC 2595 §3.1: anything pipelined after
+	 * STARTTLS in plaintext is discarded (CVE-2011-0411). */
+	evbuffer_drain(bufferevent_get_input(s->bev),
+		       evbuffer_get_length(bufferevent_get_input(s->bev)));
+	nb = tls_bev_starttls_server(s->bev, s->set->tls, &err);
+	if (nb == NULL) {
+		log_warn("imap: client=%s: STARTTLS: %s", s->addr, err.msg);
+		c->logout = 1;
+	} else {
+		s->bev = nb;
+		s->tls = 1;
+	}
+	imap_session_cmd_done(c);
+}
+
+/* ---- LOGIN and AUTHENTICATE ---- */
+
+struct imap_cmd_auth {
+	struct sasl_glue_server *sasl;
+	char mech[32];
+	char *user;
+	char *pass;                  /* LOGIN only */
+	char *in;                    /* SASL response (base64) */
+	char *out;                   /* SASL challenge (base64) */
+	int started;
+	int rc;                      /* passdb_rc or sasl_glue_rc */
+	struct err err;
+	struct mstore *ms;
+	uint64_t quota;
+	const struct imap_settings *set;
+};
+
+static void imap_cmd_auth_free(void *p)
+{
+	struct imap_cmd_auth *a = p;
+
+	if (a == NULL)
+		return;
+	sasl_glue_server_free(a->sasl);
+	free(a->user);
+	if (a->pass != NULL) {
+		explicit_bzero(a->pass, strlen(a->pass));
+		free(a->pass);
+	}
+	if (a->in != NULL) {
+		explicit_bzero(a->in, strlen(a->in));
+		free(a->in);
+	}
+	free(a->out);
+	mstore_free(a->ms);
+	free(a);
+}
+
+/* Worker: open the authenticated user's mailbox. */
+static int imap_cmd_auth_open(struct imap_cmd_auth *a)
+{
+	char root[4096];
+
+	if (a->set->mailbox_fn(a->set->mailbox_arg, a->user, root,
+			       sizeof(root), &a->err) < 0)
+		return -1;
+	a->ms = mstore_open(root, &a->err);
+	if (a->ms == NULL)
+		return -1;
+	if (a->set->quota_fn != NULL &&
+	    a->set->quota_fn(a->set->quota_arg, a->user, &a->quota,
+			     &a->err) < 0)
+		a->quota = 0;
+	return 0;
+}
+
+static void imap_cmd_login_run(void *job)
+{
+	struct imap_cmd *c = job;
+	struct imap_cmd_auth *a = c->priv;
+
+	err_clear(&a->err);
+	a->rc = passdb_verify(a->set->passdb, a->user, a->pass, &a->err);
+	if (a->rc == PASSDB_OK && imap_cmd_auth_open(a) < 0)
+		a->rc = PASSDB_TEMPFAIL;
+}
+
+/* Logged in: the session takes the mailbox. */
+static void imap_cmd_auth_success(struct imap_cmd *c, const char *method)
+{
+	struct imap_session *s = c->s;
+	struct imap_cmd_auth *a = c->priv;
+
+	s->user = a->user;
+	a->user = NULL;
+	s->ms = a->ms;
+	a->ms = NULL;
+	s->quota_limit = a->quota;
+	s->auth_fails = 0;
+	log_info("imap: login: client=%s, user=<%s>, method=%s%s", s->addr,
+		 s->user, method, s->tls ? ", TLS" : "");
+	imap_session_set_state(s, IMAP_ST_AUTH);
+	buf_printf(&c->out, "%s OK [CAPABILITY ", c->tag);
+	imap_cmd_capability_text(s, &c->out);
+	buf_puts(&c->out, "] Logged in\r\n");
+	imap_session_cmd_done(c);
+}
+
+static void imap_cmd_login_done(void *job)
+{
+	struct imap_cmd *c = job;
+	struct imap_cmd_auth *a = c->priv;
+
+	if (c->s->closing) {
+		imap_session_cmd_done(c);
+		return;
+	}
+	if (a->rc == PASSDB_OK) {
+		imap_cmd_auth_success(c, "LOGIN");
+	} else if (a->rc == PASSDB_FAIL) {
+		imap_session_auth_failed(c, a->user, "LOGIN", a->err.msg,
+			"[AUTHENTICATIONFAILED] Authentication failed.");
+	} else {
+		log_warn("imap: client=%s, user=<%s>: login: %s",
+			 c->s->addr, a->user, a->err.msg);
+		imap_cmd_no(c, "[UNAVAILABLE] Temporary authentication "
+			    "failure.");
+		imap_session_cmd_done(c);
+	}
+}
+
+/* Common checks before a login attempt; replies and returns -1 on refusal. */
+static int imap_cmd_auth_check(struct imap_cmd *c)
+{
+	if (imap_session_plain_disabled(c->s)) {
+		/* RFC 3501 §6.2.3, RFC 5530 PRIVACYREQUIRED */
+		imap_cmd_no(c, "[PRIVACYREQUIRED] Plaintext authentication "
+			    "disallowed on non-secure connections.");
+	} else if (imap_session_addr_blocked(c->s)) {
+		log_info("imap: client=%s: refused, too many failed logins",
+			 c->s->addr);
+		imap_cmd_no(c, "[UNAVAILABLE] Too many failed logins, try "
+			    "later.");
+	} else {
+		return 0;
+	}
+	imap_session_cmd_done(c);
+	return -1;
+}
+
+static void imap_cmd_login(struct imap_cmd *c)
+{
+	struct imap_arg *u = c->a, *p = u != NULL ? u->next : NULL;
+	struct imap_cmd_auth *a;
+
+	if (c->nargs != 2 || !imap_arg_is_string(u) ||
+	    !imap_arg_is_string(p)) {
+		imap_cmd_bad(c, "LOGIN needs user name and password.");
+		imap_session_cmd_done(c);
+		return;
+	}
+	if (imap_cmd_auth_check(c) < 0)
+		return;
+	a = calloc(1, sizeof(*a));
+	if (a != NULL) {
+		a->user = strdup(u->s);
+		a->pass = strdup(p->s);
+		a->set = c->s->set;
+	}
+	c->priv = a;
+	c->priv_free = imap_cmd_auth_free;
+	if (a == NULL || a->user == NULL || a->pass == NULL ||
+	    work_submit(c->s->pool, imap_cmd_login_run, imap_cmd_login_done,
+			c) < 0) {
+		imap_cmd_no(c, "[UNAVAILABLE] Server busy.");
+		imap_session_cmd_done(c);
+	}
+}
+
+static void imap_cmd_sasl_run(void *job)
+{
+	struct imap_cmd *c = job;
+	struct imap_cmd_auth *a = c->priv;
+	const char *u;
+
+	free(a->out);
+	a->out = NULL;
+	err_clear(&a->err);
+	if (!a->started) {
+		a->started = 1;
+		a->rc = sasl_glue_server_start(a->sasl, a->mech, a->in,
+					       &a->out);
+	} else {
+		a->rc = sasl_glue_server_step(a->sasl, a->in, &a->out);
+	}
+	if (a->rc != SASL_GLUE_OK)
+		return;
+	u = sasl_glue_server_user(a->sasl);
+	a->user = strdup(u != NULL ? u : "");
+	if (a->user == NULL || imap_cmd_auth_open(a) < 0)
+		a->rc = SASL_GLUE_TEMPFAIL;
+}
+
+static void imap_cmd_sasl_done(void *job)
+{
+	struct imap_cmd *c = job;
+	struct imap_cmd_auth *a = c->priv;
+	struct imap_session *s = c->s;
+
+	if (s->closing) {
+		imap_session_cmd_done(c);
+		return;
+	}
+	switch (a->rc) {
+	case SASL_GLUE_OK:
+		imap_cmd_auth_success(c, a->mech);
+		return;
+	case SASL_GLUE_CONTINUE:
+		/* RFC 3501 §6.2.2: "+ " challenge, then one client line */
+		imap_session_printf(s, "+ %s\r\n", a->out != NULL ? a->out : "");
+		s->auth_cmd = c;
+		s->mode = IMAP_MODE_AUTH;
+		s->busy = 0;
+		return;
+	case SASL_GLUE_FAIL:
+		imap_session_auth_failed(c, a->user, a->mech,
+			sasl_glue_server_error(a->sasl),
+			"[AUTHENTICATIONFAILED] Authentication failed.");
+		return;
+	case SASL_GLUE_BADPROT:
+		imap_cmd_bad(c, "AUTHENTICATE aborted or malformed.");
+		break;
+	case SASL_GLUE_NOMECH:
+		imap_cmd_no(c, "Unsupported authentication mechanism.");
+		break;
+	default:
+		log_warn("imap: client=%s: AUTHENTICATE %s: %s", s->addr,
+			 a->mech, a->err.msg[0] != '\0' ? a->err.msg :
+			 sasl_glue_server_error(a->sasl));
+		imap_cmd_no(c, "[UNAVAILABLE] Temporary authentication "
+			    "failure.");
+		break;
+	}
+	imap_session_cmd_done(c);
+}
+
+void imap_cmd_auth_line(struct imap_cmd *c, const char *line, size_t len)
+{
+	struct imap_cmd_auth *a = c->priv;
+
+	c->s->busy = 1;
+	if (len == 1 && line[0] == '*') {
+		/* RFC 3501 §6.2.2: the client cancels */
+		imap_cmd_bad(c, "AUTHENTICATE cancelled.");
+		imap_session_cmd_done(c);
+		return;
+	}
+	free(a->in);
+	a->in = strndup(line, len);
+	if (a->in == NULL || work_submit(c->s->pool, imap_cmd_sasl_run,
+					 imap_cmd_sasl_done, c) < 0) {
+		imap_cmd_no(c, "[UNAVAILABLE] Server busy.");
+		imap_session_cmd_done(c);
+	}
+}
+
+static void imap_cmd_authenticate(struct imap_cmd *c)
+{
+	struct imap_session *s = c->s;
+	struct imap_arg *m = c->a, *ir = m != NULL ? m->next : NULL;
+	struct imap_cmd_auth *a;
+	struct err err;
+	size_t i;
+
+	if (m == NULL || m->type != IMAP_ARG_ATOM || c->nargs > 2 ||
+	    (ir != NULL && !imap_arg_is_string(ir)) || m->len >= 32) {
+		imap_cmd_bad(c, "AUTHENTICATE needs a mechanism.");
+		imap_session_cmd_done(c);
+		return;
+	}
+	if (!s->set->sasl) {
+		imap_cmd_no(c, "Authentication is not available.");
+		imap_session_cmd_done(c);
+		return;
+	}
+	if (imap_cmd_auth_check(c) < 0)
+		return;
+	a = calloc(1, sizeof(*a));
+	c->priv = a;
+	c->priv_free = imap_cmd_auth_free;
+	if (a == NULL) {
+		imap_cmd_no(c, "[UNAVAILABLE] Out of memory.");
+		imap_session_cmd_done(c);
+		return;
+	}
+	a->set = s->set;
+	for (i = 0; i < m->len; i++)
+		a->mech[i] = (char)(m->s[i] >= 'a' && m->s[i] <= 'z' ?
+				    m->s[i] - 32 : m->s[i]);
+	a->sasl = sasl_glue_server_new("imap", s->set->hostname,
+				       s->local_ipport, s->remote_ipport,
+				       s->tls ? 256 : 0, &err);
+	/* RFC 4959: "=" is an empty initial response, as in SMTP */
+	if (ir != NULL)
+		a->in = strdup(ir->s);
+	if (a->sasl == NULL || (ir != NULL && a->in == NULL) ||
+	    work_submit(s->pool, imap_cmd_sasl_run, imap_cmd_sasl_done,
+			c) < 0) {
+		imap_cmd_no(c, "[UNAVAILABLE] Authentication unavailable.");
+		imap_session_cmd_done(c);
+	}
+}
+
+/* ---- helpers for the message commands ---- */
+
+int imap_cmd_seqset(struct imap_cmd *c, const char *set, int uid,
+		    size_t **idx_r, size_t *n_r)
+{
+	struct mstore_folder *f = c->s->folder;
+	struct imap_seq_range *r;
+	unsigned char *mark = NULL;
+	size_t i, j, nr = 1, n = 0, count = f != NULL ? f->count : 0;
+	uint32_t star, lo, hi;
+	int k;
+
+	*idx_r = NULL;
+	*n_r = 0;
+	for (i = 0; set[i] != '\0'; i++)
+		if (set[i] == ',')
+			nr++;
+	r = malloc(nr * sizeof(*r));
+	if (r == NULL)
+		return -1;
+	k = imap_seqset_parse(set, r, nr);
+	if (k < 0 || count == 0) {
+		free(r);
+		/* an empty mailbox: a valid set matches nothing */
+		return k < 0 ? -1 : (uid ? 0 : -1);
+	}
+	mark = calloc(count, 1);
+	if (mark == NULL) {
+		free(r);
+		return -1;
+	}
+	star = uid ? f->msgs[count - 1].uid : (uint32_t)count;
+	for (j = 0; j < (size_t)k; j++) {
+		lo = r[j].lo == IMAP_SEQ_STAR ? star : r[j].lo;
+		hi = r[j].hi == IMAP_SEQ_STAR ? star : r[j].hi;
+		if (lo > hi) {
+			uint32_t t = lo;
+			lo = hi;
+			hi = t;
+		}
+		if (!uid) {
+			if (hi > count) {
+				free(r);
+				free(mark);
+				return -1;
+			}
+			for (i = lo; i <= hi; i++)
+				mark[i - 1] = 1;
+			continue;
+		}
+		for (i = 0; i < count; i++)
+			if (f->msgs[i].uid >= lo && f->msgs[i].uid <= hi)
+				mark[i] = 1;
+	}
+	free(r);
+	for (i = 0; i < count; i++)
+		n += mark[i];
+	if (n > 0) {
+		*idx_r = malloc(n * sizeof(**idx_r));
+		if (*idx_r == NULL) {
+			free(mark);
+			return -1;
+		}
+		for (i = 0, j = 0; i < count; i++)
+			if (mark[i])
+				(*idx_r)[j++] = i;
+	}
+	*n_r = n;
+	free(mark);
+	return 0;
+}
+
+static int imap_cmd_one_flag(const char *s, unsigned *flags,
+			     const char **kw, size_t *nkw, size_t maxkw)
+{
+	static const struct { const char *name; unsigned bit; } sys[] = {
+		{ "\\Seen", MSTORE_F_SEEN }, { "\\Answered", MSTORE_F_ANSWERED },
+		{ "\\Flagged", MSTORE_F_FLAGGED },
+		{ "\\Deleted", MSTORE_F_DELETED }, { "\\Draft", MSTORE_F_DRAFT },
+		{ "\\Recent", 0 },
+	};
+	size_t i;
+
+	if (s[0] == '\\') {
+		for (i = 0; i < sizeof(sys) / sizeof(sys[0]); i++) {
+			if (strcasecmp(s, sys[i].name) == 0) {
+				*flags |= sys[i].bit;
+				return 0;
+			}
+		}
+		return -1;
+	}
+	/* RFC 3501 §9: flag-keyword = atom */
+	for (i = 0; s[i] != '\0'; i++)
+		if (strchr("(){ %*\"]\\", s[i]) != NULL ||
+		    (unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+			return -1;
+	if (i == 0 || *nkw >= maxkw)
+		return -1;
+	kw[(*nkw)++] = s;
+	return 0;
+}
+
+int imap_cmd_parse_flags(struct imap_arg *a, unsigned *flags_r,
+			 const char **kw, size_t *nkw, size_t maxkw)
+{
+	struct imap_arg *e;
+
+	*flags_r = 0;
+	*nkw = 0;
+	if (a == NULL)
+		return -1;
+	if (a->type == IMAP_ARG_ATOM)
+		return imap_cmd_one_flag(a->s, flags_r, kw, nkw, maxkw);
+	if (a->type != IMAP_ARG_LIST)
+		return -1;
+	for (e = a->child; e != NULL; e = e->next)
+		if (e->type != IMAP_ARG_ATOM ||
+		    imap_cmd_one_flag(e->s, flags_r, kw, nkw, maxkw) < 0)
+			return -1;
+	return 0;
+}
+
+/* ---- modified UTF-7 (RFC 3501 §5.1.3) ---- */
+
+static const char imap_cmd_b64[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+
+static int imap_cmd_put_utf8(uint32_t cp, char *out, size_t size, size_t *o)
+{
+	unsigned char b[4];
+	size_t n, i;
+
+	if (cp < 0x80) {
+		b[0] = (unsigned char)cp; n = 1;
+	} else if (cp < 0x800) {
+		b[0] = (unsigned char)(0xc0 | (cp >> 6));
+		b[1] = (unsigned char)(0x80 | (cp & 0x3f)); n = 2;
+	} else if (cp < 0x10000) {
+		b[0] = (unsigned char)(0xe0 | (cp >> 12));
+		b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		b[2] = (unsigned char)(0x80 | (cp & 0x3f)); n = 3;
+	} else {
+		b[0] = (unsigned char)(0xf0 | (cp >> 18));
+		b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+		b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		b[3] = (unsigned char)(0x80 | (cp & 0x3f)); n = 4;
+	}
+	if (*o + n >= size)
+		return -1;
+	for (i = 0; i < n; i++)
+		out[(*o)++] = (char)b[i];
+	return 0;
+}
+
+int imap_cmd_mutf7_decode(const char *in, char *out, size_t size)
+{
+	size_t o = 0;
+	uint32_t bits, nbits, hi;
+	const char *p;
+
+	while (*in != '\0') {
+		unsigned char ch = (unsigned char)*in;
+
+		if (ch < 0x20 || ch > 0x7e)
+			return -1;
+		if (ch != '&') {
+			if (o + 1 >= size)
+				return -1;
+			out[o++] = (char)ch;
+			in++;
+			continue;
+		}
+		in++;
+		if (*in == '-') {
+			if (o + 1 >= size)
+				return -1;
+			out[o++] = '&';
+			in++;
+			continue;
+		}
+		bits = nbits = hi = 0;
+		while (*in != '-') {
+			p = *in != '\0' ? strchr(imap_cmd_b64, *in) : NULL;
+			if (p == NULL)
+				return -1;
+			bits = (bits << 6) | (uint32_t)(p - imap_cmd_b64);
+			nbits += 6;
+			in++;
+			if (nbits < 16)
+				continue;
+			nbits -= 16;
+			{
+				uint32_t u = (bits >> nbits) & 0xffff;
+
+				if (hi != 0) {
+					if (u < 0xdc00 || u > 0xdfff)
+						return -1;
+					u = 0x10000 + ((hi - 0xd800) << 10) +
+						(u - 0xdc00);
+					hi = 0;
+				} else if (u >= 0xd800 && u <= 0xdbff) {
+					hi = u;
+					continue;
+				} else if (u >= 0xdc00 && u <= 0xdfff) {
+					return -1;
+				}
+				if (imap_cmd_put_utf8(u, out, size, &o) < 0)
+					return -1;
+			}
+		}
+		in++;
+		if (hi != 0 || (bits & ((1u << nbits) - 1)) != 0)
+			return -1;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static void imap_cmd_b64_flush(char *out, size_t *o, uint32_t *bits,
+			       unsigned *nbits)
+{
+	while (*nbits >= 6) {
+		*nbits -= 6;
+		out[(*o)++] = imap_cmd_b64[(*bits >> *nbits) & 0x3f];
+	}
+}
+
+int imap_cmd_mutf7_encode(const char *in, char *out, size_t size)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	size_t o = 0;
+	uint32_t bits = 0;
+	unsigned nbits = 0;
+	int b64 = 0;
+
+	while (*p != '\0') {
+		uint32_t cp;
+		int n, i;
+
+		if (o + 12 >= size)
+			return -1;
+		if (*p >= 0x20 && *p <= 0x7e) {
+			if (b64) {
+				if (nbits > 0) {
+					bits <<= 6 - nbits;
+					nbits = 6;
+					imap_cmd_b64_flush(out, &o, &bits,
+							   &nbits);
+				}
+				out[o++] = '-';
+				b64 = 0;
+			}
+			out[o++] = (char)*p;
+			if (*p == '&')
+				out[o++] = '-';
+			p++;
+			continue;
+		}
+		if (*p < 0x80)
+			return -1;
+		n = *p >= 0xf0 ? 3 : *p >= 0xe0 ? 2 : *p >= 0xc0 ? 1 : -1;
+		if (n < 0)
+			return -1;
+		cp = *p & (0x3f >> n);
+		for (i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return -1;
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		p += n + 1;
+		if (!b64) {
+			out[o++] = '&';
+			b64 = 1;
+		}
+		if (cp >= 0x10000) {
+			cp -= 0x10000;
+			bits = (bits << 16) | (0xd800 | (cp >> 10));
+			nbits += 16;
+			imap_cmd_b64_flush(out, &o, &bits, &nbits);
+			cp = 0xdc00 | (cp & 0x3ff);
+		}
+		bits = (bits << 16) | cp;
+		nbits += 16;
+		imap_cmd_b64_flush(out, &o, &bits, &nbits);
+	}
+	if (b64) {
+		if (o + 3 >= size)
+			return -1;
+		if (nbits > 0) {
+			bits <<= 6 - nbits;
+			nbits = 6;
+			imap_cmd_b64_flush(out, &o, &bits, &nbits);
+		}
+		out[o++] = '-';
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+int imap_cmd_mailbox(const char *wire, char *out, size_t size,
+		     struct err *err)
+{
+	if (imap_cmd_mutf7_decode(wire, out, size) < 0)
+		return err_set(err, 0, "Invalid mailbox name encoding");
+	if (strcasecmp(out, "INBOX") == 0) {
+		snprintf(out, size, "INBOX");
+		return 0;
+	}
+	/* RFC 3501 §5.1: "INBOX" is case-insensitive, also as a parent */
+	if (strncasecmp(out, "INBOX.", 6) == 0)
+		memcpy(out, "INBOX", 5);
+	return mstore_name_check(out, err);
+}

@@ -1,0 +1,325 @@
+/* imap_cmd_msg: commands of the selected state (RFC 3501 §6.4) and their
+ * extensions: NOOP/CHECK, CLOSE, UNSELECT (RFC 3691), EXPUNGE and UID
+ * EXPUNGE (RFC 4315), SEARCH, FETCH, STORE, COPY with COPYUID, MOVE (RFC
+ * 6851), and IDLE's syncs (RFC 2177). All run on the worker pool. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "imap_cmd.h"
+#include "imap_fetch.h"
+#include "imap_search.h"
+#include "log.h"
+#include "mstore.h"
+
+#define IMAP_CMD_MSG_NAME 1024
+
+void imap_cmd_msg_noop(struct imap_cmd *c)
+{
+	imap_cmd_sync(c, 1);
+	imap_cmd_ok(c, "%s completed.", c->name);
+}
+
+/* IDLE: report what changed; the first call enters IDLE. */
+void imap_cmd_msg_idle_sync(struct imap_cmd *c)
+{
+	imap_cmd_sync(c, 1);
+	if (!c->no_tagged)
+		c->idle_enter = 1;
+}
+
+/* CLOSE expunges silently (RFC 3501 §6.4.2); UNSELECT does not. */
+void imap_cmd_msg_close(struct imap_cmd *c)
+{
+	struct imap_session *s = c->s;
+	struct err err;
+
+	if (strcmp(c->name, "CLOSE") == 0 && !s->readonly &&
+	    mstore_expunge(s->folder, NULL, 0, 0, NULL, &err) < 0)
+		log_warn("imap: user=<%s>: CLOSE expunge: %s", s->user,
+			 err.msg);
+	mstore_folder_free(s->folder);
+	s->folder = NULL;
+	c->new_state = IMAP_ST_AUTH;
+	imap_cmd_ok(c, "%s completed.", c->name);
+}
+
+static void imap_cmd_msg_put_expunged(struct imap_cmd *c,
+				      struct mstore_changes *ch)
+{
+	size_t i;
+
+	for (i = 0; i < ch->nexpunged; i++)
+		buf_printf(&c->out, "* %u EXPUNGE\r\n", ch->expunged_seq[i]);
+}
+
+void imap_cmd_msg_expunge(struct imap_cmd *c)
+{
+	struct imap_session *s = c->s;
+	struct mstore_changes ch;
+	uint32_t *uids = NULL;
+	size_t *idx = NULL, n = 0, i;
+	struct err err;
+
+	if (s->readonly) {
+		imap_cmd_no(c, "[READ-ONLY] Mailbox is read-only.");
+		return;
+	}
+	imap_cmd_sync(c, 1);
+	if (c->uid) {
+		if (c->nargs != 1 || !imap_arg_is_string(c->a) ||
+		    imap_cmd_seqset(c, c->a->s, 1, &idx, &n) < 0) {
+			imap_cmd_bad(c, "Invalid UID set.");
+			return;
+		}
+		if (n == 0) {
+			imap_cmd_ok(c, "Expunge completed.");
+			return;
+		}
+		uids = malloc(n * sizeof(*uids));
+		if (uids == NULL) {
+			free(idx);
+			imap_cmd_no(c, "[SERVERBUG] Out of memory.");
+			return;
+		}
+		for (i = 0; i < n; i++)
+			uids[i] = s->folder->msgs[idx[i]].uid;
+		free(idx);
+	}
+	memset(&ch, 0, sizeof(ch));
+	if (mstore_expunge(s->folder, uids, n, 0, &ch, &err) < 0) {
+		free(uids);
+		imap_cmd_no(c, "[UNAVAILABLE] %s", err.msg);
+		return;
+	}
+	free(uids);
+	imap_cmd_msg_put_expunged(c, &ch);
+	mstore_changes_free(&ch);
+	imap_cmd_ok(c, "Expunge completed.");
+}
+
+void imap_cmd_msg_search(struct imap_cmd *c)
+{
+	struct mstore_folder *f;
+	struct imap_search *se;
+	const char *why;
+	int badcs;
+	size_t i;
+
+	if (c->uid)
+		imap_cmd_sync(c, 1);
+	f = c->s->folder;
+	se = imap_search_new(c, c->a, &why, &badcs);
+	if (se == NULL) {
+		if (badcs)
+			imap_cmd_no(c, "[BADCHARSET (UTF-8 US-ASCII)] %s.",
+				    why);
+		else
+			imap_cmd_bad(c, "%s.", why);
+		return;
+	}
+	buf_puts(&c->out, "* SEARCH");
+	for (i = 0; i < f->count; i++)
+		if (imap_search_match(se, i))
+			buf_printf(&c->out, " %u", c->uid ? f->msgs[i].uid :
+				   (uint32_t)(i + 1));
+	buf_puts(&c->out, "\r\n");
+	imap_search_free(se);
+	imap_cmd_ok(c, "Search completed.");
+}
+
+void imap_cmd_msg_fetch(struct imap_cmd *c)
+{
+	size_t *idx = NULL, n = 0;
+
+	if (c->uid)
+		imap_cmd_sync(c, 1);
+	if (c->nargs != 2 || !imap_arg_is_string(c->a) ||
+	    imap_cmd_seqset(c, c->a->s, c->uid, &idx, &n) < 0) {
+		imap_cmd_bad(c, "Invalid message set.");
+		return;
+	}
+	if (imap_fetch_run(c, idx, n, c->a->next) == 0)
+		imap_cmd_ok(c, "Fetch completed.");
+	free(idx);
+}
+
+/* STORE set [+-]FLAGS[.SILENT] flags (RFC 3501 §6.4.6) */
+void imap_cmd_msg_store(struct imap_cmd *c)
+{
+	struct imap_session *s = c->s;
+	struct mstore_folder *f;
+	struct imap_arg *item;
+	const char *kw[MSTORE_MAX_KEYWORDS], *it;
+	size_t *idx = NULL, n = 0, nkw, i, j;
+	unsigned flags, nf;
+	uint32_t kwbits = 0, nk;
+	int mode = 0, silent;
+	struct err err;
+
+	if (c->uid)
+		imap_cmd_sync(c, 1);
+	f = s->folder;
+	item = c->a != NULL ? c->a->next : NULL;
+	if (c->nargs != 3 || item->type != IMAP_ARG_ATOM) {
+		imap_cmd_bad(c, "STORE needs a set, an item and flags.");
+		return;
+	}
+	it = item->s;
+	if (*it == '+' || *it == '-')
+		mode = *it++;
+	if (strncasecmp(it, "FLAGS", 5) != 0 ||
+	    (it[5] != '\0' && strcasecmp(it + 5, ".SILENT") != 0)) {
+		imap_cmd_bad(c, "Unknown STORE item.");
+		return;
+	}
+	silent = it[5] != '\0';
+	if (imap_cmd_parse_flags(item->next, &flags, kw, &nkw,
+				 MSTORE_MAX_KEYWORDS) < 0) {
+		imap_cmd_bad(c, "Invalid flags.");
+		return;
+	}
+	if (imap_cmd_seqset(c, c->a->s, c->uid, &idx, &n) < 0) {
+		imap_cmd_bad(c, "Invalid message set.");
+		return;
+	}
+	if (s->readonly) {
+		free(idx);
+		imap_cmd_no(c, "[READ-ONLY] Mailbox is read-only.");
+		return;
+	}
+	for (j = 0; j < nkw; j++) {
+		int k = mstore_keyword(f, kw[j], mode != '-', &err);
+
+		if (k >= 0)
+			kwbits |= 1u << k;
+		else if (mode != '-') {
+			free(idx);
+			imap_cmd_no(c, "[LIMIT] %s", err.msg);
+			return;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		struct mstore_msg *m = &f->msgs[idx[i]];
+
+		nf = flags;
+		nk = kwbits;
+		if (mode == '+') {
+			nf = m->flags | flags;
+			nk = m->keywords | kwbits;
+		} else if (mode == '-') {
+			nf = m->flags & ~flags;
+			nk = m->keywords & ~kwbits;
+		} else {
+			nf |= m->flags & (MSTORE_F_RECENT | MSTORE_F_PASSED);
+		}
+		if ((nf != m->flags || nk != m->keywords) &&
+		    mstore_set_flags(f, idx[i], nf, nk, &err) < 0)
+			continue;
+		if (silent)
+			continue;
+		m = &f->msgs[idx[i]];
+		buf_printf(&c->out, "* %zu FETCH (", idx[i] + 1);
+		if (c->uid)
+			buf_printf(&c->out, "UID %u ", m->uid);
+		buf_puts(&c->out, "FLAGS ");
+		imap_cmd_put_flags(c, m->flags, m->keywords);
+		buf_puts(&c->out, ")\r\n");
+	}
+	free(idx);
+	imap_cmd_ok(c, "Store completed.");
+}
+
+/* RFC 4315 uid-set: runs of consecutive UIDs as ranges. */
+static void imap_cmd_msg_uidset(struct buf *out, const uint32_t *u, size_t n)
+{
+	size_t i = 0, j;
+
+	while (i < n) {
+		j = i;
+		while (j + 1 < n && u[j + 1] == u[j] + 1)
+			j++;
+		if (i > 0)
+			buf_putc(out, ',');
+		if (j > i)
+			buf_printf(out, "%u:%u", u[i], u[j]);
+		else
+			buf_printf(out, "%u", u[i]);
+		i = j + 1;
+	}
+}
+
+void imap_cmd_msg_copy(struct imap_cmd *c)
+{
+	struct imap_session *s = c->s;
+	int move = strstr(c->name, "MOVE") != NULL;
+	char dest[IMAP_CMD_MSG_NAME];
+	size_t *idx = NULL, n = 0, i;
+	uint32_t *src = NULL, *dst = NULL, uidv = 0;
+	struct mstore_changes ch;
+	struct err err;
+
+	if (c->uid)
+		imap_cmd_sync(c, 1);
+	if (c->nargs != 2 || !imap_arg_is_string(c->a) ||
+	    !imap_arg_is_string(c->a->next)) {
+		imap_cmd_bad(c, "%s needs a set and a mailbox.", c->name);
+		return;
+	}
+	if (imap_cmd_mailbox(c->a->next->s, dest, sizeof(dest), &err) < 0) {
+		imap_cmd_no(c, "[CANNOT] %s", err.msg);
+		return;
+	}
+	if (imap_cmd_seqset(c, c->a->s, c->uid, &idx, &n) < 0) {
+		imap_cmd_bad(c, "Invalid message set.");
+		return;
+	}
+	if (move && s->readonly) {
+		free(idx);
+		imap_cmd_no(c, "[READ-ONLY] Mailbox is read-only.");
+		return;
+	}
+	if (n == 0) {
+		imap_cmd_ok(c, "No messages.");
+		return;
+	}
+	src = malloc(n * sizeof(*src));
+	dst = malloc(n * sizeof(*dst));
+	if (src == NULL || dst == NULL) {
+		imap_cmd_no(c, "[SERVERBUG] Out of memory.");
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		src[i] = s->folder->msgs[idx[i]].uid;
+	if (mstore_copy(s->folder, idx, n, dest, dst, &uidv, &err) < 0) {
+		imap_cmd_no(c, "%s%s", err.temp ? "[UNAVAILABLE] " :
+			    "[TRYCREATE] ", err.msg);
+		goto out;
+	}
+	if (!move) {
+		buf_printf(&c->out, "%s OK [COPYUID %u ", c->tag, uidv);
+		imap_cmd_msg_uidset(&c->out, src, n);
+		buf_putc(&c->out, ' ');
+		imap_cmd_msg_uidset(&c->out, dst, n);
+		buf_puts(&c->out, "] Copy completed.\r\n");
+		goto out;
+	}
+	/* RFC 6851 §4.3: COPYUID as untagged OK, then the EXPUNGEs */
+	buf_printf(&c->out, "* OK [COPYUID %u ", uidv);
+	imap_cmd_msg_uidset(&c->out, src, n);
+	buf_putc(&c->out, ' ');
+	imap_cmd_msg_uidset(&c->out, dst, n);
+	buf_puts(&c->out, "] Moved\r\n");
+	memset(&ch, 0, sizeof(ch));
+	if (mstore_expunge(s->folder, src, n, 1, &ch, &err) < 0) {
+		imap_cmd_no(c, "[UNAVAILABLE] %s", err.msg);
+		goto out;
+	}
+	imap_cmd_msg_put_expunged(c, &ch);
+	mstore_changes_free(&ch);
+	imap_cmd_ok(c, "Move completed.");
+out:
+	free(idx);
+	free(src);
+	free(dst);
+}

@@ -1,0 +1,987 @@
+/* imap_session: connections of the IMAP server. Reads commands with the
+ * pure parser, runs them (on the loop or the pool), writes responses,
+ * handles STARTTLS, AUTHENTICATE continuations, IDLE, timeouts, rate and
+ * failed-login limits. A session is freed only when no job of it is on
+ * the pool (closing defers the free). */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include "imap_cmd.h"
+#include "imap_session.h"
+#include "listen.h"
+#include "log.h"
+#include "mstore.h"
+#include "sasl_glue.h"
+#include "tls.h"
+#include "work.h"
+
+#define IMAP_SESSION_OUT_HIGH (1024 * 1024)
+#define IMAP_SESSION_OUT_LOW  (128 * 1024)
+#define IMAP_SESSION_MAX_BAD  20
+#define IMAP_SESSION_ADDR_SLOTS 1024
+
+struct imap_session_listener {
+	struct evconnlistener *l;
+	struct event_base *base;
+	struct work_pool *pool;
+	const struct imap_settings *set;
+	int implicit_tls;
+	struct imap_session_listener *next;
+};
+
+/* Failed logins per client address (a small hash, oldest overwritten). */
+struct imap_session_addr {
+	char addr[64];
+	unsigned fails;
+	time_t since;
+};
+
+static struct imap_session *imap_session_list;
+static struct imap_session_listener *imap_session_listeners;
+static struct imap_session_addr imap_session_addrs[IMAP_SESSION_ADDR_SLOTS];
+static uint64_t imap_session_next_id = 1;
+static unsigned imap_session_n;
+
+static void imap_session_input(struct imap_session *s);
+static void imap_session_free(struct imap_session *s);
+static void imap_session_linger(struct imap_session *s);
+
+unsigned imap_session_count(void)
+{
+	return imap_session_n;
+}
+
+struct imap_session *imap_session_find(uint64_t id)
+{
+	struct imap_session *s;
+
+	for (s = imap_session_list; s != NULL; s = s->next)
+		if (s->id == id && !s->closing)
+			return s;
+	return NULL;
+}
+
+void imap_session_send(struct imap_session *s, const char *data, size_t len)
+{
+	if (s->bev != NULL && len > 0)
+		bufferevent_write(s->bev, data, len);
+}
+
+void imap_session_printf(struct imap_session *s, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line))
+		n = sizeof(line) - 1;
+	imap_session_send(s, line, (size_t)n);
+}
+
+void imap_session_set_state(struct imap_session *s, enum imap_state st)
+{
+	struct timeval tv;
+
+	s->state = st;
+	tv.tv_sec = st == IMAP_ST_NOTAUTH ? s->set->login_timeout :
+		s->set->idle_timeout;
+	tv.tv_usec = 0;
+	if (s->bev != NULL)
+		bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+int imap_session_plain_disabled(const struct imap_session *s)
+{
+	if (s->tls)
+		return 0;
+	return s->set->disable_plaintext_auth || s->set->ssl_required;
+}
+
+/* ---- failed logins ---- */
+
+static struct imap_session_addr *imap_session_addr_slot(const char *addr)
+{
+	unsigned h = 5381;
+	const char *p;
+
+	for (p = addr; *p != '\0'; p++)
+		h = h * 33 + (unsigned char)*p;
+	return &imap_session_addrs[h % IMAP_SESSION_ADDR_SLOTS];
+}
+
+int imap_session_addr_blocked(const struct imap_session *s)
+{
+	struct imap_session_addr *a = imap_session_addr_slot(s->addr);
+
+	if (s->set->max_auth_fails_ip == 0 || strcmp(a->addr, s->addr) != 0)
+		return 0;
+	if (time(NULL) - a->since > (time_t)s->set->auth_fail_window)
+		return 0;
+	return a->fails >= s->set->max_auth_fails_ip;
+}
+
+static void imap_session_addr_fail(const struct imap_session *s)
+{
+	struct imap_session_addr *a = imap_session_addr_slot(s->addr);
+	time_t now = time(NULL);
+
+	if (strcmp(a->addr, s->addr) != 0 ||
+	    now - a->since > (time_t)s->set->auth_fail_window) {
+		snprintf(a->addr, sizeof(a->addr), "%s", s->addr);
+		a->fails = 0;
+		a->since = now;
+	}
+	a->fails++;
+}
+
+static void imap_session_timer_free(struct imap_session *s)
+{
+	if (s->timer != NULL) {
+		event_free(s->timer);
+		s->timer = NULL;
+	}
+}
+
+static void imap_session_auth_delay_cb(evutil_socket_t fd, short what,
+				       void *arg)
+{
+	struct imap_cmd *c = arg;
+	struct imap_session *s = c->s;
+
+	imap_session_timer_free(s);
+	if (s->set->max_auth_fails > 0 &&
+	    s->auth_fails >= s->set->max_auth_fails) {
+		buf_puts(&c->out, "* BYE Too many invalid authentication "
+			 "attempts\r\n");
+		c->logout = 1;
+	}
+	imap_session_cmd_done(c);
+}
+
+void imap_session_auth_failed(struct imap_cmd *c, const char *user,
+			      const char *mech, const char *reason,
+			      const char *reply)
+{
+	struct imap_session *s = c->s;
+	struct timeval tv;
+	unsigned ms;
+
+	log_info("imap: auth failed: client=%s, user=<%s>, method=%s, "
+		 "reason=%s", s->addr, user != NULL ? user : "",
+		 mech, reason);
+	s->auth_fails++;
+	imap_session_addr_fail(s);
+	buf_printf(&c->out, "%s NO %s\r\n", c->tag, reply);
+	ms = s->set->auth_fail_delay_ms;
+	if (s->auth_fails > 1)
+		ms <<= (s->auth_fails - 1 < 5 ? s->auth_fails - 1 : 5);
+	if (ms > 15000)
+		ms = 15000;
+	imap_session_timer_free(s);
+	s->timer = evtimer_new(s->base, imap_session_auth_delay_cb, c);
+	if (s->timer == NULL) {
+		imap_session_auth_delay_cb(-1, 0, c);
+		return;
+	}
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(s->timer, &tv);
+}
+
+/* ---- commands ---- */
+
+static void imap_session_job_run(void *job)
+{
+	struct imap_cmd *c = job;
+
+	c->def->fn(c);
+}
+
+static void imap_session_job_done(void *job)
+{
+	imap_session_cmd_done(job);
+}
+
+int imap_session_cmd_submit(struct imap_cmd *c)
+{
+	c->s->busy = 1;
+	if (work_submit(c->s->pool, imap_session_job_run,
+			imap_session_job_done, c) < 0) {
+		c->s->busy = 0;
+		return -1;
+	}
+	return 0;
+}
+
+static void imap_session_idle_cb(void *arg);
+
+static void imap_session_idle_start(struct imap_session *s, const char *tag)
+{
+	struct err err;
+
+	free(s->idle_tag);
+	s->idle_tag = strdup(tag);
+	s->mode = IMAP_MODE_IDLE;
+	s->idle_dirty = 0;
+	if (s->folder != NULL && s->watch == NULL) {
+		s->watch = mstore_watch_new(s->base, s->ms, s->folder->name,
+					    imap_session_idle_cb, s, &err);
+		if (s->watch == NULL)
+			log_warn("imap: client=%s, user=<%s>: IDLE watch: %s",
+				 s->addr, s->user, err.msg);
+	}
+}
+
+static void imap_session_idle_stop(struct imap_session *s)
+{
+	mstore_watch_free(s->watch);
+	s->watch = NULL;
+	s->mode = IMAP_MODE_CMD;
+}
+
+static void imap_session_idle_finish(struct imap_session *s)
+{
+	if (s->idle_tag != NULL)
+		imap_session_printf(s, "%s OK Idle completed.\r\n",
+				    s->idle_tag);
+	free(s->idle_tag);
+	s->idle_tag = NULL;
+	s->idle_done_pending = 0;
+}
+
+static struct imap_cmd *imap_session_cmd_alloc(struct imap_session *s)
+{
+	struct imap_cmd *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->s = s;
+	c->sid = s->id;
+	c->new_state = -1;
+	buf_init(&c->out, 0);
+	return c;
+}
+
+/* A change in the folder while idling: sync on the pool. */
+static void imap_session_idle_sync(struct imap_session *s)
+{
+	struct imap_cmd *c;
+
+	s->idle_dirty = 0;
+	c = imap_session_cmd_alloc(s);
+	if (c == NULL)
+		return;
+	c->def = &imap_cmd_idle_sync_def;
+	c->no_tagged = 1;
+	c->tag = c->name;
+	if (imap_session_cmd_submit(c) < 0)
+		imap_cmd_free(c);
+}
+
+static void imap_session_idle_cb(void *arg)
+{
+	struct imap_session *s = arg;
+
+	if (s->mode != IMAP_MODE_IDLE || s->closing)
+		return;
+	if (s->busy)
+		s->idle_dirty = 1;
+	else
+		imap_session_idle_sync(s);
+}
+
+void imap_session_cmd_done(struct imap_cmd *c)
+{
+	struct imap_session *s = c->s;
+	struct evbuffer *out;
+
+	int c_logout = c->logout;
+
+	s->busy = 0;
+	if (s->closing) {
+		imap_cmd_free(c);
+		imap_session_free(s);
+		return;
+	}
+	if (c->new_state >= 0)
+		imap_session_set_state(s, (enum imap_state)c->new_state);
+	imap_session_send(s, c->out.p, c->out.len);
+	if (c->idle_enter) {
+		imap_session_printf(s, "+ idling\r\n");
+		imap_session_idle_start(s, c->tag);
+	}
+	imap_cmd_free(c);
+	if (c_logout || s->logout_pending) {
+		imap_session_linger(s);
+		return;
+	}
+	if (s->mode == IMAP_MODE_IDLE && s->idle_done_pending) {
+		imap_session_idle_finish(s);
+		s->mode = IMAP_MODE_CMD;
+	} else if (s->mode == IMAP_MODE_IDLE && s->idle_dirty) {
+		imap_session_idle_sync(s);
+		return;
+	}
+	out = bufferevent_get_output(s->bev);
+	if (evbuffer_get_length(out) > IMAP_SESSION_OUT_HIGH) {
+		s->out_paused = 1;
+		return;
+	}
+	if (!s->in_input)
+		imap_session_input(s);
+}
+
+/* Tag and command name of a partial command, for literal checks. */
+static void imap_session_peek_name(const char *p, size_t len, char *name,
+				   size_t n)
+{
+	size_t i = 0, j = 0;
+
+	while (i < len && p[i] != ' ')
+		i++;
+	i++;
+	while (i < len && p[i] != ' ' && p[i] != '\r' && j + 1 < n)
+		name[j++] = (char)(p[i++] & ~0x20);
+	name[j] = '\0';
+	if (strcmp(name, "UID") == 0)
+		imap_session_peek_name(p + i - 3, len - (i - 3), name, n);
+}
+
+static void imap_session_peek_tag(const char *p, size_t len, char *tag,
+				  size_t n)
+{
+	size_t i = 0;
+
+	while (i < len && i + 1 < n && p[i] != ' ' && p[i] != '\r' &&
+	       p[i] != '\n' && (unsigned char)p[i] > 0x20)
+		i++;
+	if (i == 0) {
+		snprintf(tag, n, "*");
+		return;
+	}
+	memcpy(tag, p, i);
+	tag[i] = '\0';
+}
+
+static void imap_session_bad_line(struct imap_session *s, const char *buf,
+				  size_t len, const char *why, int fatal)
+{
+	char tag[64];
+
+	imap_session_peek_tag(buf, len, tag, sizeof(tag));
+	if (++s->bad_cmds > IMAP_SESSION_MAX_BAD || fatal) {
+		imap_session_printf(s, "* BYE %s\r\n", fatal ? why :
+				    "Too many invalid commands.");
+		imap_session_linger(s);
+		return;
+	}
+	imap_session_printf(s, "%s BAD %s\r\n", tag, why);
+}
+
+/* A literal is announced: refuse it before its bytes are read when too
+ * big (RFC 7888 §4; APPEND checked against the size limit and quota). */
+static int imap_session_literal(struct imap_session *s, const char *buf,
+				size_t len, const struct imap_parse_need *need)
+{
+	char name[16], tag[64];
+	size_t limit = s->set->max_literal;
+	int append;
+
+	imap_session_peek_name(buf, len, name, sizeof(name));
+	append = strcmp(name, "APPEND") == 0;
+	if (append)
+		limit = s->set->max_append;
+	if (need->literal_size > limit) {
+		if (need->nonsync) {
+			imap_session_bad_line(s, buf, len,
+					      "Literal too big", 1);
+			return -1;
+		}
+		imap_session_peek_tag(buf, len, tag, sizeof(tag));
+		imap_session_printf(s, "%s NO [TOOBIG] %s\r\n", tag, append ?
+				    "Message too large" : "Literal too big");
+		evbuffer_drain(bufferevent_get_input(s->bev),
+			       need->literal_at);
+		s->lit_sent_at_valid = 0;
+		return -1;
+	}
+	if (!need->nonsync && (!s->lit_sent_at_valid ||
+			       s->lit_sent_at != need->literal_at)) {
+		imap_session_printf(s, "+ OK\r\n");
+		s->lit_sent_at = need->literal_at;
+		s->lit_sent_at_valid = 1;
+	}
+	s->need_bytes = need->literal_at + need->literal_size;
+	return 0;
+}
+
+static int imap_session_upper(const char *in, char *out, size_t n)
+{
+	size_t i;
+
+	for (i = 0; in[i] != '\0'; i++) {
+		if (i + 1 >= n)
+			return -1;
+		out[i] = (char)((in[i] >= 'a' && in[i] <= 'z') ?
+				in[i] - 32 : in[i]);
+	}
+	out[i] = '\0';
+	return 0;
+}
+
+static void imap_session_dispatch(struct imap_session *s, struct imap_cmd *c)
+{
+	char sub[16];
+	struct imap_arg *a = c->args;
+
+	if (imap_session_upper(a->s, c->name, sizeof(c->name)) < 0 ||
+	    a->type != IMAP_ARG_ATOM) {
+		imap_cmd_bad(c, "Unknown command.");
+		imap_session_cmd_done(c);
+		return;
+	}
+	c->a = a->next;
+	if (strcmp(c->name, "UID") == 0) {
+		if (c->a == NULL || c->a->type != IMAP_ARG_ATOM ||
+		    imap_session_upper(c->a->s, sub, sizeof(sub)) < 0) {
+			imap_cmd_bad(c, "UID needs a command.");
+			imap_session_cmd_done(c);
+			return;
+		}
+		snprintf(c->name, sizeof(c->name), "UID %s", sub);
+		c->uid = 1;
+		c->a = c->a->next;
+		c->nargs--;
+	}
+	c->def = imap_cmd_find(c->name);
+	if (c->def == NULL) {
+		s->bad_cmds++;
+		imap_cmd_bad(c, "Unknown command.");
+		imap_session_cmd_done(c);
+		return;
+	}
+	if (!(c->def->states & (1u << s->state))) {
+		imap_cmd_bad(c, "Command not valid in this state.");
+		imap_session_cmd_done(c);
+		return;
+	}
+	s->busy = 1;
+	if (c->def->flags & IMAP_CMD_POOL) {
+		if (imap_session_cmd_submit(c) < 0) {
+			imap_cmd_no(c, "[UNAVAILABLE] Server busy.");
+			imap_session_cmd_done(c);
+		}
+		return;
+	}
+	c->def->fn(c);
+}
+
+/* Highest argument index used under a (the parser fills args in order,
+ * so this is the count minus one). */
+static size_t imap_session_arg_span(const struct imap_arg *args,
+				    const struct imap_arg *a)
+{
+	size_t max = 0, m;
+
+	for (; a != NULL; a = a->next) {
+		if ((size_t)(a - args) > max)
+			max = (size_t)(a - args);
+		if (a->child != NULL) {
+			m = imap_session_arg_span(args, a->child);
+			if (m > max)
+				max = m;
+		}
+	}
+	return max;
+}
+
+/* Copy the parsed command out of the input buffer: args are rebased. */
+static struct imap_cmd *imap_session_take(struct imap_session *s, char *p,
+					  size_t used, char *tag,
+					  struct imap_arg *args, int n)
+{
+	struct imap_cmd *c = imap_session_cmd_alloc(s);
+	size_t i, count = imap_session_arg_span(args, args) + 1;
+
+	if (c == NULL)
+		return NULL;
+	c->bytes = malloc(used + 1);
+	c->args = malloc(sizeof(*args) * count);
+	if (c->bytes == NULL || c->args == NULL) {
+		imap_cmd_free(c);
+		return NULL;
+	}
+	memcpy(c->bytes, p, used);
+	c->bytes[used] = '\0';
+	c->nbytes = used;
+	c->tag = c->bytes + (tag - p);
+	for (i = 0; i < count; i++) {
+		c->args[i] = args[i];
+		c->args[i].s = c->bytes + (args[i].s - p);
+		if (args[i].child != NULL)
+			c->args[i].child = c->args + (args[i].child - args);
+		if (args[i].next != NULL)
+			c->args[i].next = c->args + (args[i].next - args);
+	}
+	c->nargs = (unsigned)n - 1;
+	return c;
+}
+
+static void imap_session_rate_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct imap_session *s = arg;
+
+	imap_session_timer_free(s);
+	s->paused = 0;
+	imap_session_input(s);
+}
+
+/* Command rate limit: beyond max per second, stop reading until the
+ * next second (the client is slowed, not disconnected). */
+static int imap_session_rate(struct imap_session *s)
+{
+	struct timeval tv = { 1, 0 };
+	long now = (long)time(NULL);
+
+	if (s->set->max_cmds_per_sec == 0)
+		return 0;
+	if (now != s->cmd_second) {
+		s->cmd_second = now;
+		s->cmd_count = 0;
+	}
+	if (++s->cmd_count <= s->set->max_cmds_per_sec)
+		return 0;
+	s->cmd_count--;
+	if (s->timer != NULL)
+		return 1;
+	s->timer = evtimer_new(s->base, imap_session_rate_cb, s);
+	if (s->timer == NULL)
+		return 0;
+	s->paused = 1;
+	evtimer_add(s->timer, &tv);
+	return 1;
+}
+
+static int imap_session_input_cmd(struct imap_session *s,
+				  struct evbuffer *in, size_t len)
+{
+	static struct imap_arg args[IMAP_MAX_ARGS];
+	struct imap_parser_limits lim;
+	struct imap_parse_need need;
+	enum imap_parse_err perr;
+	struct imap_cmd *c;
+	size_t used;
+	char *p, *tag;
+	int n;
+
+	if (s->need_bytes > 0 && len < s->need_bytes)
+		return 0;
+	s->need_bytes = 0;
+	lim.max_line = s->set->max_line;
+	/* the literal limit depends on the command: imap_session_literal()
+	 * checks it as soon as the literal is announced */
+	lim.max_literal = SIZE_MAX / 4;
+	lim.max_depth = 16;
+	p = (char *)evbuffer_pullup(in, -1);
+	if (p == NULL)
+		return 0;
+	n = imap_parser_parse(&lim, p, len, &tag, args, IMAP_MAX_ARGS, &used,
+			      &need, &perr);
+	if (n == IMAP_PARSE_NEED_MORE) {
+		if (need.literal && imap_session_literal(s, p, len, &need) < 0)
+			return !s->logout_pending;
+		return 0;
+	}
+	if (n == IMAP_PARSE_ERROR) {
+		imap_session_bad_line(s, p, len, imap_parser_strerror(perr),
+				      need.nonsync);
+		s->lit_sent_at_valid = 0;
+		if (used > 0) {
+			evbuffer_drain(in, used);
+		} else {
+			evbuffer_drain(in, len);
+			s->mode = IMAP_MODE_SKIP;
+		}
+		return !s->logout_pending;
+	}
+	s->lit_sent_at_valid = 0;
+	if (imap_session_rate(s))
+		return 0;
+	/* rebuild: parse mutated the buffer; copy it with its pointers */
+	c = imap_session_take(s, p, used, tag, args, n);
+	evbuffer_drain(in, used);
+	if (c == NULL) {
+		imap_session_printf(s, "* BYE Out of memory.\r\n");
+		imap_session_close(s);
+		return 0;
+	}
+	imap_session_dispatch(s, c);
+	return 1;
+}
+
+/* A raw line (AUTHENTICATE continuation, IDLE's DONE). */
+static int imap_session_input_line(struct imap_session *s,
+				   struct evbuffer *in, size_t len)
+{
+	size_t n, used;
+	char *p = (char *)evbuffer_pullup(in, -1);
+	char *line;
+	int r;
+
+	r = imap_parser_line(p, len, s->set->max_line, &n, &used);
+	if (r == 0)
+		return 0;
+	if (r < 0) {
+		imap_session_printf(s, "* BYE Line too long.\r\n");
+		imap_session_close(s);
+		return -1;
+	}
+	line = strndup(p, n);
+	evbuffer_drain(in, used);
+	if (line == NULL)
+		return -1;
+	if (s->mode == IMAP_MODE_AUTH) {
+		struct imap_cmd *c = s->auth_cmd;
+
+		s->auth_cmd = NULL;
+		s->mode = IMAP_MODE_CMD;
+		imap_cmd_auth_line(c, line, n);
+	} else {
+		/* RFC 2177 §3: DONE ends IDLE; anything else is BAD. */
+		imap_session_idle_stop(s);
+		if (strcasecmp(line, "DONE") != 0) {
+			imap_session_printf(s, "%s BAD Expected DONE.\r\n",
+					    s->idle_tag);
+			free(s->idle_tag);
+			s->idle_tag = NULL;
+		} else if (s->busy) {
+			s->idle_done_pending = 1;
+			s->mode = IMAP_MODE_IDLE;
+		} else {
+			imap_session_idle_finish(s);
+		}
+	}
+	free(line);
+	return 1;
+}
+
+static void imap_session_input(struct imap_session *s)
+{
+	struct evbuffer *in;
+	size_t len;
+	int go = 1;
+
+	if (s->in_input)
+		return;
+	s->in_input = 1;
+	while (go && s->bev != NULL && !s->busy && !s->paused &&
+	       !s->closing && !s->logout_pending && !s->out_paused) {
+		in = bufferevent_get_input(s->bev);
+		len = evbuffer_get_length(in);
+		if (len == 0)
+			break;
+		switch (s->mode) {
+		case IMAP_MODE_SKIP: {
+			struct evbuffer_ptr e = evbuffer_search(in, "\n", 1,
+								NULL);
+			if (e.pos < 0) {
+				evbuffer_drain(in, len);
+				go = 0;
+			} else {
+				evbuffer_drain(in, (size_t)e.pos + 1);
+				s->mode = IMAP_MODE_CMD;
+			}
+			break;
+		}
+		case IMAP_MODE_AUTH:
+		case IMAP_MODE_IDLE:
+			if (s->mode == IMAP_MODE_IDLE && s->idle_done_pending) {
+				go = 0;
+				break;
+			}
+			go = imap_session_input_line(s, in, len) > 0;
+			break;
+		case IMAP_MODE_CMD:
+			go = imap_session_input_cmd(s, in, len);
+			break;
+		}
+	}
+	s->in_input = 0;
+	if (s->closing && !s->busy)
+		imap_session_free(s);
+}
+
+/* ---- closing after the last response ---- */
+
+/* 1 when every byte queued for the client has left (a STARTTLS filter
+ * keeps its ciphertext on the underlying bufferevent). */
+static int imap_session_flushed(struct imap_session *s)
+{
+	struct bufferevent *u;
+
+	if (s->bev == NULL)
+		return 1;
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		return 0;
+	u = bufferevent_get_underlying(s->bev);
+	return u == NULL || evbuffer_get_length(bufferevent_get_output(u)) == 0;
+}
+
+static void imap_session_linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct imap_session *s = arg;
+	struct timeval tv = { 0, 20000 };
+
+	if (imap_session_flushed(s) || ++s->linger > 250) {
+		imap_session_timer_free(s);
+		imap_session_close(s);
+		return;
+	}
+	evtimer_add(s->timer, &tv);
+}
+
+/* LOGOUT, BYE: stop reading, close once the output is sent. */
+static void imap_session_linger(struct imap_session *s)
+{
+	struct timeval tv = { 0, 0 };
+
+	s->logout_pending = 1;
+	s->state = IMAP_ST_LOGOUT;
+	if (s->bev != NULL)
+		bufferevent_disable(s->bev, EV_READ);
+	if (s->busy)
+		return;
+	imap_session_timer_free(s);
+	s->timer = evtimer_new(s->base, imap_session_linger_cb, s);
+	if (s->timer == NULL) {
+		imap_session_close(s);
+		return;
+	}
+	evtimer_add(s->timer, &tv);
+}
+
+/* ---- bufferevent callbacks ---- */
+
+static void imap_session_read_cb(struct bufferevent *bev, void *arg)
+{
+	imap_session_input(arg);
+}
+
+static void imap_session_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct imap_session *s = arg;
+	size_t left = evbuffer_get_length(bufferevent_get_output(bev));
+
+	if (s->out_paused && left <= IMAP_SESSION_OUT_LOW) {
+		s->out_paused = 0;
+		imap_session_input(s);
+	}
+}
+
+static void imap_session_event_cb(struct bufferevent *bev, short what,
+				  void *arg)
+{
+	struct imap_session *s = arg;
+	char why[128];
+
+	if (what & BEV_EVENT_CONNECTED)
+		return;
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (s->busy) {
+			bufferevent_enable(bev, EV_READ);
+			return;
+		}
+		log_info("imap: client=%s, user=<%s>: idle timeout", s->addr,
+			 s->user != NULL ? s->user : "");
+		imap_session_printf(s, "* BYE Disconnected for inactivity.\r\n");
+		imap_session_linger(s);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		tls_bev_error(bev, why, sizeof(why));
+		if (why[0] != '\0')
+			log_info("imap: client=%s: TLS error: %s", s->addr,
+				 why);
+	}
+	imap_session_close(s);
+}
+
+/* ---- life cycle ---- */
+
+static void imap_session_unlink(struct imap_session *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else if (imap_session_list == s)
+		imap_session_list = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	s->next = s->prev = NULL;
+}
+
+static void imap_session_free(struct imap_session *s)
+{
+	if (s->busy || s->in_input)
+		return;
+	imap_session_unlink(s);
+	imap_session_timer_free(s);
+	mstore_watch_free(s->watch);
+	if (s->auth_cmd != NULL)
+		imap_cmd_free(s->auth_cmd);
+	mstore_folder_free(s->folder);
+	mstore_free(s->ms);
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	if (s->user != NULL)
+		log_info("imap: logout: client=%s, user=<%s>", s->addr,
+			 s->user);
+	free(s->user);
+	free(s->idle_tag);
+	free(s);
+	imap_session_n--;
+}
+
+void imap_session_close(struct imap_session *s)
+{
+	if (s->closing)
+		return;
+	s->closing = 1;
+	mstore_watch_free(s->watch);
+	s->watch = NULL;
+	if (s->bev != NULL) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	/* a pending timer owns a command: let it fire and free */
+	if (s->timer != NULL && s->busy)
+		return;
+	imap_session_timer_free(s);
+	imap_session_free(s);
+}
+
+static void imap_session_greet(struct imap_session *s)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	buf_puts(&b, "* OK [CAPABILITY ");
+	imap_cmd_capability_text(s, &b);
+	buf_printf(&b, "] %s IMAP4rev1 ready.\r\n", s->set->hostname);
+	imap_session_send(s, b.p, b.len);
+	buf_free(&b);
+}
+
+static void imap_session_accept_cb(struct evconnlistener *l,
+				   evutil_socket_t fd, struct sockaddr *sa,
+				   int salen, void *arg)
+{
+	struct imap_session_listener *li = arg;
+	struct imap_session *s;
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	struct err err;
+	int one = 1;
+
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
+	/* responses go out whole; no Nagle delay on their last segment */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s->id = imap_session_next_id++;
+	s->set = li->set;
+	s->base = li->base;
+	s->pool = li->pool;
+	s->implicit_tls = li->implicit_tls;
+	listen_addr_string(sa, s->addr, sizeof(s->addr));
+	sasl_glue_ipport(sa, s->remote_ipport, sizeof(s->remote_ipport));
+	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
+		sasl_glue_ipport((struct sockaddr *)&local, s->local_ipport,
+				 sizeof(s->local_ipport));
+	if (li->implicit_tls) {
+		s->bev = tls_bev_accept(li->base, fd, li->set->tls, &err);
+		s->tls = 1;
+	} else {
+		s->bev = bufferevent_socket_new(li->base, fd,
+						BEV_OPT_CLOSE_ON_FREE);
+		err_set(&err, 1, "bufferevent_socket_new failed");
+	}
+	if (s->bev == NULL) {
+		log_warn("imap: client=%s: %s", s->addr, err.msg);
+		evutil_closesocket(fd);
+		free(s);
+		return;
+	}
+	s->next = imap_session_list;
+	if (imap_session_list != NULL)
+		imap_session_list->prev = s;
+	imap_session_list = s;
+	imap_session_n++;
+	bufferevent_setcb(s->bev, imap_session_read_cb, imap_session_write_cb,
+			  imap_session_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_WRITE, IMAP_SESSION_OUT_LOW, 0);
+	imap_session_set_state(s, IMAP_ST_NOTAUTH);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	log_debug("imap: connect from %s%s", s->addr,
+		  li->implicit_tls ? " (imaps)" : "");
+	imap_session_greet(s);
+}
+
+int imap_listener_start(struct event_base *base, struct work_pool *pool,
+			int fd, const struct imap_settings *set,
+			int implicit_tls, struct err *err)
+{
+	struct imap_session_listener *li;
+
+	if (implicit_tls && set->tls == NULL)
+		return err_set(err, 0, "IMAPS needs a TLS certificate");
+	li = calloc(1, sizeof(*li));
+	if (li == NULL)
+		return err_set(err, 1, "out of memory");
+	li->base = base;
+	li->pool = pool;
+	li->set = set;
+	li->implicit_tls = implicit_tls;
+	li->l = evconnlistener_new(base, imap_session_accept_cb, li,
+				   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+				   -1, fd);
+	if (li->l == NULL) {
+		free(li);
+		return err_set(err, 1, "evconnlistener_new failed");
+	}
+	li->next = imap_session_listeners;
+	imap_session_listeners = li;
+	return 0;
+}
+
+void imap_shutdown(void)
+{
+	struct imap_session_listener *li;
+	struct imap_session *s, *next;
+
+	while ((li = imap_session_listeners) != NULL) {
+		imap_session_listeners = li->next;
+		evconnlistener_free(li->l);
+		free(li);
+	}
+	for (s = imap_session_list; s != NULL; s = next) {
+		next = s->next;
+		imap_session_close(s);
+	}
+}

@@ -1,0 +1,442 @@
+/* mra: the Mail Retrieval Agent daemon: IMAP (143, STARTTLS), IMAPS (993),
+ * POP3 (110) and POP3S (995) over the Maildirs that submission writes.
+ * Loads DIR/mra.cf, binds, drops to mail_owner, then serves everything
+ * from one libevent loop with a worker pool for blocking work. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <event2/event.h>
+#include "cfg.h"
+#include "imap_session.h"
+#include "listen.h"
+#include "log.h"
+#include "map.h"
+#include "mstore.h"
+#include "params.h"
+#include "passdb.h"
+#include "pop3_session.h"
+#include "sasl_glue.h"
+#include "tls.h"
+#include "vlookup.h"
+#include "work.h"
+
+/* The POP3 server is linked when its module is there. */
+extern int pop3_listener_start(struct event_base *base, struct work_pool *pool,
+			       int fd, const struct pop3_settings *set,
+			       struct err *err) __attribute__((weak));
+extern void pop3_shutdown(void) __attribute__((weak));
+
+static long var_imap_listen, var_imaps_listen, var_pop3_listen,
+	var_pop3s_listen;
+static char *var_ssl, *var_ssl_cert, *var_ssl_key, *var_tls_cert_file,
+	*var_tls_key_file;
+static int var_disable_plaintext_auth;
+static char *var_mail_location, *var_virtual_mailbox_base,
+	*var_virtual_mailbox_maps, *var_virtual_password_maps,
+	*var_virtual_mailbox_limit_maps;
+static long var_message_size_limit, var_imap_max_line_length,
+	var_imap_literal_limit, var_login_timeout, var_imap_idle_timeout,
+	var_imap_max_commands_per_second, var_auth_max_failures,
+	var_auth_max_failures_per_ip, var_auth_failure_window,
+	var_auth_failure_delay, var_worker_threads, var_pop3_timeout;
+
+static const struct cfg_param main_params[] = {
+	{ "imap_listen", CFG_INT, "143", &var_imap_listen, 0, 65535 },
+	{ "imaps_listen", CFG_INT, "993", &var_imaps_listen, 0, 65535 },
+	{ "pop3_listen", CFG_INT, "110", &var_pop3_listen, 0, 65535 },
+	{ "pop3s_listen", CFG_INT, "995", &var_pop3s_listen, 0, 65535 },
+	{ "ssl", CFG_STR, "yes", &var_ssl, 0, 0 },
+	{ "ssl_cert", CFG_STR, "", &var_ssl_cert, 0, 0 },
+	{ "ssl_key", CFG_STR, "", &var_ssl_key, 0, 0 },
+	{ "smtpd_tls_cert_file", CFG_STR, "", &var_tls_cert_file, 0, 0 },
+	{ "smtpd_tls_key_file", CFG_STR, "", &var_tls_key_file, 0, 0 },
+	{ "disable_plaintext_auth", CFG_BOOL, "yes",
+	  &var_disable_plaintext_auth, 0, 0 },
+	{ "mail_location", CFG_STR, "", &var_mail_location, 0, 0 },
+	{ "virtual_mailbox_base", CFG_STR, "/var/mail/vhosts",
+	  &var_virtual_mailbox_base, 0, 0 },
+	{ "virtual_mailbox_maps", CFG_STR, "", &var_virtual_mailbox_maps, 0, 0 },
+	{ "virtual_password_maps", CFG_STR, "", &var_virtual_password_maps,
+	  0, 0 },
+	{ "virtual_mailbox_limit_maps", CFG_STR, "",
+	  &var_virtual_mailbox_limit_maps, 0, 0 },
+	{ "message_size_limit", CFG_INT, "52428800", &var_message_size_limit,
+	  1024, 0 },
+	{ "imap_max_line_length", CFG_INT, "65536", &var_imap_max_line_length,
+	  1024, 16777216 },
+	{ "imap_literal_limit", CFG_INT, "65536", &var_imap_literal_limit,
+	  1024, 16777216 },
+	{ "login_timeout", CFG_TIME, "60s", &var_login_timeout, 1, 0 },
+	{ "imap_idle_timeout", CFG_TIME, "30m", &var_imap_idle_timeout, 1, 0 },
+	{ "imap_max_commands_per_second", CFG_INT, "1000",
+	  &var_imap_max_commands_per_second, 0, 0 },
+	{ "auth_max_failures", CFG_INT, "3", &var_auth_max_failures, 0, 0 },
+	{ "auth_max_failures_per_ip", CFG_INT, "10",
+	  &var_auth_max_failures_per_ip, 0, 0 },
+	{ "auth_failure_window", CFG_TIME, "10m", &var_auth_failure_window,
+	  0, 0 },
+	{ "auth_failure_delay", CFG_TIME, "2s", &var_auth_failure_delay, 0,
+	  60 },
+	{ "mra_worker_threads", CFG_INT, "4", &var_worker_threads, 1, 64 },
+	{ "pop3_timeout", CFG_TIME, "10m", &var_pop3_timeout, 1, 0 },
+	{ NULL, CFG_STR, NULL, NULL, 0, 0 },
+};
+
+static const struct cfg_param *const main_tabs[] = {
+	params_common, main_params, NULL
+};
+
+static const char main_help[] =
+	"usage: mra [-c config_dir] [-n] [-h]\n"
+	"IMAP4rev1 and POP3 server over Maildir++ mailboxes.\n"
+	"Reads config_dir/mra.cf (default /etc/mailpair/mra.cf).\n";
+
+struct main_ctx {
+	struct map *mailbox_map;
+	struct map *limit_map;
+	struct passdb *passdb;
+};
+
+/* A map value or user part must not climb out of the mailbox base. */
+static int main_path_safe(const char *p)
+{
+	const char *s = p;
+
+	if (*p == '\0' || *p == '/')
+		return 0;
+	while (*s != '\0') {
+		size_t n = strcspn(s, "/");
+
+		if ((n == 2 && s[0] == '.' && s[1] == '.') ||
+		    (n == 1 && s[0] == '.'))
+			return 0;
+		s += n;
+		while (*s == '/')
+			s++;
+	}
+	return 1;
+}
+
+/* mail_location = maildir:/var/mail/vhosts/%d/%n (Dovecot %u %n %d) */
+static int main_expand_location(const char *loc, const char *user, char *out,
+				size_t n, struct err *err)
+{
+	const char *at = strrchr(user, '@');
+	size_t o = 0, len;
+	char local[256], domain[256];
+	const char *add;
+
+	if (strncasecmp(loc, "maildir:", 8) == 0)
+		loc += 8;
+	len = at != NULL ? (size_t)(at - user) : strlen(user);
+	if (len >= sizeof(local) || (at != NULL && strlen(at + 1) >= sizeof(domain)))
+		return err_set(err, 0, "user name too long");
+	memcpy(local, user, len);
+	local[len] = '\0';
+	snprintf(domain, sizeof(domain), "%s", at != NULL ? at + 1 : "");
+	for (len = 0; domain[len] != '\0'; len++)
+		if (domain[len] >= 'A' && domain[len] <= 'Z')
+			domain[len] = (char)(domain[len] + 32);
+	if (strchr(user, '/') != NULL || !main_path_safe(local) ||
+	    (domain[0] != '\0' && !main_path_safe(domain)))
+		return err_set(err, 0, "unsafe user name");
+	for (; *loc != '\0' && *loc != ':'; loc++) {
+		char tmp[2] = { *loc, '\0' };
+
+		add = tmp;
+		if (*loc == '%' && loc[1] != '\0') {
+			loc++;
+			add = *loc == 'u' ? user : *loc == 'n' ? local :
+				*loc == 'd' ? domain : *loc == '%' ? "%" : "";
+		}
+		len = strlen(add);
+		if (o + len + 1 >= n)
+			return err_set(err, 0, "mailbox path too long");
+		memcpy(out + o, add, len);
+		o += len;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/* Runs on a worker: user -> Maildir root. */
+static int main_mailbox(void *arg, const char *user, char *out, size_t n,
+			struct err *err)
+{
+	struct main_ctx *ctx = arg;
+	char *val = NULL;
+	enum map_rc rc;
+	size_t len;
+	int r;
+
+	if (ctx->mailbox_map != NULL) {
+		rc = vlookup_addr(ctx->mailbox_map, user, NULL, VLOOKUP_MAILBOX,
+				  &val, NULL, err);
+		if (rc == MAP_TEMPFAIL)
+			return -1;
+		if (rc == MAP_NOTFOUND)
+			return err_set(err, 0, "no mailbox for %s", user);
+		if (!main_path_safe(val)) {
+			free(val);
+			return err_set(err, 0, "unsafe mailbox path");
+		}
+		len = strlen(val);
+		while (len > 1 && val[len - 1] == '/')
+			val[--len] = '\0';
+		r = snprintf(out, n, "%s/%s", var_virtual_mailbox_base, val);
+		free(val);
+		if (r < 0 || (size_t)r >= n)
+			return err_set(err, 0, "mailbox path too long");
+		return 0;
+	}
+	if (var_mail_location[0] != '\0')
+		return main_expand_location(var_mail_location, user, out, n,
+					    err);
+	return mstore_user_root(var_virtual_mailbox_base, user, out, n, err);
+}
+
+static int main_quota(void *arg, const char *user, uint64_t *bytes_r,
+		      struct err *err)
+{
+	struct main_ctx *ctx = arg;
+	char *val = NULL, *end;
+	enum map_rc rc;
+
+	*bytes_r = 0;
+	if (ctx->limit_map == NULL)
+		return 0;
+	rc = vlookup_addr(ctx->limit_map, user, NULL, VLOOKUP_MAILBOX, &val,
+			  NULL, err);
+	if (rc == MAP_TEMPFAIL)
+		return -1;
+	if (rc == MAP_FOUND) {
+		unsigned long long v = strtoull(val, &end, 10);
+
+		if (end != val)
+			*bytes_r = v;
+		free(val);
+	}
+	return 0;
+}
+
+static int main_checkpass(void *arg, const char *user, const char *pass)
+{
+	struct err err;
+
+	switch (passdb_verify(arg, user, pass, &err)) {
+	case PASSDB_OK:
+		return 1;
+	case PASSDB_FAIL:
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	log_info("mra: signal %d, stopping", (int)sig);
+	event_base_loopexit(arg, NULL);
+}
+
+static const char *main_tls_file(const char *dovecot, const char *postfix)
+{
+	const char *f = dovecot[0] != '\0' ? dovecot : postfix;
+
+	/* Dovecot writes "ssl_cert = </path": the '<' means "read file" */
+	if (*f == '<')
+		f++;
+	while (*f == ' ')
+		f++;
+	return f;
+}
+
+static int main_bind(long port, int *fds, int max, const char *what)
+{
+	struct err err;
+	int n;
+
+	if (port == 0)
+		return 0;
+	n = listen_inet(var_inet_interfaces, (int)port, 1024, 0, fds, max,
+			&err);
+	if (n < 0) {
+		log_error("mra: fatal: %s port %ld: %s", what, port, err.msg);
+		exit(1);
+	}
+	return n;
+}
+
+int main(int argc, char **argv)
+{
+	static struct imap_settings iset;
+	static struct pop3_settings pset[2];
+	static struct main_ctx ctx;
+	int fds[4][8], nfd[4], i, j, tls_on;
+	struct event_base *base;
+	struct work_pool *pool;
+	struct event *sigs[2];
+	SSL_CTX *tls = NULL;
+	struct err err;
+	const char *cert, *key;
+
+	cfg_daemon_init("mra", argc, argv, main_tabs, main_help);
+	log_open("mra", var_syslog_enable, 1);
+	log_set_debug(var_debug);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (strcasecmp(var_ssl, "yes") != 0 && strcasecmp(var_ssl, "no") != 0 &&
+	    strcasecmp(var_ssl, "required") != 0) {
+		log_error("mra: fatal: ssl must be yes, no or required, not "
+			  "\"%s\"", var_ssl);
+		return 1;
+	}
+	tls_on = strcasecmp(var_ssl, "no") != 0;
+	if (tls_on) {
+		cert = main_tls_file(var_ssl_cert, var_tls_cert_file);
+		key = main_tls_file(var_ssl_key, var_tls_key_file);
+		if (*key == '\0')
+			key = cert;
+		if (*cert == '\0') {
+			log_error("mra: fatal: ssl = %s needs ssl_cert (or "
+				  "smtpd_tls_cert_file)", var_ssl);
+			return 1;
+		}
+		tls = tls_server_ctx(cert, key, &err);
+		if (tls == NULL) {
+			log_error("mra: fatal: TLS: %s", err.msg);
+			return 1;
+		}
+		/* idle connections keep no TLS buffers */
+		SSL_CTX_set_mode(tls, SSL_MODE_RELEASE_BUFFERS);
+	}
+	ctx.passdb = passdb_new(var_virtual_password_maps,
+				var_default_pass_scheme, &err);
+	if (ctx.passdb == NULL) {
+		log_error("mra: fatal: virtual_password_maps: %s", err.msg);
+		return 1;
+	}
+	if (var_virtual_mailbox_maps[0] != '\0') {
+		ctx.mailbox_map = map_open(var_virtual_mailbox_maps, &err);
+		if (ctx.mailbox_map == NULL) {
+			log_error("mra: fatal: virtual_mailbox_maps: %s",
+				  err.msg);
+			return 1;
+		}
+	}
+	if (var_virtual_mailbox_limit_maps[0] != '\0') {
+		ctx.limit_map = map_open(var_virtual_mailbox_limit_maps, &err);
+		if (ctx.limit_map == NULL) {
+			log_error("mra: fatal: virtual_mailbox_limit_maps: %s",
+				  err.msg);
+			return 1;
+		}
+	}
+	if (sasl_glue_server_init("mra", "PLAIN LOGIN", main_checkpass,
+				  ctx.passdb, &err) < 0)
+		log_warn("mra: SASL unavailable: %s", err.msg);
+	else
+		iset.sasl = 1;
+
+	nfd[0] = main_bind(var_imap_listen, fds[0], 8, "imap_listen");
+	nfd[1] = tls_on ? main_bind(var_imaps_listen, fds[1], 8,
+				    "imaps_listen") : 0;
+	nfd[2] = pop3_listener_start != NULL ?
+		main_bind(var_pop3_listen, fds[2], 8, "pop3_listen") : 0;
+	nfd[3] = tls_on && pop3_listener_start != NULL ?
+		main_bind(var_pop3s_listen, fds[3], 8, "pop3s_listen") : 0;
+	if (priv_drop(var_mail_owner, &err) < 0) {
+		log_error("mra: fatal: %s", err.msg);
+		return 1;
+	}
+
+	base = event_base_new();
+	if (base == NULL) {
+		log_error("mra: fatal: event_base_new failed");
+		return 1;
+	}
+	pool = work_pool_new(base, (int)var_worker_threads, &err);
+	if (pool == NULL) {
+		log_error("mra: fatal: worker pool: %s", err.msg);
+		return 1;
+	}
+	iset.hostname = var_myhostname;
+	iset.passdb = ctx.passdb;
+	iset.tls = tls;
+	iset.ssl_required = strcasecmp(var_ssl, "required") == 0;
+	iset.disable_plaintext_auth = var_disable_plaintext_auth;
+	iset.mailbox_fn = main_mailbox;
+	iset.mailbox_arg = &ctx;
+	iset.quota_fn = main_quota;
+	iset.quota_arg = &ctx;
+	iset.login_timeout = (unsigned)var_login_timeout;
+	iset.idle_timeout = (unsigned)var_imap_idle_timeout;
+	iset.max_line = (size_t)var_imap_max_line_length;
+	iset.max_literal = (size_t)var_imap_literal_limit;
+	iset.max_append = (size_t)var_message_size_limit;
+	iset.max_cmds_per_sec = (unsigned)var_imap_max_commands_per_second;
+	iset.max_auth_fails = (unsigned)var_auth_max_failures;
+	iset.max_auth_fails_ip = (unsigned)var_auth_max_failures_per_ip;
+	iset.auth_fail_window = (unsigned)var_auth_failure_window;
+	iset.auth_fail_delay_ms = (unsigned)var_auth_failure_delay * 1000;
+
+	for (i = 0; i < 2; i++) {
+		for (j = 0; j < nfd[i]; j++) {
+			if (imap_listener_start(base, pool, fds[i][j], &iset,
+						i == 1, &err) < 0) {
+				log_error("mra: fatal: %s", err.msg);
+				return 1;
+			}
+		}
+	}
+	for (i = 0; i < 2; i++) {
+		pset[i].hostname = var_myhostname;
+		pset[i].passdb = ctx.passdb;
+		pset[i].sasl = iset.sasl;
+		pset[i].tls = tls;
+		pset[i].implicit_tls = i;
+		pset[i].disable_plaintext_auth = var_disable_plaintext_auth ||
+			iset.ssl_required;
+		pset[i].mail_base = var_virtual_mailbox_base;
+		pset[i].mailbox_fn = main_mailbox;
+		pset[i].mailbox_arg = &ctx;
+		pset[i].timeout = (unsigned)var_pop3_timeout;
+		pset[i].auth_fail_delay_ms = iset.auth_fail_delay_ms;
+		for (j = 0; j < nfd[2 + i]; j++) {
+			if (pop3_listener_start(base, pool, fds[2 + i][j],
+						&pset[i], &err) < 0) {
+				log_error("mra: fatal: POP3: %s", err.msg);
+				return 1;
+			}
+		}
+	}
+	sigs[0] = evsignal_new(base, SIGTERM, main_signal_cb, base);
+	sigs[1] = evsignal_new(base, SIGINT, main_signal_cb, base);
+	for (i = 0; i < 2; i++)
+		if (sigs[i] != NULL)
+			event_add(sigs[i], NULL);
+	log_info("mra: started: imap=%ld imaps=%ld pop3=%ld pop3s=%ld",
+		 var_imap_listen, tls_on ? var_imaps_listen : 0,
+		 nfd[2] > 0 ? var_pop3_listen : 0,
+		 nfd[3] > 0 ? var_pop3s_listen : 0);
+	event_base_dispatch(base);
+
+	imap_shutdown();
+	if (pop3_shutdown != NULL)
+		pop3_shutdown();
+	work_pool_free(pool);
+	for (i = 0; i < 2; i++)
+		if (sigs[i] != NULL)
+			event_free(sigs[i]);
+	event_base_free(base);
+	passdb_free(ctx.passdb);
+	map_free(ctx.mailbox_map);
+	map_free(ctx.limit_map);
+	if (tls != NULL)
+		SSL_CTX_free(tls);
+	cfg_free(main_tabs);
+	return 0;
+}

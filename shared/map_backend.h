@@ -1,0 +1,28 @@
+/* map_backend: the private vtable between map.c and its backends (one file
+ * per type, as OpenSMTPD's struct table_backend). Not for callers outside
+ * the map_* files. */
+#ifndef MAP_BACKEND_H
+#define MAP_BACKEND_H
+
+#include "err.h"
+#include "map.h"
+
+struct map_backend {
+	const char *type;                       /* "texthash" */
+	/* arg: the text after "type:"; returns the backend's handle or NULL
+	 * with err filled. */
+	void *(*open)(const char *arg, struct err *err);
+	/* As map_lookup(); must be thread-safe. */
+	enum map_rc (*lookup)(void *h, const char *key, char **value_r,
+	                      struct err *err);
+	void (*close)(void *h);
+};
+
+extern const struct map_backend map_static_backend;
+extern const struct map_backend map_file_backend;
+extern const struct map_backend map_mysql_backend;
+
+/* malloc'd copy of s folded to ASCII lower case (Postfix lowercase()). */
+char *map_fold(const char *s);
+
+#endif

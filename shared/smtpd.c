@@ -1,0 +1,1974 @@
+/* smtpd: the SMTP server session engine (see smtpd.h). One struct
+ * smtpd_session per connection, found by id through the server's slot
+ * table; only smtpd_set_state() changes a session's state. Commands go
+ * smtpd_cmd_<verb>() (check) then the hook or smtpd_proceed_<verb>(). The
+ * session owns its transaction strings and, during DATA/BDAT only, the
+ * message buffer, which it hands to the message hook. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include "addr.h"
+#include "buf.h"
+#include "listen.h"
+#include "log.h"
+#include "sasl_glue.h"
+#include "smtp_cmd.h"
+#include "smtp_line.h"
+#include "smtpd.h"
+#include "tls.h"
+#include "work.h"
+
+#define SMTPD_MAX_LISTEN   16
+#define SMTPD_AUTH_LINE    (12288 + 2)   /* RFC 4954 §4 */
+#define SMTPD_READ_HIWAT   (64 * 1024)
+#define SMTPD_LINGER_MS    20
+#define SMTPD_NVERBS       (SMTP_CMD_HTTP + 1)
+
+enum smtpd_state {
+	SMTPD_ST_CONNECT,    /* before the greeting */
+	SMTPD_ST_CMD,        /* reading commands */
+	SMTPD_ST_WAIT,       /* a hook or a worker job is pending */
+	SMTPD_ST_DATA,       /* reading a DATA body */
+	SMTPD_ST_BDAT,       /* reading a BDAT chunk */
+	SMTPD_ST_AUTH,       /* reading a SASL response line */
+	SMTPD_ST_CLOSING,    /* flushing the last reply */
+};
+
+enum smtpd_wait {
+	SMTPD_W_NONE, SMTPD_W_CONNECT, SMTPD_W_MAIL, SMTPD_W_RCPT,
+	SMTPD_W_MESSAGE, SMTPD_W_AUTH_CHECK, SMTPD_W_AUTH_JOB,
+};
+
+/* session flags */
+#define SMTPD_F_ESMTP      0x0001
+#define SMTPD_F_TLS        0x0002
+#define SMTPD_F_GREET_WAIT 0x0004   /* greet timer still running */
+#define SMTPD_F_GREET_OK   0x0008   /* connect hook said yes */
+#define SMTPD_F_SKIPPING   0x0010   /* discarding a too-long line */
+#define SMTPD_F_TOO_BIG    0x0020   /* message over the size limit */
+#define SMTPD_F_BDAT       0x0040   /* this transaction uses BDAT */
+#define SMTPD_F_BDAT_BAD   0x0080   /* BDAT chunk to discard (no txn) */
+#define SMTPD_F_QUIT       0x0100
+#define SMTPD_F_IN_HOOK    0x0200
+#define SMTPD_F_RESUMED    0x0400
+#define SMTPD_F_SMTPUTF8   0x0800
+#define SMTPD_F_XFWD       0x1000
+
+enum smtpd_xf { SMTPD_XF_NAME, SMTPD_XF_ADDR, SMTPD_XF_HELO, SMTPD_XF_IDENT,
+                SMTPD_XF_PROTO, SMTPD_XF_N };
+
+struct smtpd_session {
+	uint64_t id;
+	struct smtpd_server *srv;
+	struct bufferevent *bev;
+	struct event *timer;          /* greet wait / linger; lazily made */
+	enum smtpd_state state;
+	enum smtpd_wait wait;
+	int flags;
+	int errors;
+	int port;
+	char addr[48];
+	char qid[SMTPD_QID_SIZE];
+	char *helo;
+	char *auth_user;
+	char *xf[SMTPD_XF_N];
+	/* the transaction */
+	char *sender;
+	char **rcpts, **orcpts;
+	int *notify;
+	int nrcpt, rcpt_cap;
+	int body, ret;
+	char *envid;
+	uint64_t declared_size;
+	char *pending;                /* RCPT being checked by the hook */
+	char *pending_orcpt;
+	int pending_notify;
+	char *auth_mech, *auth_in;    /* AUTH waiting for auth_check */
+	struct buf msg;               /* only during DATA / BDAT */
+	size_t hdr_len;               /* our Received: at the start of msg */
+	struct smtp_line_data dr;
+	uint64_t bdat_left;
+	int bdat_last;
+	int resume_code;              /* smtpd_resume() during the hook */
+	char *resume_text;
+	struct sasl_glue_server *sasl;
+	enum smtp_verb last_verb;
+	uint16_t cmd_ok[SMTPD_NVERBS], cmd_all[SMTPD_NVERBS];
+	void *data;
+};
+
+struct smtpd_server {
+	struct event_base *base;
+	struct smtpd_settings set;
+	struct smtpd_hooks hooks;
+	void *ctx;
+	struct evconnlistener *lis[SMTPD_MAX_LISTEN];
+	int lis_flags[SMTPD_MAX_LISTEN];
+	int nlis;
+	struct smtpd_session **slots;
+	uint32_t *gens;
+	uint32_t *freelist;
+	uint32_t nslots, nfree;
+	unsigned nsessions;
+	char *mechs[2];               /* AUTH mechanisms: [0] plain, [1] TLS */
+	unsigned jobs;                /* SASL jobs on the worker pool */
+	int dead;                     /* freed while jobs were out */
+};
+
+/* A SASL start/step on the worker pool. */
+struct smtpd_auth_job {
+	struct smtpd_server *srv;
+	uint64_t sid;
+	struct sasl_glue_server *sasl;
+	char *mech;                   /* NULL: a step */
+	char *in;
+	char *out;
+	enum sasl_glue_rc rc;
+};
+
+static void smtpd_process(struct smtpd_session *s);
+static void smtpd_resumed(struct smtpd_session *s, int code,
+                          const char *text);
+static void smtpd_hook_begin(struct smtpd_session *s, enum smtpd_wait w);
+static void smtpd_hook_end(struct smtpd_session *s);
+static void smtpd_session_free(struct smtpd_session *s);
+static void smtpd_close(struct smtpd_session *s);
+
+/* ---- queue ids ------------------------------------------------------- */
+
+/* Seconds and microseconds make ids sort by arrival (as Postfix's long
+ * ids do); a per-process random value plus a counter keeps processes and
+ * hosts sharing one Redis apart. 20 upper-case hex digits. */
+void smtpd_qid_new(char qid[SMTPD_QID_SIZE])
+{
+	static uint32_t rnd, counter;
+	static int seeded;
+	struct timeval tv;
+
+	if (!seeded) {
+		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+			rnd = (uint32_t)getpid() * 2654435761u ^ (uint32_t)time(NULL);
+		seeded = 1;
+	}
+	gettimeofday(&tv, NULL);
+	snprintf(qid, SMTPD_QID_SIZE, "%08X%05X%07X",
+	         (unsigned)tv.tv_sec, (unsigned)tv.tv_usec & 0xFFFFF,
+	         (unsigned)((rnd + counter++ * 2654435761u) & 0xFFFFFFF));
+}
+
+/* ---- small helpers --------------------------------------------------- */
+
+static char *smtpd_strndup(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+
+	if (p != NULL) {
+		memcpy(p, s, n);
+		p[n] = '\0';
+	}
+	return p;
+}
+
+static const char *smtpd_client_name(const struct smtpd_session *s)
+{
+	return s->xf[SMTPD_XF_NAME] != NULL ? s->xf[SMTPD_XF_NAME] : "unknown";
+}
+
+static const char *smtpd_client_addr(const struct smtpd_session *s)
+{
+	return s->xf[SMTPD_XF_ADDR] != NULL ? s->xf[SMTPD_XF_ADDR] : s->addr;
+}
+
+static const char *smtpd_qid_or_none(const struct smtpd_session *s)
+{
+	return s->qid[0] != '\0' ? s->qid : "NOQUEUE";
+}
+
+/* Printable copy of untrusted bytes for a log line. */
+static void smtpd_printable(const char *in, size_t len, char *out, size_t n)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < len && o + 1 < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		out[o++] = (c >= 32 && c < 127) ? (char)c : '?';
+	}
+	out[o] = '\0';
+}
+
+static void smtpd_set_state(struct smtpd_session *s, enum smtpd_state st)
+{
+	s->state = st;
+	if (st != SMTPD_ST_WAIT)
+		s->wait = SMTPD_W_NONE;
+}
+
+/* ---- replies --------------------------------------------------------- */
+
+static void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* A 4xx/5xx to a command: counts towards smtpd_hard_error_limit. */
+static void smtpd_reply_error(struct smtpd_session *s, int code,
+                              const char *text)
+{
+	smtpd_reply(s, "%d %s", code, text);
+	if (code == 421) {
+		smtpd_close(s);
+		return;
+	}
+	if (++s->errors >= s->srv->set.hard_error_limit) {
+		log_info("too many errors after %s from %s[%s]",
+		         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
+		         s->addr);
+		smtpd_reply(s, "421 4.7.0 %s Error: too many errors",
+		            s->srv->set.myhostname);
+		smtpd_close(s);
+	}
+}
+
+/* A policy refusal, logged Postfix style. */
+static void smtpd_reject(struct smtpd_session *s, const char *what, int code,
+                         const char *text, const char *rcpt)
+{
+	log_info("%s: reject: %s from %s[%s]: %d %s; from=<%s> to=<%s> "
+	         "proto=%s helo=<%s>", smtpd_qid_or_none(s), what,
+	         smtpd_client_name(s), s->addr, code, text,
+	         s->sender != NULL ? s->sender : "",
+	         rcpt != NULL ? rcpt : "",
+	         (s->flags & SMTPD_F_ESMTP) ? "ESMTP" : "SMTP",
+	         s->helo != NULL ? s->helo : "");
+	smtpd_reply_error(s, code, text);
+}
+
+/* ---- transactions ---------------------------------------------------- */
+
+static void smtpd_txn_reset(struct smtpd_session *s)
+{
+	int i;
+
+	for (i = 0; i < s->nrcpt; i++) {
+		free(s->rcpts[i]);
+		free(s->orcpts[i]);
+	}
+	free(s->rcpts);
+	free(s->orcpts);
+	free(s->notify);
+	s->rcpts = s->orcpts = NULL;
+	s->notify = NULL;
+	s->nrcpt = s->rcpt_cap = 0;
+	free(s->sender);
+	free(s->envid);
+	free(s->pending);
+	free(s->pending_orcpt);
+	s->sender = s->envid = s->pending = s->pending_orcpt = NULL;
+	s->body = s->ret = 0;
+	s->declared_size = 0;
+	s->qid[0] = '\0';
+	s->flags &= ~(SMTPD_F_TOO_BIG | SMTPD_F_BDAT | SMTPD_F_SMTPUTF8);
+	buf_free(&s->msg);
+}
+
+static int smtpd_txn_add_rcpt(struct smtpd_session *s)
+{
+	if (s->nrcpt == s->rcpt_cap) {
+		int cap = s->rcpt_cap == 0 ? 4 : s->rcpt_cap * 2;
+		char **r = realloc(s->rcpts, cap * sizeof(*r));
+		char **o = r != NULL ? realloc(s->orcpts, cap * sizeof(*o)) : NULL;
+		int *n;
+
+		if (r != NULL)
+			s->rcpts = r;
+		if (o != NULL)
+			s->orcpts = o;
+		n = o != NULL ? realloc(s->notify, cap * sizeof(*n)) : NULL;
+		if (n == NULL)
+			return -1;
+		s->notify = n;
+		s->rcpt_cap = cap;
+	}
+	s->rcpts[s->nrcpt] = s->pending;
+	s->orcpts[s->nrcpt] = s->pending_orcpt;
+	s->notify[s->nrcpt] = s->pending_notify;
+	s->nrcpt++;
+	s->pending = s->pending_orcpt = NULL;
+	return 0;
+}
+
+/* ---- session table --------------------------------------------------- */
+
+static struct smtpd_session *smtpd_find(struct smtpd_server *srv,
+                                        uint64_t sid)
+{
+	uint32_t slot = (uint32_t)sid;
+
+	if (slot >= srv->nslots || srv->gens[slot] != (uint32_t)(sid >> 32))
+		return NULL;
+	return srv->slots[slot];
+}
+
+static int smtpd_slot_get(struct smtpd_server *srv, struct smtpd_session *s)
+{
+	uint32_t slot;
+
+	if (srv->nfree == 0) {
+		uint32_t n = srv->nslots == 0 ? 64 : srv->nslots * 2, i;
+		struct smtpd_session **sl = realloc(srv->slots, n * sizeof(*sl));
+		uint32_t *g, *f;
+
+		if (sl == NULL)
+			return -1;
+		srv->slots = sl;
+		g = realloc(srv->gens, n * sizeof(*g));
+		if (g == NULL)
+			return -1;
+		srv->gens = g;
+		f = realloc(srv->freelist, n * sizeof(*f));
+		if (f == NULL)
+			return -1;
+		srv->freelist = f;
+		for (i = n; i > srv->nslots; i--) {
+			srv->slots[i - 1] = NULL;
+			srv->gens[i - 1] = 1;
+			srv->freelist[srv->nfree++] = i - 1;
+		}
+		srv->nslots = n;
+	}
+	slot = srv->freelist[--srv->nfree];
+	srv->slots[slot] = s;
+	s->id = ((uint64_t)srv->gens[slot] << 32) | slot;
+	return 0;
+}
+
+static void smtpd_slot_put(struct smtpd_server *srv, uint64_t sid)
+{
+	uint32_t slot = (uint32_t)sid;
+
+	srv->slots[slot] = NULL;
+	srv->gens[slot]++;
+	if (srv->gens[slot] == 0)
+		srv->gens[slot] = 1;
+	srv->freelist[srv->nfree++] = slot;
+}
+
+/* ---- session life ---------------------------------------------------- */
+
+static void smtpd_log_disconnect(struct smtpd_session *s)
+{
+	char line[512];
+	size_t o = 0;
+	unsigned all = 0, ok = 0;
+	int v;
+
+	line[0] = '\0';
+	for (v = 1; v < SMTPD_NVERBS; v++) {
+		if (s->cmd_all[v] == 0)
+			continue;
+		all += s->cmd_all[v];
+		ok += s->cmd_ok[v];
+		if (s->cmd_ok[v] == s->cmd_all[v])
+			o += snprintf(line + o, sizeof(line) - o, " %s=%u",
+			              smtp_cmd_name(v), s->cmd_ok[v]);
+		else
+			o += snprintf(line + o, sizeof(line) - o, " %s=%u/%u",
+			              smtp_cmd_name(v), s->cmd_ok[v],
+			              s->cmd_all[v]);
+		if (o >= sizeof(line))
+			break;
+	}
+	for (o = 0; line[o] != '\0'; o++)
+		if (line[o] >= 'A' && line[o] <= 'Z')
+			line[o] = (char)(line[o] - 'A' + 'a');
+	if (ok == all)
+		log_info("disconnect from %s[%s]%s commands=%u",
+		         smtpd_client_name(s), s->addr, line, all);
+	else
+		log_info("disconnect from %s[%s]%s commands=%u/%u",
+		         smtpd_client_name(s), s->addr, line, ok, all);
+}
+
+static void smtpd_session_free(struct smtpd_session *s)
+{
+	struct smtpd_server *srv = s->srv;
+	int i;
+
+	if (s->wait == SMTPD_W_MESSAGE)
+		log_info("%s: lost connection while the message was being "
+		         "queued from %s[%s]", s->qid, smtpd_client_name(s),
+		         s->addr);
+	smtpd_log_disconnect(s);
+	if (srv->hooks.disconnect != NULL)
+		srv->hooks.disconnect(s, srv->ctx);
+	smtpd_slot_put(srv, s->id);
+	srv->nsessions--;
+	if (s->timer != NULL)
+		event_free(s->timer);
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	smtpd_txn_reset(s);
+	/* A SASL step running on a worker owns s->sasl: its done frees it. */
+	if (s->wait != SMTPD_W_AUTH_JOB)
+		sasl_glue_server_free(s->sasl);
+	free(s->helo);
+	free(s->auth_user);
+	free(s->auth_mech);
+	free(s->auth_in);
+	free(s->resume_text);
+	for (i = 0; i < SMTPD_XF_N; i++)
+		free(s->xf[i]);
+	free(s);
+}
+
+/* Output still queued, on the bufferevent or, after STARTTLS, on the
+ * plain one under the TLS filter. */
+static size_t smtpd_unsent(struct smtpd_session *s)
+{
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+
+	if (under != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(under));
+	return n;
+}
+
+static void smtpd_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static int smtpd_timer_arm(struct smtpd_session *s, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (s->timer == NULL) {
+		s->timer = evtimer_new(s->srv->base, smtpd_timer_cb, s);
+		if (s->timer == NULL)
+			return -1;
+	}
+	return evtimer_add(s->timer, &tv);
+}
+
+/* Send what is queued, then free: from a callback later, never here, so
+ * that no caller up the stack sees a freed session. */
+static void smtpd_close(struct smtpd_session *s)
+{
+	if (s->state == SMTPD_ST_CLOSING)
+		return;
+	smtpd_set_state(s, SMTPD_ST_CLOSING);
+	bufferevent_disable(s->bev, EV_READ);
+	if (smtpd_timer_arm(s, 0) < 0)
+		log_warn("%s[%s]: cannot arm a timer", smtpd_client_name(s),
+		         s->addr);
+}
+
+static void smtpd_greet(struct smtpd_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t n = evbuffer_get_length(in);
+
+	if (n > 0) {
+		/* Postfix postscreen "pregreet": a client that talks before
+		 * the banner is a spam engine or pipelining blindly. */
+		char first[64];
+		unsigned char *p = evbuffer_pullup(in, n < 40 ? n : 40);
+
+		smtpd_printable((const char *)p, n < 40 ? n : 40, first,
+		                sizeof(first));
+		log_info("PREGREET %zu from %s[%s]:%d: %s", n,
+		         smtpd_client_name(s), s->addr, s->port, first);
+		smtpd_reply(s, "554 5.5.1 %s Error: SMTP protocol violation: "
+		            "talking too early", s->srv->set.myhostname);
+		smtpd_close(s);
+		return;
+	}
+	smtpd_reply(s, "220 %s %s", s->srv->set.myhostname,
+	            s->srv->set.banner);
+	smtpd_set_state(s, SMTPD_ST_CMD);
+}
+
+static void smtpd_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	if (s->state == SMTPD_ST_CLOSING) {
+		if (smtpd_unsent(s) == 0 ||
+		    smtpd_timer_arm(s, SMTPD_LINGER_MS) < 0)
+			smtpd_session_free(s);
+		return;
+	}
+	if (s->state == SMTPD_ST_CONNECT && (s->flags & SMTPD_F_GREET_WAIT)) {
+		s->flags &= ~SMTPD_F_GREET_WAIT;
+		if (s->flags & SMTPD_F_GREET_OK)
+			smtpd_greet(s);
+	}
+}
+
+static void smtpd_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	if (s->state == SMTPD_ST_CONNECT)
+		return;   /* judged when the greeting is due */
+	smtpd_process(s);
+}
+
+static void smtpd_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	if (s->state == SMTPD_ST_CLOSING && smtpd_unsent(s) == 0)
+		smtpd_session_free(s);
+}
+
+static void smtpd_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtpd_session *s = arg;
+	char why[128];
+
+	if (what & BEV_EVENT_CONNECTED)
+		return;
+	if (s->state == SMTPD_ST_CLOSING) {
+		smtpd_session_free(s);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info("timeout after %s from %s[%s]",
+		         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
+		         s->addr);
+		smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded",
+		            s->srv->set.myhostname);
+		smtpd_close(s);
+		/* the write side must work again to send the 421 */
+		bufferevent_enable(bev, EV_WRITE);
+		return;
+	}
+	if ((what & BEV_EVENT_ERROR) && tls_bev_is_tls(bev) &&
+	    tls_bev_error(bev, why, sizeof(why))[0] != '\0')
+		log_info("SSL error after %s from %s[%s]: %s",
+		         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
+		         s->addr, why);
+	else if (!(s->flags & SMTPD_F_QUIT))
+		log_info("lost connection after %s from %s[%s]",
+		         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
+		         s->addr);
+	smtpd_session_free(s);
+}
+
+static void smtpd_bev_setup(struct smtpd_session *s)
+{
+	struct timeval tv = { s->srv->set.timeout, 0 };
+
+	bufferevent_setcb(s->bev, smtpd_read_cb, smtpd_write_cb,
+	                  smtpd_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_READ_HIWAT);
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+int smtpd_server_accept(struct smtpd_server *srv, int fd,
+    const struct sockaddr *sa, int salen, int flags, struct err *err)
+{
+	struct smtpd_session *s = calloc(1, sizeof(*s));
+
+	if (s == NULL || smtpd_slot_get(srv, s) < 0) {
+		free(s);
+		return err_set(err, 1, "out of memory");
+	}
+	s->srv = srv;
+	srv->nsessions++;
+	listen_addr_string(sa, s->addr, sizeof(s->addr));
+	s->port = listen_addr_port(sa);
+	if (flags & SMTPD_LISTEN_TLS) {
+		s->bev = tls_bev_accept(srv->base, fd, srv->set.tls_ctx, err);
+		s->flags |= SMTPD_F_TLS;
+	} else {
+		s->bev = bufferevent_socket_new(srv->base, fd,
+		                                BEV_OPT_CLOSE_ON_FREE);
+		if (s->bev == NULL)
+			err_set(err, 1, "bufferevent_socket_new failed");
+	}
+	if (s->bev == NULL) {
+		smtpd_slot_put(srv, s->id);
+		srv->nsessions--;
+		free(s);
+		return -1;
+	}
+	buf_init(&s->msg, 0);
+	smtpd_bev_setup(s);
+	log_info("connect from %s[%s]", smtpd_client_name(s), s->addr);
+	smtpd_set_state(s, SMTPD_ST_CONNECT);
+	if (srv->set.greet_wait_ms > 0) {
+		s->flags |= SMTPD_F_GREET_WAIT;
+		if (smtpd_timer_arm(s, srv->set.greet_wait_ms) < 0)
+			s->flags &= ~SMTPD_F_GREET_WAIT;
+	}
+	s->wait = SMTPD_W_CONNECT;
+	if (srv->hooks.connect != NULL) {
+		smtpd_hook_begin(s, SMTPD_W_CONNECT);
+		srv->hooks.connect(s, srv->ctx);
+		smtpd_hook_end(s);
+	} else {
+		smtpd_resumed(s, 0, NULL);
+	}
+	return 0;
+}
+
+/* ---- hooks and their answers ---------------------------------------- */
+
+static void smtpd_hook_begin(struct smtpd_session *s, enum smtpd_wait w)
+{
+	if (s->state != SMTPD_ST_CONNECT)
+		smtpd_set_state(s, SMTPD_ST_WAIT);
+	s->wait = w;
+	s->flags |= SMTPD_F_IN_HOOK;
+}
+
+/* The hook returned: if it answered already, act on the answer now. */
+static void smtpd_hook_end(struct smtpd_session *s)
+{
+	char *text;
+
+	s->flags &= ~SMTPD_F_IN_HOOK;
+	if (!(s->flags & SMTPD_F_RESUMED))
+		return;
+	s->flags &= ~SMTPD_F_RESUMED;
+	text = s->resume_text;
+	s->resume_text = NULL;
+	smtpd_resumed(s, s->resume_code, text);
+	free(text);
+}
+
+int smtpd_resume(struct smtpd_server *srv, uint64_t sid, int code,
+                 const char *text)
+{
+	struct smtpd_session *s = smtpd_find(srv, sid);
+
+	if (s == NULL || s->wait == SMTPD_W_NONE ||
+	    s->wait == SMTPD_W_AUTH_JOB || s->state == SMTPD_ST_CLOSING)
+		return -1;
+	if (s->flags & SMTPD_F_IN_HOOK) {
+		if (s->flags & SMTPD_F_RESUMED)
+			return -1;
+		s->flags |= SMTPD_F_RESUMED;
+		s->resume_code = code;
+		s->resume_text = text != NULL ? strdup(text) : NULL;
+		return 0;
+	}
+	smtpd_resumed(s, code, text);
+	smtpd_process(s);
+	return 0;
+}
+
+static void smtpd_ok(struct smtpd_session *s)
+{
+	s->cmd_ok[s->last_verb]++;
+}
+
+static void smtpd_auth_start(struct smtpd_session *s);
+static void smtpd_message_done(struct smtpd_session *s, int code,
+                               const char *text);
+
+static void smtpd_resumed(struct smtpd_session *s, int code,
+                          const char *text)
+{
+	enum smtpd_wait w = s->wait;
+
+	if (s->state == SMTPD_ST_WAIT)
+		smtpd_set_state(s, SMTPD_ST_CMD);
+	s->wait = SMTPD_W_NONE;
+	switch (w) {
+	case SMTPD_W_CONNECT:
+		if (code != 0) {
+			log_info("NOQUEUE: reject: CONNECT from %s[%s]: %d %s",
+			         smtpd_client_name(s), s->addr, code,
+			         text != NULL ? text : "");
+			smtpd_reply(s, "%d %s", code, text != NULL ? text :
+			            "4.3.2 Service currently unavailable");
+			smtpd_close(s);
+			return;
+		}
+		s->flags |= SMTPD_F_GREET_OK;
+		if (!(s->flags & SMTPD_F_GREET_WAIT))
+			smtpd_greet(s);
+		return;
+	case SMTPD_W_MAIL:
+		if (code == 0) {
+			smtpd_ok(s);
+			smtpd_reply(s, "250 2.1.0 Ok");
+			return;
+		}
+		smtpd_reject(s, "MAIL", code, text != NULL ? text :
+		             "5.7.1 Sender address rejected", NULL);
+		smtpd_txn_reset(s);
+		return;
+	case SMTPD_W_RCPT:
+		if (code == 0 && smtpd_txn_add_rcpt(s) == 0) {
+			smtpd_ok(s);
+			smtpd_reply(s, "250 2.1.5 Ok");
+			return;
+		}
+		if (code == 0) {
+			code = 451;
+			text = "4.3.0 Error: out of memory";
+		}
+		smtpd_reject(s, "RCPT", code, text != NULL ? text :
+		             "5.7.1 Recipient address rejected", s->pending);
+		free(s->pending);
+		free(s->pending_orcpt);
+		s->pending = s->pending_orcpt = NULL;
+		return;
+	case SMTPD_W_MESSAGE:
+		smtpd_message_done(s, code, text);
+		return;
+	case SMTPD_W_AUTH_CHECK:
+		if (code == 0) {
+			smtpd_auth_start(s);
+			return;
+		}
+		smtpd_reply_error(s, code, text != NULL ? text :
+		                  "4.7.0 Temporary authentication failure");
+		return;
+	default:
+		return;
+	}
+}
+
+/* ---- Received: header and the message hand-off ----------------------- */
+
+/* RFC 3848 protocol names for the "with" clause. */
+static const char *smtpd_protocol(const struct smtpd_session *s)
+{
+	static const char *const esmtp[] = { "ESMTP", "ESMTPA", "ESMTPS",
+	                                     "ESMTPSA" };
+	static const char *const utf8[] = { "UTF8SMTP", "UTF8SMTPA",
+	                                    "UTF8SMTPS", "UTF8SMTPSA" };
+	int i = ((s->flags & SMTPD_F_TLS) ? 2 : 0) + (s->auth_user ? 1 : 0);
+
+	if (!(s->flags & SMTPD_F_ESMTP))
+		return "SMTP";
+	return (s->flags & SMTPD_F_SMTPUTF8) ? utf8[i] : esmtp[i];
+}
+
+/* RFC 5321 §4.4 trace field, prepended to the message. */
+static int smtpd_received(struct smtpd_session *s)
+{
+	const struct smtpd_settings *set = &s->srv->set;
+	char tls[160], date[64];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
+	if (buf_printf(&s->msg, "Received: from %s (%s [%s])\r\n",
+	               s->xf[SMTPD_XF_HELO] != NULL ? s->xf[SMTPD_XF_HELO] :
+	               s->helo, smtpd_client_name(s), smtpd_client_addr(s)) < 0)
+		return -1;
+	if (tls_describe(s->bev, tls, sizeof(tls)) > 0 &&
+	    buf_printf(&s->msg, "\t(using %s)\r\n", tls) < 0)
+		return -1;
+	if (buf_printf(&s->msg, "\tby %s (%s) with %s id %s\r\n",
+	               set->myhostname, set->name, smtpd_protocol(s),
+	               s->qid) < 0)
+		return -1;
+	if (s->nrcpt == 1)
+		return buf_printf(&s->msg, "\tfor <%s>; %s\r\n", s->rcpts[0],
+		                  date);
+	return buf_printf(&s->msg, "\t%s\r\n", date);
+}
+
+static int smtpd_msg_begin(struct smtpd_session *s)
+{
+	size_t limit = s->srv->set.message_size_limit;
+	size_t want = s->declared_size > 0 ? (size_t)s->declared_size : 4096;
+
+	if (want > 1024 * 1024)
+		want = 1024 * 1024;   /* a claim, not a promise: grow later */
+
+	if (limit > 0 && want > limit)
+		want = limit;
+	buf_init(&s->msg, 0);
+	if (buf_reserve(&s->msg, want + 1024) < 0)
+		return -1;
+	if (!s->srv->set.no_received && smtpd_received(s) < 0)
+		return -1;
+	s->hdr_len = s->msg.len;
+	return 0;
+}
+
+void smtpd_msg_free(struct smtpd_msg *m)
+{
+	int i;
+
+	if (m == NULL)
+		return;
+	for (i = 0; i < m->nrcpt; i++) {
+		free(m->rcpts[i]);
+		free(m->orcpts[i]);
+	}
+	free(m->rcpts);
+	free(m->orcpts);
+	free(m->notify);
+	free(m->sender);
+	free(m->data);
+	free(m->envid);
+	free(m->client_name);
+	free(m->client_addr);
+	free(m->helo);
+	free(m->auth_user);
+	free(m->xforward_ident);
+	free(m->protocol);
+	free(m);
+}
+
+static char *smtpd_dup(const char *s)
+{
+	return s != NULL ? strdup(s) : NULL;
+}
+
+/* Move the transaction into a struct smtpd_msg for the hook. */
+static struct smtpd_msg *smtpd_msg_take(struct smtpd_session *s)
+{
+	struct smtpd_msg *m = calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		return NULL;
+	memcpy(m->qid, s->qid, sizeof(m->qid));
+	m->sender = s->sender;
+	m->rcpts = s->rcpts;
+	m->orcpts = s->orcpts;
+	m->notify = s->notify;
+	m->nrcpt = s->nrcpt;
+	m->envid = s->envid;
+	s->sender = s->envid = NULL;
+	s->rcpts = s->orcpts = NULL;
+	s->notify = NULL;
+	s->nrcpt = s->rcpt_cap = 0;
+	m->len = s->msg.len;
+	m->data = buf_steal(&s->msg);
+	m->body = s->body;
+	m->ret = s->ret;
+	m->smtputf8 = (s->flags & SMTPD_F_SMTPUTF8) != 0;
+	m->client_name = strdup(smtpd_client_name(s));
+	m->client_addr = strdup(smtpd_client_addr(s));
+	m->helo = smtpd_dup(s->xf[SMTPD_XF_HELO] != NULL ?
+	                    s->xf[SMTPD_XF_HELO] : s->helo);
+	m->auth_user = smtpd_dup(s->auth_user);
+	m->xforward_ident = smtpd_dup(s->xf[SMTPD_XF_IDENT]);
+	m->protocol = strdup(s->xf[SMTPD_XF_PROTO] != NULL ?
+	                     s->xf[SMTPD_XF_PROTO] : smtpd_protocol(s));
+	if (m->data == NULL || m->client_name == NULL ||
+	    m->client_addr == NULL || m->protocol == NULL) {
+		smtpd_msg_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* The body is complete and acceptable: hand it to the daemon. */
+static void smtpd_msg_deliver(struct smtpd_session *s)
+{
+	struct smtpd_server *srv = s->srv;
+	struct smtpd_msg *m;
+	size_t size = s->msg.len;
+	int nrcpt = s->nrcpt;
+
+	log_info("%s: from=<%s>, size=%zu, nrcpt=%d", s->qid, s->sender,
+	         size, nrcpt);
+	m = smtpd_msg_take(s);
+	if (m == NULL) {
+		smtpd_message_done(s, 451, "4.3.0 Error: out of memory");
+		return;
+	}
+	if (srv->hooks.message == NULL) {
+		smtpd_msg_free(m);
+		smtpd_message_done(s, 0, NULL);
+		return;
+	}
+	smtpd_hook_begin(s, SMTPD_W_MESSAGE);
+	srv->hooks.message(s, m, srv->ctx);
+	smtpd_hook_end(s);
+}
+
+static void smtpd_message_done(struct smtpd_session *s, int code,
+                               const char *text)
+{
+	if (s->state == SMTPD_ST_WAIT)
+		smtpd_set_state(s, SMTPD_ST_CMD);
+	if (code == 0 || (code >= 200 && code < 300)) {
+		smtpd_ok(s);
+		if (code == 0)
+			smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+		else
+			smtpd_reply(s, "%d %s", code, text != NULL ? text : "");
+	} else {
+		smtpd_reject(s, "END-OF-MESSAGE", code, text != NULL ? text :
+		             "4.3.0 Error: queue file write error", NULL);
+	}
+	smtpd_txn_reset(s);
+}
+
+/* End of a DATA body: judge what the reader saw. */
+static void smtpd_data_end(struct smtpd_session *s)
+{
+	int bad = s->dr.flags;
+
+	if (s->flags & SMTPD_F_TOO_BIG) {
+		smtpd_reject(s, "END-OF-MESSAGE", 552,
+		             "5.3.4 Error: message file too big", NULL);
+		smtpd_txn_reset(s);
+		return;
+	}
+	if (bad != 0 && !s->srv->set.allow_bare_newline) {
+		/* Postfix smtpd_forbid_bare_newline: the whole message is
+		 * refused, and since only CRLF.CRLF ended it, whatever was
+		 * hidden behind a bare LF or CR went with it. */
+		smtpd_reject(s, "END-OF-MESSAGE", 550,
+		             (bad & SMTP_LINE_DATA_BARE_LF) ?
+		             "5.5.2 Error: bare <LF> received" :
+		             "5.5.2 Error: bare <CR> received", NULL);
+		smtpd_txn_reset(s);
+		return;
+	}
+	smtpd_msg_deliver(s);
+}
+
+/* ---- commands -------------------------------------------------------- */
+
+/* A name from the client that goes into headers and logs: printable ASCII
+ * without the characters that would break a Received: comment. */
+static char *smtpd_clean_dup(const char *in, size_t len)
+{
+	char *p = smtpd_strndup(in, len > 255 ? 255 : len);
+	size_t i;
+
+	for (i = 0; p != NULL && p[i] != '\0'; i++)
+		if ((unsigned char)p[i] < 33 || (unsigned char)p[i] > 126 ||
+		    p[i] == '(' || p[i] == ')' || p[i] == '\\')
+			p[i] = '?';
+	return p;
+}
+
+static const char *smtpd_mechs(struct smtpd_session *s)
+{
+	struct smtpd_server *srv = s->srv;
+	int tls = (s->flags & SMTPD_F_TLS) != 0;
+	struct sasl_glue_server *g;
+	struct err err;
+
+	if (srv->mechs[tls] != NULL)
+		return srv->mechs[tls];
+	g = sasl_glue_server_new(srv->set.sasl_service, srv->set.myhostname,
+	                         NULL, NULL, tls ? tls_ssf(s->bev) : 0, &err);
+	if (g == NULL) {
+		log_warn("SASL: %s", err.msg);
+		return "";
+	}
+	if (srv->set.sasl_options == NULL ||
+	    sasl_glue_server_set_options(g, srv->set.sasl_options, &err) == 0)
+		srv->mechs[tls] = strdup(sasl_glue_server_mechs(g));
+	else
+		log_warn("SASL: %s", err.msg);
+	sasl_glue_server_free(g);
+	return srv->mechs[tls] != NULL ? srv->mechs[tls] : "";
+}
+
+static int smtpd_auth_offered(struct smtpd_session *s)
+{
+	const struct smtpd_settings *set = &s->srv->set;
+
+	return set->auth_enable &&
+	       ((s->flags & SMTPD_F_TLS) || !set->tls_auth_only);
+}
+
+static void smtpd_cmd_ehlo(struct smtpd_session *s, const struct smtp_cmd *c)
+{
+	const struct smtpd_settings *set = &s->srv->set;
+	const char *cap[12];
+	char size[40], auth[256];
+	int n = 0, i;
+
+	free(s->helo);
+	s->helo = smtpd_clean_dup(c->arg, c->arg_len);
+	smtpd_txn_reset(s);
+	smtpd_ok(s);
+	if (c->verb == SMTP_CMD_HELO) {
+		s->flags &= ~SMTPD_F_ESMTP;
+		smtpd_reply(s, "250 %s", set->myhostname);
+		return;
+	}
+	s->flags |= SMTPD_F_ESMTP;
+	cap[n++] = "PIPELINING";
+	if (set->message_size_limit > 0)
+		snprintf(size, sizeof(size), "SIZE %zu", set->message_size_limit);
+	else
+		snprintf(size, sizeof(size), "SIZE");
+	cap[n++] = size;
+	if (set->tls_ctx != NULL && !(s->flags & SMTPD_F_TLS))
+		cap[n++] = "STARTTLS";
+	if (smtpd_auth_offered(s) && smtpd_mechs(s)[0] != '\0') {
+		snprintf(auth, sizeof(auth), "AUTH %s", smtpd_mechs(s));
+		cap[n++] = auth;
+	}
+	cap[n++] = "ENHANCEDSTATUSCODES";
+	cap[n++] = "8BITMIME";
+	s->flags &= ~SMTPD_F_XFWD;
+	if (s->srv->hooks.xforward_ok != NULL &&
+	    s->srv->hooks.xforward_ok(s, s->srv->ctx)) {
+		s->flags |= SMTPD_F_XFWD;
+		cap[n++] = "XFORWARD NAME ADDR PROTO HELO IDENT SOURCE PORT";
+	}
+	if (!set->no_chunking)
+		cap[n++] = "CHUNKING";
+	cap[n++] = "SMTPUTF8";
+	smtpd_reply(s, "250-%s", set->myhostname);
+	for (i = 0; i < n; i++)
+		smtpd_reply(s, "250%c%s", i + 1 < n ? '-' : ' ', cap[i]);
+}
+
+static long smtpd_xtext(const char *in, size_t len, char **out_r)
+{
+	char tmp[256];
+	long n = smtp_cmd_xtext_decode(in, len, tmp, sizeof(tmp));
+
+	*out_r = NULL;
+	if (n < 0)
+		return -1;
+	*out_r = strdup(tmp);
+	return *out_r == NULL ? -1 : n;
+}
+
+static void smtpd_cmd_mail(struct smtpd_session *s, const struct smtp_cmd *c)
+{
+	const struct smtpd_settings *set = &s->srv->set;
+	unsigned flags = ADDR_NULL_OK | ADDR_RELAY_CHARS_OK;
+	char text[ADDR_TEXT_MAX];
+	struct addr a;
+	size_t used;
+
+	if (s->helo == NULL)
+		return smtpd_reply_error(s, 503, "5.5.1 Error: send HELO/EHLO first");
+	if (s->sender != NULL)
+		return smtpd_reply_error(s, 503, "5.5.1 Error: nested MAIL command");
+	if (set->tls_required && !(s->flags & SMTPD_F_TLS))
+		return smtpd_reply_error(s, 530, "5.7.0 Must issue a STARTTLS command first");
+	if (c->has_size && set->message_size_limit > 0 &&
+	    c->size > set->message_size_limit)
+		return smtpd_reject(s, "MAIL", 552,
+		                    "5.3.4 Message size exceeds fixed limit", NULL);
+	if (c->body == SMTP_BODY_BINARYMIME)
+		return smtpd_reply_error(s, 555, "5.5.4 Unsupported option: BODY=BINARYMIME");
+	if (c->smtputf8)
+		flags |= ADDR_UTF8;
+	if (addr_parse_path(c->path - 1, c->path_len + 2, flags, &a, &used) !=
+	        ADDR_OK || used != c->path_len + 2 ||
+	    addr_format(&a, text, sizeof(text)) < 0)
+		return smtpd_reject(s, "MAIL", 501,
+		                    "5.1.7 Bad sender address syntax", NULL);
+	if (c->envid != NULL && smtpd_xtext(c->envid, c->envid_len, &s->envid) < 0)
+		return smtpd_reply_error(s, 501, "5.5.4 Bad ENVID parameter");
+	s->sender = strdup(text);
+	if (s->sender == NULL)
+		return smtpd_reply_error(s, 451, "4.3.0 Error: out of memory");
+	smtpd_qid_new(s->qid);
+	if (s->auth_user != NULL)
+		log_info("%s: client=%s[%s], sasl_username=%s", s->qid,
+		         smtpd_client_name(s), s->addr, s->auth_user);
+	else
+		log_info("%s: client=%s[%s]", s->qid, smtpd_client_name(s),
+		         s->addr);
+	s->body = c->body;
+	s->ret = c->ret;
+	s->declared_size = c->has_size ? c->size : 0;
+	if (c->smtputf8)
+		s->flags |= SMTPD_F_SMTPUTF8;
+	if (s->srv->hooks.mail == NULL) {
+		s->wait = SMTPD_W_MAIL;
+		return smtpd_resumed(s, 0, NULL);
+	}
+	smtpd_hook_begin(s, SMTPD_W_MAIL);
+	s->srv->hooks.mail(s, s->sender, s->srv->ctx);
+	smtpd_hook_end(s);
+}
+
+static void smtpd_cmd_rcpt(struct smtpd_session *s, const struct smtp_cmd *c)
+{
+	unsigned flags = ADDR_POSTMASTER_OK;
+	char text[ADDR_TEXT_MAX], deny[ADDR_TEXT_MAX + 64];
+	struct addr a;
+	size_t used;
+	enum addr_rc rc;
+
+	if (s->sender == NULL)
+		return smtpd_reply_error(s, 503, "5.5.1 Error: need MAIL command");
+	if (s->nrcpt >= s->srv->set.recipient_limit) {
+		/* RFC 5321 §4.5.3.1.8: 452, and the client goes on */
+		smtpd_reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	if (s->flags & SMTPD_F_SMTPUTF8)
+		flags |= ADDR_UTF8;
+	rc = addr_parse_path(c->path - 1, c->path_len + 2, flags, &a, &used);
+	if (rc == ADDR_ERR_ROUTE || rc == ADDR_ERR_RELAY_CHAR) {
+		/* source routes and %/! forms are relay tricks: refused as
+		 * relaying, whatever domain they end in */
+		char shown[128];
+
+		smtpd_printable(c->path, c->path_len, shown, sizeof(shown));
+		snprintf(deny, sizeof(deny), "5.7.1 <%s>: Relay access denied",
+		         shown);
+		return smtpd_reject(s, "RCPT", 554, deny, shown);
+	}
+	if (rc != ADDR_OK || used != c->path_len + 2 || a.is_null ||
+	    addr_format(&a, text, sizeof(text)) < 0)
+		return smtpd_reject(s, "RCPT", 501,
+		                    "5.1.3 Bad recipient address syntax", NULL);
+	free(s->pending);
+	free(s->pending_orcpt);
+	s->pending = strdup(text);
+	s->pending_orcpt = c->orcpt != NULL ?
+	                   smtpd_strndup(c->orcpt, c->orcpt_len) : NULL;
+	s->pending_notify = c->notify;
+	if (s->pending == NULL)
+		return smtpd_reply_error(s, 451, "4.3.0 Error: out of memory");
+	if (s->srv->hooks.rcpt == NULL) {
+		s->wait = SMTPD_W_RCPT;
+		return smtpd_resumed(s, 0, NULL);
+	}
+	smtpd_hook_begin(s, SMTPD_W_RCPT);
+	s->srv->hooks.rcpt(s, s->pending, s->srv->ctx);
+	smtpd_hook_end(s);
+}
+
+static int smtpd_txn_ready(struct smtpd_session *s)
+{
+	if (s->sender == NULL) {
+		smtpd_reply_error(s, 503, "5.5.1 Error: need MAIL command");
+		return 0;
+	}
+	if (s->nrcpt == 0) {
+		smtpd_reply_error(s, 554, "5.5.1 Error: no valid recipients");
+		return 0;
+	}
+	return 1;
+}
+
+static void smtpd_cmd_data(struct smtpd_session *s, const struct smtp_cmd *c)
+{
+	if (!smtpd_txn_ready(s))
+		return;
+	if (s->flags & SMTPD_F_BDAT)
+		return smtpd_reply_error(s, 503, "5.5.1 Error: DATA after BDAT");
+	if (smtpd_msg_begin(s) < 0) {
+		buf_free(&s->msg);
+		return smtpd_reply_error(s, 451, "4.3.0 Error: out of memory");
+	}
+	/* counted as ok by its final reply, not by the 354 */
+	smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	smtp_line_data_init(&s->dr);
+	smtpd_set_state(s, SMTPD_ST_DATA);
+}
+
+/* RFC 3030 §3: the chunk is read even when the command is refused. */
+static void smtpd_cmd_bdat(struct smtpd_session *s, const struct smtp_cmd *c)
+{
+	s->bdat_left = c->chunk_size;
+	s->bdat_last = c->last;
+	if (s->sender == NULL || s->nrcpt == 0) {
+		s->flags |= SMTPD_F_BDAT_BAD;
+	} else if (!(s->flags & SMTPD_F_BDAT)) {
+		s->flags |= SMTPD_F_BDAT;
+		if (smtpd_msg_begin(s) < 0) {
+			buf_free(&s->msg);
+			s->flags |= SMTPD_F_TOO_BIG;
+		}
+	}
+	smtpd_set_state(s, SMTPD_ST_BDAT);
+}
+
+static void smtpd_cmd_starttls(struct smtpd_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t n = evbuffer_get_length(in);
+	struct bufferevent *tb;
+	struct err err;
+	int i;
+
+	if (s->srv->set.tls_ctx == NULL)
+		return smtpd_reply_error(s, 502, "5.5.1 Error: command not implemented");
+	if (s->flags & SMTPD_F_TLS)
+		return smtpd_reply_error(s, 554, "5.5.1 Error: TLS already active");
+	smtpd_ok(s);
+	smtpd_reply(s, "220 2.0.0 Ready to start TLS");
+	/* RFC 3207 §4.2: forget all pre-TLS state, including bytes pipelined
+	 * after STARTTLS (the CVE-2011-0411 injection). */
+	if (n > 0) {
+		log_info("discarding %zu bytes pipelined after STARTTLS from "
+		         "%s[%s]", n, smtpd_client_name(s), s->addr);
+		evbuffer_drain(in, n);
+	}
+	tb = tls_bev_starttls_server(s->bev, s->srv->set.tls_ctx, &err);
+	if (tb == NULL) {
+		log_warn("STARTTLS from %s[%s]: %s", smtpd_client_name(s),
+		         s->addr, err.msg);
+		smtpd_close(s);
+		return;
+	}
+	s->bev = tb;
+	s->flags |= SMTPD_F_TLS;
+	s->flags &= ~(SMTPD_F_ESMTP | SMTPD_F_XFWD);
+	smtpd_txn_reset(s);
+	free(s->helo);
+	free(s->auth_user);
+	s->helo = s->auth_user = NULL;
+	for (i = 0; i < SMTPD_XF_N; i++) {
+		free(s->xf[i]);
+		s->xf[i] = NULL;
+	}
+}
+
+static void smtpd_cmd_xforward(struct smtpd_session *s,
+                               const struct smtp_cmd *c)
+{
+	static const char *const names[SMTPD_XF_N] = { "NAME", "ADDR", "HELO",
+	                                               "IDENT", "PROTO" };
+	int i, k;
+
+	if (!(s->flags & SMTPD_F_XFWD))
+		return smtpd_reply_error(s, 550, "5.7.0 Error: insufficient authorization");
+	if (s->sender != NULL)
+		return smtpd_reply_error(s, 503, "5.5.1 Error: MAIL transaction in progress");
+	for (i = 0; i < c->nxattr; i++) {
+		const struct smtp_cmd_xattr *x = &c->xattr[i];
+		char *v;
+
+		for (k = 0; k < SMTPD_XF_N; k++)
+			if (x->name_len == strlen(names[k]) &&
+			    strncasecmp(x->name, names[k], x->name_len) == 0)
+				break;
+		if (k == SMTPD_XF_N)
+			continue;   /* PORT, SOURCE: accepted, not kept */
+		if (smtpd_xtext(x->value, x->value_len, &v) < 0)
+			return smtpd_reply_error(s, 501, "5.5.4 Bad XFORWARD attribute value");
+		free(s->xf[k]);
+		s->xf[k] = NULL;
+		if (strcmp(v, "[UNAVAILABLE]") != 0 &&
+		    strcmp(v, "[TEMPUNAVAIL]") != 0)
+			s->xf[k] = smtpd_clean_dup(strncasecmp(v, "IPV6:", 5) == 0 &&
+			                           k == SMTPD_XF_ADDR ? v + 5 : v,
+			                           strlen(v));
+		free(v);
+	}
+	smtpd_ok(s);
+	smtpd_reply(s, "250 2.0.0 Ok");
+}
+
+static void smtpd_cmd_auth(struct smtpd_session *s, const struct smtp_cmd *c)
+{
+	if (!smtpd_auth_offered(s))
+		return smtpd_reply_error(s, 503, "5.5.1 Error: authentication not enabled");
+	if (s->auth_user != NULL)
+		return smtpd_reply_error(s, 503, "5.5.1 Error: already authenticated");
+	if (s->sender != NULL)
+		return smtpd_reply_error(s, 503, "5.5.1 Error: MAIL transaction in progress");
+	free(s->auth_mech);
+	free(s->auth_in);
+	s->auth_mech = smtpd_strndup(c->mech, c->mech_len);
+	s->auth_in = c->initial != NULL ?
+	             smtpd_strndup(c->initial, c->initial_len) : NULL;
+	if (s->auth_mech == NULL)
+		return smtpd_reply_error(s, 454, "4.7.0 Temporary authentication failure");
+	if (s->srv->hooks.auth_check == NULL)
+		return smtpd_auth_start(s);
+	smtpd_hook_begin(s, SMTPD_W_AUTH_CHECK);
+	s->srv->hooks.auth_check(s, s->auth_mech, s->srv->ctx);
+	smtpd_hook_end(s);
+}
+
+static void smtpd_cmd_misc(struct smtpd_session *s, const struct smtp_cmd *c)
+{
+	switch (c->verb) {
+	case SMTP_CMD_RSET:
+		smtpd_txn_reset(s);
+		smtpd_ok(s);
+		smtpd_reply(s, "250 2.0.0 Ok");
+		return;
+	case SMTP_CMD_NOOP:
+		smtpd_ok(s);
+		smtpd_reply(s, "250 2.0.0 Ok");
+		return;
+	case SMTP_CMD_QUIT:
+		smtpd_ok(s);
+		s->flags |= SMTPD_F_QUIT;
+		smtpd_reply(s, "221 2.0.0 Bye");
+		smtpd_close(s);
+		return;
+	case SMTP_CMD_HELP:
+		smtpd_ok(s);
+		smtpd_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA "
+		            "BDAT RSET NOOP QUIT HELP VRFY%s%s",
+		            s->srv->set.tls_ctx != NULL ? " STARTTLS" : "",
+		            smtpd_auth_offered(s) ? " AUTH" : "");
+		return;
+	case SMTP_CMD_VRFY:
+		/* RFC 5321 §3.5.3: 252 says nothing about the address */
+		smtpd_ok(s);
+		smtpd_reply(s, "252 2.0.0 Cannot VRFY user, but will accept "
+		            "message and attempt delivery");
+		return;
+	case SMTP_CMD_EXPN:
+		return smtpd_reply_error(s, 502, "5.5.1 EXPN command is disabled");
+	case SMTP_CMD_HTTP:
+		log_info("NOQUEUE: reject: HTTP command from %s[%s]",
+		         smtpd_client_name(s), s->addr);
+		smtpd_reply(s, "554 5.7.0 Error: this is an SMTP server, not a "
+		            "web proxy");
+		smtpd_close(s);
+		return;
+	default:
+		return smtpd_reply_error(s, 502, "5.5.1 Error: command not implemented");
+	}
+}
+
+static void smtpd_command(struct smtpd_session *s, const char *line,
+                          size_t len)
+{
+	struct smtp_cmd c;
+	enum smtp_rc rc = smtp_cmd_parse(line, len, &c);
+
+	s->last_verb = c.verb;
+	if (s->cmd_all[c.verb] < UINT16_MAX)
+		s->cmd_all[c.verb]++;
+	if (rc == SMTP_ERR_UNKNOWN)
+		return smtpd_reply_error(s, 500, c.why);
+	if (rc == SMTP_ERR_PARAM)
+		return smtpd_reply_error(s, 555, c.why);
+	if (rc != SMTP_OK)
+		return smtpd_reply_error(s, 501, c.why);
+	switch (c.verb) {
+	case SMTP_CMD_EHLO:
+	case SMTP_CMD_HELO:
+		return smtpd_cmd_ehlo(s, &c);
+	case SMTP_CMD_MAIL:
+		return smtpd_cmd_mail(s, &c);
+	case SMTP_CMD_RCPT:
+		return smtpd_cmd_rcpt(s, &c);
+	case SMTP_CMD_DATA:
+		return smtpd_cmd_data(s, &c);
+	case SMTP_CMD_BDAT:
+		if (s->srv->set.no_chunking)
+			return smtpd_reply_error(s, 502, "5.5.1 Error: command not implemented");
+		return smtpd_cmd_bdat(s, &c);
+	case SMTP_CMD_STARTTLS:
+		return smtpd_cmd_starttls(s);
+	case SMTP_CMD_AUTH:
+		return smtpd_cmd_auth(s, &c);
+	case SMTP_CMD_XFORWARD:
+		return smtpd_cmd_xforward(s, &c);
+	default:
+		return smtpd_cmd_misc(s, &c);
+	}
+}
+
+/* ---- AUTH on the worker pool ---------------------------------------- */
+
+static void smtpd_auth_job_free(struct smtpd_auth_job *j)
+{
+	free(j->mech);
+	free(j->in);
+	free(j->out);
+	free(j);
+}
+
+/* Worker thread: touches the job only. */
+static void smtpd_auth_work(void *arg)
+{
+	struct smtpd_auth_job *j = arg;
+
+	if (j->mech != NULL)
+		j->rc = sasl_glue_server_start(j->sasl, j->mech, j->in, &j->out);
+	else
+		j->rc = sasl_glue_server_step(j->sasl, j->in, &j->out);
+}
+
+static void smtpd_auth_finish(struct smtpd_session *s)
+{
+	sasl_glue_server_free(s->sasl);
+	s->sasl = NULL;
+	free(s->auth_mech);
+	free(s->auth_in);
+	s->auth_mech = s->auth_in = NULL;
+	smtpd_set_state(s, SMTPD_ST_CMD);
+}
+
+static void smtpd_auth_result(struct smtpd_session *s,
+                              struct smtpd_auth_job *j)
+{
+	struct smtpd_server *srv = s->srv;
+	const char *mech = s->auth_mech != NULL ? s->auth_mech : "?";
+
+	switch (j->rc) {
+	case SASL_GLUE_CONTINUE:
+		smtpd_reply(s, "334 %s", j->out != NULL ? j->out : "");
+		smtpd_set_state(s, SMTPD_ST_AUTH);
+		return;
+	case SASL_GLUE_OK:
+		s->auth_user = strdup(sasl_glue_server_user(s->sasl));
+		if (s->auth_user == NULL)
+			break;
+		log_info("%s[%s]: sasl_method=%s, sasl_username=%s",
+		         smtpd_client_name(s), s->addr, mech, s->auth_user);
+		if (srv->hooks.auth_result != NULL)
+			srv->hooks.auth_result(s, mech, s->auth_user, 1, srv->ctx);
+		smtpd_ok(s);
+		smtpd_reply(s, "235 2.7.0 Authentication successful");
+		smtpd_auth_finish(s);
+		return;
+	case SASL_GLUE_FAIL:
+		log_warn("%s[%s]: SASL %s authentication failed: %s",
+		         smtpd_client_name(s), s->addr, mech,
+		         sasl_glue_server_error(s->sasl));
+		if (srv->hooks.auth_result != NULL)
+			srv->hooks.auth_result(s, mech, NULL, 0, srv->ctx);
+		smtpd_auth_finish(s);
+		smtpd_reply_error(s, 535, "5.7.8 Error: authentication failed");
+		return;
+	case SASL_GLUE_BADPROT:
+		smtpd_auth_finish(s);
+		smtpd_reply_error(s, 501, "5.7.0 Authentication aborted");
+		return;
+	case SASL_GLUE_NOMECH:
+		smtpd_auth_finish(s);
+		smtpd_reply_error(s, 504, "5.5.4 Unsupported authentication mechanism");
+		return;
+	default:
+		break;
+	}
+	log_warn("%s[%s]: SASL %s authentication: temporary failure: %s",
+	         smtpd_client_name(s), s->addr, mech,
+	         s->sasl != NULL ? sasl_glue_server_error(s->sasl) : "");
+	smtpd_auth_finish(s);
+	smtpd_reply_error(s, 454, "4.7.0 Temporary authentication failure");
+}
+
+/* Loop thread, after the worker: the client may have gone meanwhile. */
+static void smtpd_auth_done(void *arg)
+{
+	struct smtpd_auth_job *j = arg;
+	struct smtpd_server *srv = j->srv;
+	struct smtpd_session *s;
+
+	srv->jobs--;
+	if (srv->dead) {
+		sasl_glue_server_free(j->sasl);
+		smtpd_auth_job_free(j);
+		if (srv->jobs == 0)
+			free(srv);
+		return;
+	}
+	s = smtpd_find(srv, j->sid);
+	if (s == NULL || s->wait != SMTPD_W_AUTH_JOB || s->sasl != j->sasl) {
+		sasl_glue_server_free(j->sasl);
+		smtpd_auth_job_free(j);
+		return;
+	}
+	s->wait = SMTPD_W_NONE;
+	smtpd_auth_result(s, j);
+	smtpd_auth_job_free(j);
+	smtpd_process(s);
+}
+
+static void smtpd_auth_submit(struct smtpd_session *s, const char *mech,
+                              const char *in)
+{
+	struct smtpd_auth_job *j = calloc(1, sizeof(*j));
+
+	if (j != NULL) {
+		j->srv = s->srv;
+		j->sid = s->id;
+		j->sasl = s->sasl;
+		j->mech = mech != NULL ? strdup(mech) : NULL;
+		j->in = in != NULL ? strdup(in) : NULL;
+	}
+	if (j == NULL || (mech != NULL && j->mech == NULL) ||
+	    (in != NULL && j->in == NULL) ||
+	    work_submit(s->srv->set.pool, smtpd_auth_work, smtpd_auth_done,
+	                j) < 0) {
+		if (j != NULL)
+			smtpd_auth_job_free(j);
+		smtpd_auth_finish(s);
+		smtpd_reply_error(s, 454, "4.7.0 Temporary authentication failure");
+		return;
+	}
+	s->srv->jobs++;
+	smtpd_set_state(s, SMTPD_ST_WAIT);
+	s->wait = SMTPD_W_AUTH_JOB;
+}
+
+static void smtpd_auth_start(struct smtpd_session *s)
+{
+	const struct smtpd_settings *set = &s->srv->set;
+	char lip[80] = "", rip[80] = "";
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd = (int)bufferevent_getfd(s->bev);
+	struct err err;
+
+	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		sasl_glue_ipport((struct sockaddr *)&ss, lip, sizeof(lip));
+	sl = sizeof(ss);
+	if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		sasl_glue_ipport((struct sockaddr *)&ss, rip, sizeof(rip));
+	sasl_glue_server_free(s->sasl);
+	s->sasl = sasl_glue_server_new(set->sasl_service, set->myhostname,
+	                               lip[0] ? lip : NULL, rip[0] ? rip : NULL,
+	                               tls_ssf(s->bev), &err);
+	if (s->sasl != NULL && set->sasl_options != NULL &&
+	    sasl_glue_server_set_options(s->sasl, set->sasl_options, &err) < 0) {
+		sasl_glue_server_free(s->sasl);
+		s->sasl = NULL;
+	}
+	if (s->sasl == NULL || set->pool == NULL) {
+		log_warn("%s[%s]: SASL: %s", smtpd_client_name(s), s->addr,
+		         s->sasl == NULL ? err.msg : "no worker pool");
+		smtpd_auth_finish(s);
+		smtpd_reply_error(s, 454, "4.7.0 Temporary authentication failure");
+		return;
+	}
+	smtpd_auth_submit(s, s->auth_mech, s->auth_in);
+}
+
+/* A line answering a 334 challenge (RFC 4954 §4; "*" cancels). */
+static void smtpd_auth_response(struct smtpd_session *s, const char *line,
+                                size_t len)
+{
+	char *in = smtpd_strndup(line, len);
+
+	if (in == NULL) {
+		smtpd_auth_finish(s);
+		smtpd_reply_error(s, 454, "4.7.0 Temporary authentication failure");
+		return;
+	}
+	smtpd_auth_submit(s, NULL, in);
+	free(in);
+}
+
+/* ---- input ----------------------------------------------------------- */
+
+/* After a line longer than the limit: drop bytes up to its LF. */
+static int smtpd_read_skip(struct smtpd_session *s, struct evbuffer *in)
+{
+	struct evbuffer_iovec v;
+	size_t used;
+
+	while (evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
+		enum smtp_rc rc = smtp_line_skip(v.iov_base, v.iov_len, &used);
+
+		evbuffer_drain(in, used);
+		if (rc == SMTP_OK) {
+			s->flags &= ~SMTPD_F_SKIPPING;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Bare LF in a command with allow_bare_newline: the LF ends the line. */
+static size_t smtpd_lf_line(const char *p, size_t n, size_t *used_r)
+{
+	const char *lf = memchr(p, '\n', n);
+	size_t len = (size_t)(lf - p);
+
+	*used_r = len + 1;
+	return len > 0 && p[len - 1] == '\r' ? len - 1 : len;
+}
+
+static int smtpd_read_line(struct smtpd_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t len = evbuffer_get_length(in), max, take, n, used;
+	char line[SMTPD_AUTH_LINE];
+	const char *p;
+	enum smtp_rc rc;
+
+	if (s->flags & SMTPD_F_SKIPPING)
+		return smtpd_read_skip(s, in);
+	if (len == 0)
+		return 0;
+	max = s->state == SMTPD_ST_AUTH ? SMTPD_AUTH_LINE : s->srv->set.line_limit;
+	take = len < max ? len : max;
+	p = (const char *)evbuffer_pullup(in, take);
+	rc = smtp_line_next(p, take, max, &n, &used);
+	if (rc == SMTP_NEED_MORE)
+		return 0;
+	if (rc == SMTP_ERR_BARE_LF && s->srv->set.allow_bare_newline) {
+		n = smtpd_lf_line(p, take, &used);
+		rc = SMTP_OK;
+	}
+	if (rc == SMTP_ERR_TOO_LONG) {
+		evbuffer_drain(in, take);
+		s->flags |= SMTPD_F_SKIPPING;
+		if (s->state == SMTPD_ST_AUTH)
+			smtpd_auth_finish(s);
+		smtpd_reply_error(s, 500, "5.5.2 Error: line too long");
+		return 1;
+	}
+	if (rc != SMTP_OK) {
+		log_info("%s after %s from %s[%s]", rc == SMTP_ERR_BARE_LF ?
+		         "bare <LF> received" : "bare <CR> received",
+		         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
+		         s->addr);
+		smtpd_reply(s, "521 5.5.2 %s Error: bare <%s> received",
+		            s->srv->set.myhostname,
+		            rc == SMTP_ERR_BARE_LF ? "LF" : "CR");
+		smtpd_close(s);
+		return 0;
+	}
+	memcpy(line, p, n);
+	evbuffer_drain(in, used);
+	if (s->state == SMTPD_ST_AUTH)
+		smtpd_auth_response(s, line, n);
+	else
+		smtpd_command(s, line, n);
+	return 1;
+}
+
+static int smtpd_over_limit(struct smtpd_session *s, size_t more)
+{
+	size_t limit = s->srv->set.message_size_limit;
+
+	return limit > 0 && s->msg.len - s->hdr_len + more > limit;
+}
+
+static int smtpd_read_data(struct smtpd_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer_iovec v[8];
+	int n = evbuffer_peek(in, -1, NULL, v, 8), i;
+	enum smtp_rc rc = SMTP_NEED_MORE;
+	size_t total = 0;
+
+	if (n > 8)
+		n = 8;
+	for (i = 0; i < n && rc == SMTP_NEED_MORE; i++) {
+		size_t olen = 0, used;
+		char *out = NULL;
+
+		if (!(s->flags & SMTPD_F_TOO_BIG)) {
+			if (smtpd_over_limit(s, 0) ||
+			    buf_reserve(&s->msg, v[i].iov_len) < 0) {
+				s->flags |= SMTPD_F_TOO_BIG;
+				buf_free(&s->msg);
+			} else {
+				out = s->msg.p + s->msg.len;
+			}
+		}
+		rc = smtp_line_data_feed(&s->dr, v[i].iov_base, v[i].iov_len,
+		                         out, &olen, &used);
+		if (out != NULL) {
+			s->msg.len += olen;
+			s->msg.p[s->msg.len] = '\0';
+		}
+		total += used;
+	}
+	evbuffer_drain(in, total);
+	if (rc == SMTP_NEED_MORE)
+		return total > 0;
+	if (!(s->flags & SMTPD_F_TOO_BIG) && smtpd_over_limit(s, 0))
+		s->flags |= SMTPD_F_TOO_BIG;
+	smtpd_set_state(s, SMTPD_ST_CMD);
+	smtpd_data_end(s);
+	return 1;
+}
+
+static void smtpd_bdat_end(struct smtpd_session *s)
+{
+	smtpd_set_state(s, SMTPD_ST_CMD);
+	if (s->flags & SMTPD_F_BDAT_BAD) {
+		s->flags &= ~SMTPD_F_BDAT_BAD;
+		smtpd_txn_ready(s);
+		return;
+	}
+	if (s->flags & SMTPD_F_TOO_BIG) {
+		smtpd_reject(s, "END-OF-MESSAGE", 552,
+		             "5.3.4 Error: message file too big", NULL);
+		smtpd_txn_reset(s);
+		return;
+	}
+	if (s->bdat_last) {
+		smtpd_msg_deliver(s);
+		return;
+	}
+	smtpd_ok(s);
+	smtpd_reply(s, "250 2.0.0 Ok: %zu bytes", s->msg.len - s->hdr_len);
+}
+
+static int smtpd_read_bdat(struct smtpd_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t len = evbuffer_get_length(in);
+	size_t n = len < s->bdat_left ? len : (size_t)s->bdat_left;
+
+	if (n > 0) {
+		if (!(s->flags & (SMTPD_F_BDAT_BAD | SMTPD_F_TOO_BIG)) &&
+		    (smtpd_over_limit(s, n) || buf_reserve(&s->msg, n) < 0)) {
+			s->flags |= SMTPD_F_TOO_BIG;
+			buf_free(&s->msg);
+		}
+		if (s->flags & (SMTPD_F_BDAT_BAD | SMTPD_F_TOO_BIG)) {
+			evbuffer_drain(in, n);
+		} else {
+			evbuffer_remove(in, s->msg.p + s->msg.len, n);
+			s->msg.len += n;
+			s->msg.p[s->msg.len] = '\0';
+		}
+		s->bdat_left -= n;
+	}
+	if (s->bdat_left > 0)
+		return 0;
+	smtpd_bdat_end(s);
+	return 1;
+}
+
+static void smtpd_process(struct smtpd_session *s)
+{
+	int more = 1;
+
+	while (more) {
+		switch (s->state) {
+		case SMTPD_ST_CMD:
+		case SMTPD_ST_AUTH:
+			more = smtpd_read_line(s);
+			break;
+		case SMTPD_ST_DATA:
+			more = smtpd_read_data(s);
+			break;
+		case SMTPD_ST_BDAT:
+			more = smtpd_read_bdat(s);
+			break;
+		default:
+			more = 0;
+			break;
+		}
+	}
+}
+
+/* ---- server ---------------------------------------------------------- */
+
+struct smtpd_server *smtpd_server_new(struct event_base *base,
+    const struct smtpd_settings *set, const struct smtpd_hooks *hooks,
+    void *ctx, struct err *err)
+{
+	struct smtpd_server *srv;
+
+	if (set->myhostname == NULL || set->myhostname[0] == '\0') {
+		err_set(err, 0, "smtpd: myhostname is not set");
+		return NULL;
+	}
+	srv = calloc(1, sizeof(*srv));
+	if (srv == NULL) {
+		err_set(err, 1, "out of memory");
+		return NULL;
+	}
+	srv->base = base;
+	srv->set = *set;
+	if (hooks != NULL)
+		srv->hooks = *hooks;
+	srv->ctx = ctx;
+	if (srv->set.name == NULL)
+		srv->set.name = "smtpd";
+	if (srv->set.banner == NULL)
+		srv->set.banner = "ESMTP";
+	if (srv->set.recipient_limit <= 0)
+		srv->set.recipient_limit = 1000;
+	if (srv->set.timeout <= 0)
+		srv->set.timeout = 300;
+	if (srv->set.hard_error_limit <= 0)
+		srv->set.hard_error_limit = 20;
+	if (srv->set.line_limit == 0)
+		srv->set.line_limit = 2048;
+	/* RFC 5321 §4.5.3.1.4: at least 512; our line copy holds 8192 */
+	if (srv->set.line_limit < 512)
+		srv->set.line_limit = 512;
+	if (srv->set.line_limit > 8192)
+		srv->set.line_limit = 8192;
+	if (srv->set.sasl_service == NULL)
+		srv->set.sasl_service = "smtp";
+	return srv;
+}
+
+static void smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+                            struct sockaddr *sa, int salen, void *arg)
+{
+	struct smtpd_server *srv = arg;
+	struct err err;
+	int i, flags = 0, one = 1;
+
+	for (i = 0; i < srv->nlis; i++)
+		if (srv->lis[i] == l)
+			flags = srv->lis_flags[i];
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (smtpd_server_accept(srv, fd, sa, salen, flags, &err) < 0) {
+		log_warn("accept: %s", err.msg);
+		evutil_closesocket(fd);
+	}
+}
+
+static void smtpd_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	int e = EVUTIL_SOCKET_ERROR();
+
+	log_warn("accept: %s", evutil_socket_error_to_string(e));
+}
+
+int smtpd_server_listen(struct smtpd_server *srv, int fd, int flags,
+                        struct err *err)
+{
+	struct evconnlistener *l;
+
+	if (srv->nlis == SMTPD_MAX_LISTEN)
+		return err_set(err, 0, "smtpd: too many listeners");
+	if ((flags & SMTPD_LISTEN_TLS) && srv->set.tls_ctx == NULL)
+		return err_set(err, 0, "smtpd: implicit TLS needs a certificate");
+	/* backlog 0: the socket is listening already (listen_inet) */
+	l = evconnlistener_new(srv->base, smtpd_accept_cb, srv,
+	                       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+	                       0, fd);
+	if (l == NULL)
+		return err_set(err, 1, "smtpd: evconnlistener_new failed");
+	evconnlistener_set_error_cb(l, smtpd_accept_error_cb);
+	srv->lis[srv->nlis] = l;
+	srv->lis_flags[srv->nlis++] = flags;
+	return 0;
+}
+
+void smtpd_server_stop_listening(struct smtpd_server *srv)
+{
+	int i;
+
+	for (i = 0; i < srv->nlis; i++)
+		evconnlistener_free(srv->lis[i]);
+	srv->nlis = 0;
+}
+
+void smtpd_server_free(struct smtpd_server *srv)
+{
+	uint32_t i;
+
+	if (srv == NULL)
+		return;
+	smtpd_server_stop_listening(srv);
+	for (i = 0; i < srv->nslots; i++)
+		if (srv->slots[i] != NULL)
+			smtpd_session_free(srv->slots[i]);
+	free(srv->slots);
+	free(srv->gens);
+	free(srv->freelist);
+	free(srv->mechs[0]);
+	free(srv->mechs[1]);
+	srv->slots = NULL;
+	srv->nslots = 0;
+	/* SASL jobs still on the pool find the server by pointer: the last
+	 * one to finish frees it. */
+	if (srv->jobs > 0)
+		srv->dead = 1;
+	else
+		free(srv);
+}
+
+unsigned smtpd_server_sessions(const struct smtpd_server *srv)
+{
+	return srv->nsessions;
+}
+
+/* ---- accessors ------------------------------------------------------- */
+
+uint64_t smtpd_session_id(const struct smtpd_session *s)
+{
+	return s->id;
+}
+
+struct smtpd_server *smtpd_session_server(const struct smtpd_session *s)
+{
+	return s->srv;
+}
+
+const char *smtpd_session_qid(const struct smtpd_session *s)
+{
+	return s->qid;
+}
+
+const char *smtpd_session_client_addr(const struct smtpd_session *s)
+{
+	return smtpd_client_addr(s);
+}
+
+const char *smtpd_session_client_name(const struct smtpd_session *s)
+{
+	return smtpd_client_name(s);
+}
+
+int smtpd_session_client_port(const struct smtpd_session *s)
+{
+	return s->port;
+}
+
+const char *smtpd_session_helo(const struct smtpd_session *s)
+{
+	return s->helo;
+}
+
+const char *smtpd_session_sender(const struct smtpd_session *s)
+{
+	return s->sender;
+}
+
+const char *smtpd_session_auth_user(const struct smtpd_session *s)
+{
+	return s->auth_user;
+}
+
+int smtpd_session_tls(const struct smtpd_session *s)
+{
+	return (s->flags & SMTPD_F_TLS) != 0;
+}
+
+int smtpd_session_nrcpt(const struct smtpd_session *s)
+{
+	return s->nrcpt;
+}
+
+size_t smtpd_session_declared_size(const struct smtpd_session *s)
+{
+	return (size_t)s->declared_size;
+}
+
+void smtpd_session_set_data(struct smtpd_session *s, void *data)
+{
+	s->data = data;
+}
+
+void *smtpd_session_data(const struct smtpd_session *s)
+{
+	return s->data;
+}

@@ -1,0 +1,98 @@
+/* tls: OpenSSL contexts and libevent bufferevents for implicit TLS
+ * (465/993/995) and STARTTLS (RFC 3207, RFC 2595). A context is shared by
+ * every connection of a daemon; each returned bufferevent owns its SSL.
+ * All functions run on the loop thread. */
+#ifndef TLS_H
+#define TLS_H
+
+#include <stddef.h>
+#include <openssl/ssl.h>
+#include <event2/util.h>
+#include "err.h"
+
+struct event_base;
+struct bufferevent;
+
+/* Server context: TLS 1.2 or later, forward-secret AEAD ciphers for 1.2,
+ * server cipher preference, no compression, no renegotiation.
+ * cert_file is PEM and may hold the chain after the leaf; key_file may
+ * equal cert_file. Fails when the key does not match the certificate.
+ * Free with SSL_CTX_free(). */
+SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file,
+			struct err *err);
+
+/* Client context: TLS 1.2 or later. ca_file NULL uses the system trust
+ * store. verify=1: the handshake fails unless the peer's chain verifies
+ * and (when an sni name is given to tls_bev_*_client) the certificate
+ * matches that name. verify=0: opportunistic (Postfix "may"/"encrypt"). */
+SSL_CTX *tls_client_ctx(const char *ca_file, int verify, struct err *err);
+
+/* Every bufferevent returned below:
+ *  - owns its SSL and closes/frees what it wraps when freed
+ *    (BEV_OPT_CLOSE_ON_FREE);
+ *  - reports an EOF without close_notify as BEV_EVENT_EOF (dirty shutdown
+ *    allowed: many mail clients just close; the mail protocols carry their
+ *    own end markers);
+ *  - reports a failed handshake as BEV_EVENT_ERROR (see tls_bev_error());
+ *  - signals BEV_EVENT_CONNECTED when the handshake completes.
+ * On failure they return NULL with err filled. */
+
+/* Implicit TLS, server side: handshake as server on an accepted fd. On
+ * failure the fd is NOT closed (the caller still owns it). The caller sets
+ * callbacks, watermarks and timeouts and enables EV_READ. */
+struct bufferevent *tls_bev_accept(struct event_base *base,
+				   evutil_socket_t fd, SSL_CTX *ctx,
+				   struct err *err);
+
+/* Implicit TLS, client side, on a connected (or connecting) fd; sni NULL:
+ * no SNI and no name check. On failure the fd is NOT closed. */
+struct bufferevent *tls_bev_connect(struct event_base *base,
+				    evutil_socket_t fd, SSL_CTX *ctx,
+				    const char *sni, struct err *err);
+
+/* STARTTLS: wrap an existing plain bufferevent in a TLS filter.
+ *
+ * State hand-over: the new bufferevent takes plain's callbacks (same
+ * cbarg), read/write watermarks, timeouts and enabled events; plain's own
+ * callbacks are replaced by the filter's. From this call on the caller
+ * must use ONLY the returned bufferevent (store it in the session before
+ * returning to the loop), never plain again: plain is freed when the new
+ * one is freed. On failure NULL is returned and plain is untouched and
+ * still the caller's.
+ *
+ * Server: first write the "220 Ready to start TLS" (IMAP: "OK Begin TLS",
+ * POP3: "+OK") reply to plain, then call this at once: bytes already queued
+ * on plain's output are sent before the handshake. RFC 3207 §4.2 / RFC
+ * 2595 §3.1: anything the client pipelined after STARTTLS is discarded:
+ * plain's input buffer is drained here (the caller should already have
+ * done so), and bytes still unread in the socket break the handshake.
+ *
+ * Client: call after reading the server's 220 to STARTTLS. sni as for
+ * tls_bev_connect(). */
+struct bufferevent *tls_bev_starttls_server(struct bufferevent *plain,
+					    SSL_CTX *ctx, struct err *err);
+struct bufferevent *tls_bev_starttls_client(struct bufferevent *plain,
+					    SSL_CTX *ctx, const char *sni,
+					    struct err *err);
+
+/* 1 when bev is one of the TLS bufferevents above, 0 otherwise. */
+int tls_bev_is_tls(struct bufferevent *bev);
+
+/* Writes e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)"
+ * (Postfix's Received header text) and returns its length; returns 0 and
+ * "" when bev is not TLS or the handshake has not finished. */
+int tls_describe(struct bufferevent *bev, char *out, size_t n);
+
+/* Cipher strength in bits (the SASL external SSF); 0 when not TLS. */
+int tls_ssf(struct bufferevent *bev);
+
+/* 1 when the peer presented a certificate that verified against ctx's
+ * trust store (for client-side logging: "Verified" vs "Untrusted"). */
+int tls_peer_verified(struct bufferevent *bev);
+
+/* Text of the last TLS error on bev for logs ("certificate verify failed",
+ * "wrong version number", ...); "" when none. Call from the event
+ * callback that got BEV_EVENT_ERROR. Returns out. */
+const char *tls_bev_error(struct bufferevent *bev, char *out, size_t n);
+
+#endif

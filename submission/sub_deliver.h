@@ -1,0 +1,36 @@
+/* sub_deliver: the MDA step for one local target: Delivered-To loop check,
+ * quota, Return-Path/Delivered-To headers, then a Maildir (crash-safe,
+ * de-duplicated by a stem derived from the message key and recipient) or
+ * an mbox append under fcntl and dot-file locks. Blocking: worker pool. */
+#ifndef SUB_DELIVER_H
+#define SUB_DELIVER_H
+
+#include <stddef.h>
+
+#include "err.h"
+#include "sub_resolve.h"
+
+enum sub_deliver_rc {
+	SUB_DELIVER_OK,
+	SUB_DELIVER_DUP,     /* this copy was already delivered: nothing done */
+	SUB_DELIVER_TEMP,    /* 4xx, err filled */
+	SUB_DELIVER_PERM,    /* 5xx (loop, over quota), err filled */
+};
+
+/* key: the message's stable identity across retries (the upstream IDENT
+ * when the forwarder sent one, else our queue id). sender: "" for <>.
+ * data: the message with CRLF line ends (stored as is in Maildirs, so
+ * sizes match what IMAP reports; mbox gets LF and >From quoting).
+ * name_r (may be NULL): the Maildir file name written. */
+enum sub_deliver_rc sub_deliver_local(const struct sub_target *t,
+				      const char *key, const char *sender,
+				      const char *data, size_t len,
+				      char *name_r, size_t name_n,
+				      struct err *err);
+
+/* Quota test before the data is known (RCPT with SIZE=): 1 over, 0 fine,
+ * -1 error. Creates nothing. */
+int sub_deliver_over_quota(const struct sub_target *t, long long size,
+			   struct err *err);
+
+#endif

@@ -1,0 +1,58 @@
+/* sub_session: submission's policy on top of the shared SMTP engine
+ * (smtpd.h hooks): client/relay/sender restrictions, AUTH failure limits
+ * and delays (counters in Redis), XFORWARD trust, IDENT de-duplication,
+ * MSA header fixes (RFC 6409 §8), and the hand-off of each message to
+ * local delivery (worker pool) and the outbound queue. main.c owns the
+ * struct sub_server and everything it points to. */
+#ifndef SUB_SESSION_H
+#define SUB_SESSION_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "smtpd.h"
+#include "sub_policy.h"
+#include "sub_resolve.h"
+
+struct event_base;
+struct work_pool;
+struct redisc;
+struct queue;
+struct map;
+
+enum sub_kind { SUB_KIND_SUBMISSION, SUB_KIND_SMTPS, SUB_KIND_INTAKE };
+
+struct sub_server {
+	struct event_base *base;
+	struct work_pool *pool;
+	struct redisc *redis;
+	struct queue *outq;              /* "out" queue, NULL: none */
+	struct sub_resolve resolve;
+	struct map *sender_login_maps;   /* may be NULL */
+	struct sub_policy_net *mynetworks;
+	struct sub_policy_restr client_restr, relay_restr, sender_restr;
+	const char *relay_logins;        /* intake_relay_logins list */
+	const char *myhostname;
+	const char *name;                /* "submission" (logs) */
+	long auth_fail_limit;            /* per connection */
+	long auth_client_fail_limit;     /* per client address and window */
+	long auth_fail_window;           /* seconds */
+	long auth_fail_delay;            /* seconds, doubled per failure */
+	long ident_lifetime;             /* seconds */
+	const char *bounce_sender;       /* notices come from <> */
+};
+
+/* One per listener kind; ctx of its smtpd_server. */
+struct sub_listener {
+	struct sub_server *srv;
+	enum sub_kind kind;
+	struct smtpd_server *smtpd;
+};
+
+/* The hook table every listener uses (ctx = struct sub_listener *). */
+extern const struct smtpd_hooks sub_session_hooks;
+
+/* Sessions in flight (for the benchmark and tests' logs). */
+unsigned sub_session_count(void);
+
+#endif

@@ -1,0 +1,36 @@
+/* Fuzz target for mra/imap_parser: any bytes must give a count, need-more
+ * or an error, never a read outside the input; sequence sets too. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "../../mra/imap_parser.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const struct imap_parser_limits lim = { 1024, 2048, 10 };
+	struct imap_arg args[128];
+	struct imap_parse_need need;
+	enum imap_parse_err err;
+	struct imap_seq_range rng[16];
+	size_t used, off = 0;
+	char *buf = malloc(size + 1), *tag;
+	int n;
+
+	if (buf == NULL)
+		return 0;
+	memcpy(buf, data, size);
+	buf[size] = '\0';
+	while (off < size) {
+		n = imap_parser_parse(&lim, buf + off, size - off, &tag, args,
+				      128, &used, &need, &err);
+		if (n >= 0 && args[0].type == IMAP_ARG_ATOM)
+			(void)imap_seqset_parse(args[0].s, rng, 16);
+		if (used == 0 || used > size - off)
+			break;
+		off += used;
+	}
+	free(buf);
+	return 0;
+}

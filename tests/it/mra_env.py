@@ -1,0 +1,168 @@
+"""Test environment for the mra: a temporary config folder with mra.cf,
+texthash password / mailbox / quota maps, Maildirs under a private
+virtual_mailbox_base, and the daemon started on free 127.0.0.1 ports and
+stopped by PID.
+
+    env = MraEnv(build, tmp_path, tls_cert, free_port).start()
+    env.imap_port, env.imaps_port, env.maildir("alice@example.test")
+    env.deliver("alice@example.test", b"Subject: x\\r\\n\\r\\nbody\\r\\n")
+    env.stop()
+"""
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+USERS = {
+    "alice@example.test": "secret",
+    "bob@example.test": "hunter2",
+}
+
+
+def _hash(pw):
+    out = subprocess.run(["openssl", "passwd", "-6", pw], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    return "{SHA512-CRYPT}" + out
+
+
+class MraEnv:
+    def __init__(self, build, tmp, tls_cert, free_port, users=None,
+                 quota=None, **params):
+        self.build = str(build)
+        # the daemon drops to nobody when run as root: a folder it can
+        # reach (pytest's tmp_path is private to root)
+        self.dir = tempfile.mkdtemp(prefix="mraenv-", dir="/tmp")
+        os.chmod(self.dir, 0o755)
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("nobody")
+            self.uid, self.gid, self.owner = pw.pw_uid, pw.pw_gid, "nobody"
+        else:
+            self.uid, self.gid = os.getuid(), os.getgid()
+            self.owner = pwd.getpwuid(self.uid).pw_name
+        self.tls_cert = tls_cert
+        self.free_port = free_port
+        self.users = dict(users or USERS)
+        self.quota = quota or {}
+        self.params = params
+        self.proc = None
+        self.base = os.path.join(self.dir, "mail")
+        self.etc = os.path.join(self.dir, "etc")
+        self.log = os.path.join(self.dir, "mra.log")
+        os.makedirs(self.base, exist_ok=True)
+        os.makedirs(self.etc, exist_ok=True)
+        os.chown(self.base, self.uid, self.gid)
+        self.imap_port = free_port()
+        self.imaps_port = free_port()
+        self.pop3_port = free_port()
+        self.pop3s_port = free_port()
+        self._write_config()
+
+    def _write_config(self):
+        with open(os.path.join(self.etc, "passwd"), "w") as f:
+            for u, pw in self.users.items():
+                f.write("%s %s\n" % (u, _hash(pw)))
+        with open(os.path.join(self.etc, "mailboxes"), "w") as f:
+            for u in self.users:
+                local, domain = u.split("@")
+                f.write("%s %s/%s/\n" % (u, domain, local))
+        with open(os.path.join(self.etc, "quota"), "w") as f:
+            for u, q in self.quota.items():
+                f.write("%s %d\n" % (u, q))
+        conf = {
+            "myhostname": "mra.example.test",
+            "inet_interfaces": "127.0.0.1",
+            "syslog_enable": "no",
+            "imap_listen": str(self.imap_port),
+            "imaps_listen": str(self.imaps_port),
+            "pop3_listen": str(self.pop3_port),
+            "pop3s_listen": str(self.pop3s_port),
+            "ssl": "yes",
+            "ssl_cert": "<" + self.tls_cert.cert,
+            "ssl_key": "<" + self.tls_cert.key,
+            "disable_plaintext_auth": "yes",
+            "virtual_mailbox_base": self.base,
+            "virtual_mailbox_maps": "texthash:" + os.path.join(self.etc, "mailboxes"),
+            "virtual_password_maps": "texthash:" + os.path.join(self.etc, "passwd"),
+            "virtual_mailbox_limit_maps": "texthash:" + os.path.join(self.etc, "quota"),
+            "auth_failure_delay": "1s",
+            "mail_owner": self.owner,
+        }
+        conf.update({k: str(v) for k, v in self.params.items()})
+        with open(os.path.join(self.etc, "mra.cf"), "w") as f:
+            for k, v in conf.items():
+                f.write("%s = %s\n" % (k, v))
+
+    def maildir(self, user):
+        local, domain = user.split("@")
+        return os.path.join(self.base, domain, local)
+
+    def deliver(self, user, data, folder=None, seq=[0]):
+        """Write a message into new/ the way an MDA does (tmp, rename)."""
+        d = self.maildir(user)
+        if folder:
+            d = os.path.join(d, "." + folder)
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        self.fix_owner()
+        seq[0] += 1
+        name = "%d.M%dP%dQ%d.test,S=%d" % (time.time(), seq[0], os.getpid(),
+                                           seq[0], len(data))
+        tmp = os.path.join(d, "tmp", name)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.chown(tmp, self.uid, self.gid)
+        os.rename(tmp, os.path.join(d, "new", name))
+        return name
+
+    def fix_owner(self):
+        """Give what the test wrote to the user the daemon runs as."""
+        for root, dirs, files in os.walk(self.base):
+            for n in dirs + files:
+                os.chown(os.path.join(root, n), self.uid, self.gid)
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start(self):
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [os.path.join(self.build, "mra"), "-c", self.etc],
+            stdout=logf, stderr=logf)
+        logf.close()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("mra exited: " + self.read_log())
+            try:
+                socket.create_connection(("127.0.0.1", self.imap_port), 0.2).close()
+                socket.create_connection(("127.0.0.1", self.imaps_port), 0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mra did not start: " + self.read_log())
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def read_log(self):
+        try:
+            with open(self.log, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""

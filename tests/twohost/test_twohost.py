@@ -1,0 +1,269 @@
+"""The two-host topology end to end, on one machine, with network
+namespaces (see twohost_site.py for the picture): a client on the "Internet"
+sends to the MX on port 25; the MX's forwarder hands the message to the
+internal host over the inside link, in STARTTLS with SMTP AUTH as the
+relay account; the client reads it over IMAPS and POP3S and submits mail
+on 587. The internal host refuses the MX's address without credentials,
+and with the inside link down the MX keeps the mail and delivers it, once,
+when the link is back.
+
+Run as root: /usr/bin/python3 -m pytest tests/twohost (env BUILD = the
+build folder). Without permission for `ip netns add` the module is
+skipped with the reason.
+"""
+import email.utils
+import imaplib
+import os
+import poplib
+import re
+import smtplib
+import ssl
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from netns import NetnsUnavailable, wait_for  # noqa: E402
+import twohost_site as S  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ALICE, BOB = "alice@" + S.DOMAIN, "bob@" + S.DOMAIN
+
+
+@pytest.fixture(scope="module")
+def site():
+    build = os.path.abspath(os.environ.get("BUILD", os.path.join(ROOT, "build")))
+    tag = "th%04x" % (os.getpid() & 0xFFFF)
+    s = S.Site(build, tag)
+    try:
+        s.start()
+    except NetnsUnavailable as e:
+        s.cleanup()
+        pytest.skip("network namespaces are not available here: %s" % e)
+    except BaseException:
+        logs = s.all_logs()
+        s.cleanup()
+        print(logs)
+        raise
+    print("two-host site up in %.1fs" % s.startup_seconds)
+    yield s
+    print(s.all_logs(tail=15))
+    errors = s.cleanup()
+    assert not errors, "teardown: %s" % errors
+
+
+def client_ctx(site):
+    ctx = ssl.create_default_context(cafile=site.ca)
+    return ctx
+
+
+def message(subject, msgid, to, body):
+    return ("From: Someone <someone@remote.example>\r\n"
+            "To: <%s>\r\n"
+            "Subject: %s\r\n"
+            "Date: %s\r\n"
+            "Message-ID: <%s>\r\n"
+            "\r\n%s" % (to, subject, email.utils.formatdate(), msgid, body)).encode()
+
+
+def strip_trace(raw):
+    """The message after the leading Return-Path:, Delivered-To: and
+    Received: fields (with their continuation lines) the hosts added."""
+    pos = 0
+    while True:
+        m = re.match(rb"(Return-Path|Delivered-To|Received):[^\r\n]*\r\n"
+                     rb"([ \t][^\r\n]*\r\n)*", raw[pos:], re.I)
+        if m is None:
+            return raw[:pos], raw[pos:]
+        pos += m.end()
+
+
+def send_to_mx(site, sender, rcpts, data):
+    def go():
+        with smtplib.SMTP(S.MX_OUT, 25, local_hostname="client.remote.example",
+                          timeout=20) as s:
+            s.ehlo()
+            assert s.has_extn("starttls"), "the MX offers no STARTTLS"
+            s.starttls(context=client_ctx(site))
+            s.ehlo()
+            assert not s.has_extn("auth"), "the MX must never offer AUTH"
+            refused = s.sendmail(sender, rcpts, data)
+            return refused
+    return site.topo.call(site.ns_client, go)
+
+
+def test_mx_forwards_over_authenticated_tls(site):
+    t0 = time.time()
+    body = "Hello from the Internet.\r\n..a dot-stuffed line\r\n" + "x" * 900 + "\r\n"
+    data = message("via the MX", "inbound-1@remote.example", ALICE, body)
+    assert send_to_mx(site, "someone@remote.example", [ALICE], data) == {}
+    got = wait_for(lambda: site.with_message_id(ALICE, "inbound-1@remote.example"),
+                   20, what="the message in alice's Maildir")
+    assert len(got) == 1, got
+    trace, rest = strip_trace(got[0][1])
+    assert rest == data, "the message changed on its way:\n%r\n%r" % (rest, data)
+    # Two Received: fields: the MX's, then the internal host's, which says
+    # the hop came in TLS with AUTH (RFC 3848 ESMTPSA).
+    received = re.findall(rb"(?ms)^Received: .*?(?=^\S|\Z)", trace)
+    assert len(received) == 2, trace
+    inner, outer = received
+    assert b"by " + S.MAIL_NAME.encode() in inner and b"ESMTPSA" in inner, inner
+    assert b"using TLS" in inner, inner
+    assert b"by " + S.MX_NAME.encode() in outer, outer
+    assert b"[" + S.CLIENT_MX.encode() + b"]" in outer, outer
+    # The internal host's log: the MX's inside address logged in as the
+    # relay account (AUTH is offered only inside TLS: smtpd_tls_auth_only).
+    log = site.log("submission.log")
+    assert re.search(r"\[%s\]: sasl_method=\w+, sasl_username=%s"
+                     % (re.escape(S.MX_IN), re.escape(S.RELAY_USER)), log), log
+    print("MX -> internal delivery took %.2fs" % (time.time() - t0))
+
+
+def test_mx_refuses_unknown_and_foreign_recipients(site):
+    """relay_domains and relay_recipient_maps are read from the internal
+    host's MariaDB over the inside link, with the read-only account."""
+    def go():
+        with smtplib.SMTP(S.MX_OUT, 25, local_hostname="client.remote.example",
+                          timeout=20) as s:
+            s.ehlo()
+            s.mail("someone@remote.example")
+            return (s.rcpt("nobody@" + S.DOMAIN)[0], s.rcpt("x@elsewhere.example")[0],
+                    s.rcpt("Alice+tag@" + S.DOMAIN.upper())[0])
+    unknown, foreign, known = site.topo.call(site.ns_client, go)
+    assert unknown == 550, unknown
+    assert foreign == 554, foreign
+    assert known == 250, known
+
+
+def test_client_reads_over_imaps_and_pop3s(site):
+    got = site.with_message_id(ALICE, "inbound-1@remote.example")
+    assert len(got) == 1, "the first test's message is missing"
+    stored = got[0][1]
+
+    def imap():
+        with imaplib.IMAP4_SSL(S.INTERNAL_OUT, 993, ssl_context=client_ctx(site),
+                               timeout=20) as m:
+            assert m.login(ALICE, S.USERS[ALICE])[0] == "OK"
+            typ, n = m.select("INBOX", readonly=True)
+            assert typ == "OK", n
+            typ, ids = m.search(None, "HEADER", "Message-ID", "inbound-1@remote.example")
+            assert typ == "OK" and len(ids[0].split()) == 1, ids
+            typ, parts = m.fetch(ids[0].split()[0], "(RFC822)")
+            assert typ == "OK", parts
+            return parts[0][1]
+
+    assert site.topo.call(site.ns_client, imap) == stored
+
+    def pop3():
+        p = poplib.POP3_SSL(S.INTERNAL_OUT, 995, context=client_ctx(site), timeout=20)
+        try:
+            p.user(ALICE)
+            assert p.pass_(S.USERS[ALICE]).startswith(b"+OK")
+            count, _ = p.stat()
+            for i in range(1, count + 1):
+                _, lines, _ = p.retr(i)
+                raw = b"\r\n".join(lines) + b"\r\n"
+                if b"Message-ID: <inbound-1@remote.example>" in raw:
+                    return raw
+            return None
+        finally:
+            p.quit()
+
+    assert site.topo.call(site.ns_client, pop3) == stored
+
+
+def test_submission_587_alice_to_bob(site):
+    data = message("alice to bob", "sub-1@example.test", BOB, "over 587\r\n")
+
+    def go():
+        with smtplib.SMTP(S.INTERNAL_OUT, 587, local_hostname="laptop.example.test",
+                          timeout=20) as s:
+            s.ehlo()
+            assert not s.has_extn("auth"), "AUTH offered before TLS"
+            s.starttls(context=client_ctx(site))
+            s.ehlo()
+            s.login(ALICE, S.USERS[ALICE])
+            return s.sendmail(ALICE, [BOB], data)
+
+    assert site.topo.call(site.ns_client, go) == {}
+    got = wait_for(lambda: site.with_message_id(BOB, "sub-1@example.test"), 15,
+                   what="the message in bob's Maildir")
+    assert len(got) == 1
+    assert got[0][1].endswith(data)
+    assert got[0][1].startswith(b"Return-Path: <%s>\r\n" % ALICE.encode())
+
+
+def test_internal_refuses_mx_without_credentials(site):
+    def go():
+        out = {}
+        # The intake: nothing before TLS, and nothing without AUTH after.
+        with smtplib.SMTP(S.INTERNAL_IN, S.INTAKE_PORT, timeout=20) as s:
+            s.ehlo("mx.example.test")
+            out["intake_mail_plain"] = s.mail("someone@remote.example")[0]
+        with smtplib.SMTP(S.INTERNAL_IN, S.INTAKE_PORT, timeout=20) as s:
+            s.ehlo("mx.example.test")
+            s.starttls(context=client_ctx(site))
+            s.ehlo("mx.example.test")
+            out["intake_mail_tls"] = s.mail("someone@remote.example")[0]
+            out["intake_rcpt_tls"] = s.rcpt(ALICE)[0]
+        # Port 587 from the MX's address is no different.
+        with smtplib.SMTP(S.INTERNAL_IN, 587, timeout=20) as s:
+            s.ehlo("mx.example.test")
+            s.starttls(context=client_ctx(site))
+            s.ehlo("mx.example.test")
+            out["587_mail"] = s.mail("someone@remote.example")[0]
+            out["587_rcpt"] = s.rcpt(ALICE)[0]
+        # The relay login with a wrong password fails.
+        with smtplib.SMTP(S.INTERNAL_IN, S.INTAKE_PORT, timeout=20) as s:
+            s.ehlo("mx.example.test")
+            s.starttls(context=client_ctx(site))
+            s.ehlo("mx.example.test")
+            try:
+                s.login(S.RELAY_USER, "wrong-password")
+                out["bad_login"] = 235
+            except smtplib.SMTPAuthenticationError as e:
+                out["bad_login"] = e.smtp_code
+        return out
+
+    before = len(site.messages(ALICE))
+    r = site.topo.call(site.ns_mx, go)
+    assert r["intake_mail_plain"] == 530, r
+    assert r["intake_mail_tls"] == 530, r
+    assert r["intake_rcpt_tls"] >= 500, r
+    assert r["587_mail"] == 530 and r["587_rcpt"] >= 500, r
+    assert r["bad_login"] == 535, r
+    assert len(site.messages(ALICE)) == before
+
+
+def mx_queue(site):
+    return [k for k in site.redis(site.ns_mx, "KEYS", "mq:mx:m:*") if k]
+
+
+def test_inside_link_down_mx_keeps_then_delivers_once(site):
+    ids = ["down-%d@remote.example" % i for i in range(5)]
+    site.inside_link(False)
+    try:
+        for i, mid in enumerate(ids):
+            rcpts = [ALICE, BOB] if i == 0 else [ALICE]
+            data = message("while the link is down %d" % i, mid, ALICE,
+                           "kept by the MX %d\r\n" % i)
+            assert send_to_mx(site, "someone@remote.example", rcpts, data) == {}
+        time.sleep(3)   # several forwarder attempts fail meanwhile
+        queued = mx_queue(site)
+        assert len(queued) == len(ids), (queued, site.log("mx-relay.log")[-3000:])
+        for mid in ids:
+            assert site.with_message_id(ALICE, mid) == [], mid
+    finally:
+        site.inside_link(True)
+    t0 = time.time()
+    wait_for(lambda: all(site.with_message_id(ALICE, m) for m in ids) and
+             site.with_message_id(BOB, ids[0]), 40,
+             what="the queued messages after the link came back")
+    wait_for(lambda: mx_queue(site) == [], 15, what="the MX queue to drain")
+    print("link up -> all delivered in %.2fs" % (time.time() - t0))
+    time.sleep(2)   # a duplicate would arrive now
+    for mid in ids:
+        assert len(site.with_message_id(ALICE, mid)) == 1, mid
+    assert len(site.with_message_id(BOB, ids[0])) == 1

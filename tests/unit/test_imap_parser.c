@@ -1,0 +1,198 @@
+/* Unit tests for mra/imap_parser: tags, atoms, quoted strings, literals
+ * (sync and LITERAL+), lists, limits; every complete command is also fed
+ * a byte at a time and must report need-more until its last byte. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "../../mra/imap_parser.h"
+
+static const struct imap_parser_limits test_lim = { 1024, 4096, 8 };
+
+struct test_res {
+	char buf[8192];
+	char *tag;
+	struct imap_arg args[64];
+	size_t used;
+	struct imap_parse_need need;
+	enum imap_parse_err err;
+	int rc;
+};
+
+static int test_parse(struct test_res *r, const char *in, size_t len)
+{
+	memcpy(r->buf, in, len);
+	r->rc = imap_parser_parse(&test_lim, r->buf, len, &r->tag, r->args,
+				  64, &r->used, &r->need, &r->err);
+	return r->rc;
+}
+
+/* Every proper prefix needs more; the whole parses to the same count. */
+static int test_bytewise(const char *in)
+{
+	static struct test_res r;
+	size_t len = strlen(in), i;
+
+	for (i = 0; i < len; i++)
+		assert_int_equal(test_parse(&r, in, i), IMAP_PARSE_NEED_MORE);
+	return test_parse(&r, in, len);
+}
+
+static void test_simple(void **st)
+{
+	static struct test_res r;
+
+	assert_int_equal(test_parse(&r, "a1 NOOP\r\n", 9), 1);
+	assert_string_equal(r.tag, "a1");
+	assert_string_equal(r.args[0].s, "NOOP");
+	assert_int_equal(r.used, 9);
+	assert_int_equal(test_bytewise("a1 NOOP\r\n"), 1);
+}
+
+static void test_quoted_and_list(void **st)
+{
+	static struct test_res r;
+	const char *in = "t2 LOGIN \"al\\\"ice\" (x (y z) \"\") \"p\\\\w\"\r\n";
+	struct imap_arg *l;
+
+	assert_int_equal(test_parse(&r, in, strlen(in)), 4);
+	assert_string_equal(imap_arg_nth(r.args, 1)->s, "al\"ice");
+	l = imap_arg_nth(r.args, 2);
+	assert_int_equal(l->type, IMAP_ARG_LIST);
+	assert_int_equal(l->len, 3);
+	assert_string_equal(l->child->s, "x");
+	assert_int_equal(l->child->next->type, IMAP_ARG_LIST);
+	assert_string_equal(l->child->next->child->next->s, "z");
+	assert_int_equal(l->child->next->next->len, 0);
+	assert_string_equal(imap_arg_nth(r.args, 3)->s, "p\\w");
+	assert_int_equal(test_bytewise(in), 4);
+}
+
+static void test_literal_sync(void **st)
+{
+	static struct test_res r;
+	const char *in = "a LOGIN {5}\r\nal ce {3+}\r\npw!\r\n";
+
+	assert_int_equal(test_parse(&r, in, 13), IMAP_PARSE_NEED_MORE);
+	assert_int_equal(r.need.literal, 1);
+	assert_int_equal(r.need.nonsync, 0);
+	assert_int_equal(r.need.literal_size, 5);
+	assert_int_equal(r.need.literal_at, 13);
+	assert_int_equal(test_parse(&r, in, 26), IMAP_PARSE_NEED_MORE);
+	assert_int_equal(r.need.nonsync, 1);
+	assert_int_equal(test_parse(&r, in, strlen(in)), 3);
+	assert_string_equal(imap_arg_nth(r.args, 1)->s, "al ce");
+	assert_int_equal(imap_arg_nth(r.args, 2)->type, IMAP_ARG_LITERAL);
+	assert_string_equal(imap_arg_nth(r.args, 2)->s, "pw!");
+	assert_int_equal(test_bytewise(in), 3);
+}
+
+static void test_body_section(void **st)
+{
+	static struct test_res r;
+	const char *in = "f UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (From To)]<0.100>)\r\n";
+	struct imap_arg *l;
+
+	assert_int_equal(test_parse(&r, in, strlen(in)), 4);
+	l = imap_arg_nth(r.args, 3);
+	assert_int_equal(l->len, 2);
+	assert_string_equal(l->child->next->s,
+			    "BODY.PEEK[HEADER.FIELDS (From To)]<0.100>");
+}
+
+static void test_errors(void **st)
+{
+	static struct test_res r;
+	static char big[2000];
+
+	assert_int_equal(test_parse(&r, "\r\n", 2), IMAP_PARSE_ERROR);
+	assert_int_equal(r.err, IMAP_PERR_NO_TAG);
+	assert_int_equal(r.used, 2);
+	assert_int_equal(test_parse(&r, "+ x\r\n", 5), IMAP_PARSE_ERROR);
+	assert_int_equal(test_parse(&r, "a (x\r\nb NOOP\r\n", 14),
+			 IMAP_PARSE_ERROR);
+	assert_int_equal(r.used, 6);
+	assert_int_equal(test_parse(&r, "a x)\r\n", 6), IMAP_PARSE_ERROR);
+	assert_int_equal(test_parse(&r, "a \"x\\n\"\r\n", 9), IMAP_PARSE_ERROR);
+	assert_int_equal(test_parse(&r, "a x\0y\r\n", 7), IMAP_PARSE_ERROR);
+	assert_int_equal(r.err, IMAP_PERR_NUL);
+	assert_int_equal(test_parse(&r, "a X {99999}\r\n", 13),
+			 IMAP_PARSE_ERROR);
+	assert_int_equal(r.err, IMAP_PERR_LITERAL_TOO_BIG);
+	assert_int_equal(r.need.nonsync, 0);
+	assert_int_equal(test_parse(&r, "a X {99999+}\r\n", 14),
+			 IMAP_PARSE_ERROR);
+	assert_int_equal(r.need.nonsync, 1);
+	assert_int_equal(test_parse(&r, "a X (((((((((x)))))))))\r\n", 25),
+			 IMAP_PARSE_ERROR);
+	assert_int_equal(r.err, IMAP_PERR_TOO_DEEP);
+	memset(big, 'a', sizeof(big));
+	assert_int_equal(test_parse(&r, big, sizeof(big)), IMAP_PARSE_ERROR);
+	assert_int_equal(r.err, IMAP_PERR_LINE_TOO_LONG);
+	assert_int_equal(test_parse(&r, "a {x}\r\n", 7), IMAP_PARSE_ERROR);
+	assert_int_equal(test_parse(&r, "a\r\n", 3), IMAP_PARSE_ERROR);
+}
+
+static void test_too_many_args(void **st)
+{
+	static struct test_res r;
+	char in[400];
+	size_t n = 0;
+	int i;
+
+	n += (size_t)snprintf(in, sizeof(in), "a X");
+	for (i = 0; i < 70; i++)
+		n += (size_t)snprintf(in + n, sizeof(in) - n, " %d", i);
+	n += (size_t)snprintf(in + n, sizeof(in) - n, "\r\n");
+	assert_int_equal(test_parse(&r, in, n), IMAP_PARSE_ERROR);
+	assert_int_equal(r.err, IMAP_PERR_TOO_MANY_ARGS);
+	assert_int_equal(r.used, n);
+}
+
+static void test_seqset(void **st)
+{
+	struct imap_seq_range s[4];
+
+	assert_int_equal(imap_seqset_parse("1", s, 4), 1);
+	assert_int_equal(imap_seqset_parse("1:3,7,9:*", s, 4), 3);
+	assert_int_equal(s[0].lo, 1);
+	assert_int_equal(s[0].hi, 3);
+	assert_int_equal(s[2].hi, IMAP_SEQ_STAR);
+	assert_int_equal(imap_seqset_parse("5:2", s, 4), 1);
+	assert_int_equal(s[0].lo, 2);
+	assert_int_equal(imap_seqset_parse("0", s, 4), -1);
+	assert_int_equal(imap_seqset_parse("1,", s, 4), -1);
+	assert_int_equal(imap_seqset_parse("1,2,3,4,5", s, 4), -1);
+	assert_int_equal(imap_seqset_parse("a", s, 4), -1);
+	assert_int_equal(imap_seqset_parse("4294967296", s, 4), -1);
+}
+
+static void test_line(void **st)
+{
+	size_t n, used;
+
+	assert_int_equal(imap_parser_line("DONE\r\nx", 7, 100, &n, &used), 1);
+	assert_int_equal(n, 4);
+	assert_int_equal(used, 6);
+	assert_int_equal(imap_parser_line("DON", 3, 100, &n, &used), 0);
+	assert_int_equal(imap_parser_line("DONE", 4, 3, &n, &used), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_simple),
+		cmocka_unit_test(test_quoted_and_list),
+		cmocka_unit_test(test_literal_sync),
+		cmocka_unit_test(test_body_section),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_too_many_args),
+		cmocka_unit_test(test_seqset),
+		cmocka_unit_test(test_line),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,271 @@
+/* Unit tests for shared/maildir and shared/quota (Maildir++ maildirsize),
+ * on a real temporary folder. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "maildir.h"
+#include "quota.h"
+
+static char test_root[256];
+
+static int test_setup(void **st)
+{
+	snprintf(test_root, sizeof(test_root), "/tmp/test_maildir.XXXXXX");
+	assert_non_null(mkdtemp(test_root));
+	return 0;
+}
+
+static int test_teardown(void **st)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", test_root);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static int test_count(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void test_read_file(const char *path, char *out, size_t n)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t r;
+
+	assert_true(fd >= 0);
+	r = read(fd, out, n - 1);
+	close(fd);
+	assert_true(r >= 0);
+	out[r] = '\0';
+}
+
+static void test_make_creates_parents(void **st)
+{
+	char md[400], sub[450];
+	struct err err;
+	struct stat s;
+
+	snprintf(md, sizeof(md), "%s/a/b/c/Maildir", test_root);
+	assert_int_equal(maildir_make(md, (uid_t)-1, (gid_t)-1, &err), 0);
+	snprintf(sub, sizeof(sub), "%s/new", md);
+	assert_int_equal(stat(sub, &s), 0);
+	assert_true(S_ISDIR(s.st_mode));
+	assert_int_equal(s.st_mode & 0777, 0700);
+	/* a second call on a complete Maildir is fine */
+	assert_int_equal(maildir_make(md, (uid_t)-1, (gid_t)-1, &err), 0);
+}
+
+static void test_make_refuses_dotdot(void **st)
+{
+	char md[400];
+	struct err err;
+
+	snprintf(md, sizeof(md), "%s/x/../y", test_root);
+	assert_int_equal(maildir_make(md, (uid_t)-1, (gid_t)-1, &err), -1);
+}
+
+static void test_deliver_bytes_and_name(void **st)
+{
+	char md[400], name[MAILDIR_NAME_MAX], path[800], got[64];
+	struct iovec iov[2] = { { "Subject: x\r\n", 12 }, { "\r\nbody\r\n", 8 } };
+	struct err err;
+
+	snprintf(md, sizeof(md), "%s/d1", test_root);
+	assert_int_equal(maildir_make(md, (uid_t)-1, (gid_t)-1, &err), 0);
+	assert_int_equal(maildir_deliver(md, NULL, iov, 2, "new", NULL,
+					 name, sizeof(name), &err), 0);
+	assert_non_null(strstr(name, ",S=20"));
+	assert_int_equal(maildir_name_size(name), 20);
+	snprintf(path, sizeof(path), "%s/new/%s", md, name);
+	test_read_file(path, got, sizeof(got));
+	assert_string_equal(got, "Subject: x\r\n\r\nbody\r\n");
+	snprintf(path, sizeof(path), "%s/tmp", md);
+	assert_int_equal(test_count(path), 0);
+}
+
+static void test_deliver_unique_names(void **st)
+{
+	char md[400], a[MAILDIR_NAME_MAX], b[MAILDIR_NAME_MAX], nd[450];
+	struct iovec iov = { "x\r\n", 3 };
+	struct err err;
+
+	snprintf(md, sizeof(md), "%s/d2", test_root);
+	assert_int_equal(maildir_make(md, (uid_t)-1, (gid_t)-1, &err), 0);
+	assert_int_equal(maildir_deliver(md, NULL, &iov, 1, "new", NULL, a,
+					 sizeof(a), &err), 0);
+	assert_int_equal(maildir_deliver(md, NULL, &iov, 1, "new", NULL, b,
+					 sizeof(b), &err), 0);
+	assert_string_not_equal(a, b);
+	snprintf(nd, sizeof(nd), "%s/new", md);
+	assert_int_equal(test_count(nd), 2);
+}
+
+static void test_deliver_stem_once(void **st)
+{
+	char md[400], stem[40], a[MAILDIR_NAME_MAX], b[MAILDIR_NAME_MAX];
+	char nd[450];
+	struct iovec iov = { "y\r\n", 3 };
+	struct err err;
+
+	snprintf(md, sizeof(md), "%s/d3", test_root);
+	assert_int_equal(maildir_make(md, (uid_t)-1, (gid_t)-1, &err), 0);
+	assert_int_equal(maildir_stem("QID1", "bob@x.test", stem,
+				      sizeof(stem)), 0);
+	assert_int_equal(maildir_has_stem(md, stem, &err), 0);
+	assert_int_equal(maildir_deliver(md, stem, &iov, 1, "new", NULL, a,
+					 sizeof(a), &err), 0);
+	assert_int_equal(maildir_has_stem(md, stem, &err), 1);
+	assert_int_equal(maildir_deliver(md, stem, &iov, 1, "new", NULL, b,
+					 sizeof(b), &err), 1);
+	assert_string_equal(a, b);
+	snprintf(nd, sizeof(nd), "%s/new", md);
+	assert_int_equal(test_count(nd), 1);
+}
+
+static void test_deliver_cur_info(void **st)
+{
+	char md[400], name[MAILDIR_NAME_MAX];
+	struct iovec iov = { "z\r\n", 3 };
+	struct err err;
+
+	snprintf(md, sizeof(md), "%s/d4", test_root);
+	assert_int_equal(maildir_make(md, (uid_t)-1, (gid_t)-1, &err), 0);
+	assert_int_equal(maildir_deliver(md, NULL, &iov, 1, "cur", ":2,S",
+					 name, sizeof(name), &err), 0);
+	assert_non_null(strstr(name, ",S=3:2,S"));
+	assert_int_equal(maildir_name_size(name), 3);
+	assert_int_equal(maildir_deliver(md, NULL, &iov, 1, "bad", NULL,
+					 name, sizeof(name), &err), -1);
+	assert_int_equal(maildir_deliver(md, "../evil", &iov, 1, "new", NULL,
+					 name, sizeof(name), &err), -1);
+}
+
+static void test_deliver_missing_folder_is_temp(void **st)
+{
+	char md[400];
+	struct iovec iov = { "z\r\n", 3 };
+	struct err err;
+
+	snprintf(md, sizeof(md), "%s/absent", test_root);
+	assert_int_equal(maildir_deliver(md, NULL, &iov, 1, "new", NULL,
+					 NULL, 0, &err), -1);
+	assert_int_equal(err.temp, 1);
+}
+
+static void test_name_size(void **st)
+{
+	assert_int_equal(maildir_name_size("1.M2P3.h,S=1234"), 1234);
+	assert_int_equal(maildir_name_size("1.M2P3.h,S=1234,W=1300:2,S"), 1234);
+	assert_int_equal(maildir_name_size("1.M2P3.h:2,S=5"), -1);
+	assert_int_equal(maildir_name_size("1.M2P3.h"), -1);
+	assert_int_equal(maildir_name_size("1.h,S="), -1);
+	assert_int_equal(maildir_name_size("1.h,S=99999999999999999999999"), -1);
+}
+
+static void test_stem_safe(void **st)
+{
+	char a[40], b[40], small[8];
+
+	assert_int_equal(maildir_stem("Q", "a@b", a, sizeof(a)), 0);
+	assert_int_equal(maildir_stem("Q", "c@b", b, sizeof(b)), 0);
+	assert_int_equal(strlen(a), 32);
+	assert_string_not_equal(a, b);
+	assert_int_equal(strspn(a, "0123456789abcdef"), 32);
+	assert_int_equal(maildir_stem("Q", "a@b", small, sizeof(small)), -1);
+}
+
+static void test_quota_parse(void **st)
+{
+	const char *t = "1000S,10C\n100 1\n-40 -1\n  7 2\n";
+	long long l, b, f;
+
+	assert_int_equal(quota_parse(t, strlen(t), &l, &b, &f), 4);
+	assert_int_equal(l, 1000);
+	assert_int_equal(b, 67);
+	assert_int_equal(f, 2);
+	assert_int_equal(quota_parse("0S\n12 1", 7, &l, &b, &f), -1);
+	assert_int_equal(quota_parse("xS\n", 3, &l, &b, &f), -1);
+	assert_int_equal(quota_parse("5S\n1 x\n", 7, &l, &b, &f), -1);
+}
+
+static void test_quota_over(void **st)
+{
+	assert_int_equal(quota_over(0, 1000000, 1000000), 0);
+	assert_int_equal(quota_over(100, 50, 50), 0);
+	assert_int_equal(quota_over(100, 50, 51), 1);
+}
+
+static void test_quota_add_and_recalc(void **st)
+{
+	char md[400], path[450], text[256];
+	struct iovec iov = { "0123456789", 10 };
+	long long b, f;
+	struct err err;
+
+	snprintf(md, sizeof(md), "%s/q1", test_root);
+	assert_int_equal(maildir_make(md, (uid_t)-1, (gid_t)-1, &err), 0);
+	assert_int_equal(maildir_deliver(md, NULL, &iov, 1, "new", NULL,
+					 NULL, 0, &err), 0);
+	/* missing file: rebuilt from the folder */
+	assert_int_equal(quota_add(md, 500, 10, 1, (uid_t)-1, (gid_t)-1,
+				   &err), 0);
+	assert_int_equal(quota_usage(md, &b, &f, &err), 0);
+	assert_int_equal(b, 10);
+	assert_int_equal(f, 1);
+	assert_int_equal(maildir_deliver(md, NULL, &iov, 1, "new", NULL,
+					 NULL, 0, &err), 0);
+	assert_int_equal(quota_add(md, 500, 10, 1, (uid_t)-1, (gid_t)-1,
+				   &err), 0);
+	snprintf(path, sizeof(path), "%s/maildirsize", md);
+	test_read_file(path, text, sizeof(text));
+	assert_string_equal(text, "500S\n10 1\n10 1\n");
+	assert_int_equal(quota_usage(md, &b, &f, &err), 0);
+	assert_int_equal(b, 20);
+	assert_int_equal(f, 2);
+	/* a changed limit rewrites the definition line */
+	assert_int_equal(quota_add(md, 0, 0, 0, (uid_t)-1, (gid_t)-1, &err), 0);
+	test_read_file(path, text, sizeof(text));
+	assert_string_equal(text, "0S\n20 2\n");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_make_creates_parents),
+		cmocka_unit_test(test_make_refuses_dotdot),
+		cmocka_unit_test(test_deliver_bytes_and_name),
+		cmocka_unit_test(test_deliver_unique_names),
+		cmocka_unit_test(test_deliver_stem_once),
+		cmocka_unit_test(test_deliver_cur_info),
+		cmocka_unit_test(test_deliver_missing_folder_is_temp),
+		cmocka_unit_test(test_name_size),
+		cmocka_unit_test(test_stem_safe),
+		cmocka_unit_test(test_quota_parse),
+		cmocka_unit_test(test_quota_over),
+		cmocka_unit_test(test_quota_add_and_recalc),
+	};
+
+	return cmocka_run_group_tests(tests, test_setup, test_teardown);
+}

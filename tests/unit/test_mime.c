@@ -1,0 +1,326 @@
+/* Unit tests for shared/mime: tree offsets, ENVELOPE, BODYSTRUCTURE,
+ * BODY[section] and the SEARCH decoders. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "mime.h"
+
+static const char test_simple[] =
+	"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n"
+	"From: Fred Foobar <foobar@Blurdybloop.example>\r\n"
+	"Subject: afternoon meeting\r\n"
+	"To: mooch@owatagu.example\r\n"
+	"Message-Id: <B27397-0100000@Blurdybloop.example>\r\n"
+	"MIME-Version: 1.0\r\n"
+	"Content-Type: TEXT/PLAIN; CHARSET=US-ASCII\r\n"
+	"\r\n"
+	"Hello Joe, do you think we can meet at 3:30 tomorrow?\r\n";
+
+/* multipart/mixed: text, a message/rfc822 holding a multipart/alternative,
+ * and a base64 attachment. */
+static const char test_nested[] =
+	"From: a@example.org\r\n"
+	"To: b@example.org\r\n"
+	"Subject: nested\r\n"
+	"Content-Type: multipart/mixed; boundary=\"outer\"\r\n"
+	"\r\n"
+	"preamble\r\n"
+	"--outer\r\n"
+	"Content-Type: text/plain; charset=utf-8\r\n"
+	"\r\n"
+	"first part\r\n"
+	"--outer\r\n"
+	"Content-Type: message/rfc822\r\n"
+	"Content-Description: forwarded\r\n"
+	"\r\n"
+	"From: c@example.org\r\n"
+	"Subject: inner\r\n"
+	"Content-Type: multipart/alternative; boundary=inner\r\n"
+	"\r\n"
+	"--inner\r\n"
+	"\r\n"
+	"plain inner\r\n"
+	"--inner\r\n"
+	"Content-Type: text/html\r\n"
+	"Content-Transfer-Encoding: quoted-printable\r\n"
+	"\r\n"
+	"<b>caf=C3=A9</b>\r\n"
+	"--inner--\r\n"
+	"--outer\r\n"
+	"Content-Type: application/octet-stream; name=\"x.bin\"\r\n"
+	"Content-Transfer-Encoding: base64\r\n"
+	"Content-Disposition: attachment; filename=\"x.bin\"\r\n"
+	"Content-Language: en, de\r\n"
+	"\r\n"
+	"aGVsbG8gd29ybGQ=\r\n"
+	"--outer--\r\n"
+	"epilogue\r\n";
+
+static struct mime_tree *test_parse(const char *m)
+{
+	struct mime_tree *t = NULL;
+	struct err e;
+
+	assert_int_equal(mime_parse(m, strlen(m), NULL, &t, &e), 0);
+	assert_non_null(t);
+	return t;
+}
+
+static void test_fetch(const struct mime_tree *t, const char *spec,
+                       const char *want)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	assert_int_equal(mime_section_fetch(t, spec, strlen(spec), &b), 0);
+	assert_int_equal(b.len, strlen(want));
+	if (b.len > 0)
+		assert_memory_equal(b.p, want, b.len);
+	buf_free(&b);
+}
+
+static void test_simple_structure(void **st)
+{
+	struct mime_tree *t = test_parse(test_simple);
+	struct buf b;
+
+	assert_int_equal(t->nparts, 1);
+	buf_init(&b, 0);
+	assert_int_equal(mime_bodystructure(t, 0, &b), 0);
+	assert_string_equal(b.p, "(\"text\" \"plain\" (\"charset\" \"US-ASCII\") NIL NIL \"7bit\" 55 1)");
+	buf_reset(&b);
+	assert_int_equal(mime_envelope(t, 0, &b), 0);
+	assert_string_equal(b.p,
+		"(\"Mon, 7 Feb 1994 21:52:25 -0800\" \"afternoon meeting\" "
+		"((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) "
+		"((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) "
+		"((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) "
+		"((NIL NIL \"mooch\" \"owatagu.example\")) NIL NIL NIL "
+		"\"<B27397-0100000@Blurdybloop.example>\")");
+	buf_free(&b);
+	test_fetch(t, "1", "Hello Joe, do you think we can meet at 3:30 tomorrow?\r\n");
+	test_fetch(t, "TEXT", "Hello Joe, do you think we can meet at 3:30 tomorrow?\r\n");
+	test_fetch(t, "2", "");
+	test_fetch(t, "HEADER.FIELDS (subject TO)",
+	           "Subject: afternoon meeting\r\nTo: mooch@owatagu.example\r\n\r\n");
+	mime_tree_free(t);
+}
+
+static void test_nested_structure(void **st)
+{
+	struct mime_tree *t = test_parse(test_nested);
+	struct buf b;
+
+	/* message, text, rfc822, inner msg, 2 alternatives, attachment */
+	assert_int_equal(t->nparts, 7);
+	assert_true(t->parts[0].flags & MIME_PART_MULTIPART);
+	assert_int_equal(t->parts[0].nchild, 3);
+	buf_init(&b, 0);
+	assert_int_equal(mime_bodystructure(t, 1, &b), 0);
+	assert_string_equal(b.p,
+		"((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 10 1 NIL NIL NIL NIL)"
+		"(\"message\" \"rfc822\" NIL NIL \"forwarded\" \"7bit\" 224 "
+		"(NIL \"inner\" ((NIL NIL \"c\" \"example.org\")) ((NIL NIL \"c\" \"example.org\")) "
+		"((NIL NIL \"c\" \"example.org\")) NIL NIL NIL NIL NIL) "
+		"((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 11 1 NIL NIL NIL NIL)"
+		"(\"text\" \"html\" NIL NIL NIL \"quoted-printable\" 16 1 NIL NIL NIL NIL) "
+		"\"alternative\" (\"boundary\" \"inner\") NIL NIL NIL) 13 NIL NIL NIL NIL)"
+		"(\"application\" \"octet-stream\" (\"name\" \"x.bin\") NIL NIL \"base64\" 16 "
+		"NIL (\"attachment\" (\"filename\" \"x.bin\")) (\"en\" \"de\") NIL) "
+		"\"mixed\" (\"boundary\" \"outer\") NIL NIL NIL)");
+	buf_reset(&b);
+	/* BODY (no extension data) */
+	assert_int_equal(mime_bodystructure(t, 0, &b), 0);
+	assert_string_equal(b.p,
+		"((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 10 1)"
+		"(\"message\" \"rfc822\" NIL NIL \"forwarded\" \"7bit\" 224 "
+		"(NIL \"inner\" ((NIL NIL \"c\" \"example.org\")) ((NIL NIL \"c\" \"example.org\")) "
+		"((NIL NIL \"c\" \"example.org\")) NIL NIL NIL NIL NIL) "
+		"((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 11 1)"
+		"(\"text\" \"html\" NIL NIL NIL \"quoted-printable\" 16 1) \"alternative\") 13)"
+		"(\"application\" \"octet-stream\" (\"name\" \"x.bin\") NIL NIL \"base64\" 16) \"mixed\")");
+	buf_free(&b);
+
+	test_fetch(t, "1", "first part");
+	test_fetch(t, "1.MIME", "Content-Type: text/plain; charset=utf-8\r\n\r\n");
+	test_fetch(t, "2.HEADER",
+	           "From: c@example.org\r\nSubject: inner\r\n"
+	           "Content-Type: multipart/alternative; boundary=inner\r\n\r\n");
+	test_fetch(t, "2.1", "plain inner");
+	test_fetch(t, "2.2", "<b>caf=C3=A9</b>");
+	test_fetch(t, "2.2.MIME", "Content-Type: text/html\r\n"
+	           "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+	test_fetch(t, "2.HEADER.FIELDS.NOT (From Content-Type)", "Subject: inner\r\n\r\n");
+	test_fetch(t, "3", "aGVsbG8gd29ybGQ=");
+	test_fetch(t, "4", "");
+	test_fetch(t, "2.3", "");
+	test_fetch(t, "1.1", "");
+	/* 2 is the whole encapsulated message */
+	{
+		struct mime_sect s;
+
+		assert_int_equal(mime_section(t, "2", 1, &s), MIME_SEC_OK);
+		assert_int_equal(s.len, 224);
+		assert_memory_equal(test_nested + s.off, "From: c@example.org\r\n", 21);
+		assert_int_equal(mime_section(t, "0", 1, &s), MIME_SEC_BAD);
+		assert_int_equal(mime_section(t, "1.", 2, &s), MIME_SEC_BAD);
+		assert_int_equal(mime_section(t, "FOO", 3, &s), MIME_SEC_BAD);
+		assert_int_equal(mime_section(t, "MIME", 4, &s), MIME_SEC_BAD);
+	}
+	buf_init(&b, 0);
+	assert_int_equal(mime_body_text(t, 0, &b), 0);
+	assert_non_null(strstr(b.p, "<b>caf\xc3\xa9</b>"));
+	assert_non_null(strstr(b.p, "first part"));
+	assert_null(strstr(b.p, "hello world"));   /* not text */
+	buf_free(&b);
+	mime_tree_free(t);
+}
+
+static void test_envelope_groups(void **st)
+{
+	static const char m[] =
+		"From: \"Doe, John\" <john.doe@example.com> (comment)\r\n"
+		"Sender: <@relay.example:bounce@example.com>\r\n"
+		"To: undisclosed-recipients:;\r\n"
+		"Cc: Team: ann@example.com, Bob <bob@example.com>;, x@y.example\r\n"
+		"Subject: =?UTF-8?B?aMOpbGxv?= \"quoted\"\r\n"
+		"In-Reply-To: <a@b>\r\n"
+		"\r\n"
+		"body\r\n";
+	struct mime_tree *t = test_parse(m);
+	struct buf b;
+
+	buf_init(&b, 0);
+	assert_int_equal(mime_envelope(t, 0, &b), 0);
+	assert_string_equal(b.p,
+		"(NIL \"=?UTF-8?B?aMOpbGxv?= \\\"quoted\\\"\" "
+		"((\"Doe, John\" NIL \"john.doe\" \"example.com\")) "
+		"((NIL \"@relay.example\" \"bounce\" \"example.com\")) "
+		"((\"Doe, John\" NIL \"john.doe\" \"example.com\")) "
+		"((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) "
+		"((NIL NIL \"Team\" NIL)(NIL NIL \"ann\" \"example.com\")"
+		"(\"Bob\" NIL \"bob\" \"example.com\")(NIL NIL NIL NIL)"
+		"(NIL NIL \"x\" \"y.example\")) "
+		"NIL \"<a@b>\" NIL)");
+	buf_free(&b);
+	mime_tree_free(t);
+}
+
+static void test_literal_strings(void **st)
+{
+	static const char m[] = "Subject: caf\xc3\xa9\r\n\r\n";
+	struct mime_tree *t = test_parse(m);
+	struct buf b;
+
+	buf_init(&b, 0);
+	assert_int_equal(mime_envelope(t, 0, &b), 0);
+	assert_non_null(strstr(b.p, "(NIL {5}\r\ncaf\xc3\xa9 NIL"));
+	buf_free(&b);
+	mime_tree_free(t);
+}
+
+static void test_decode_header(void **st)
+{
+	static const char *in =
+		"=?ISO-8859-1?Q?Andr=E9?= Pirard =?utf-8?q?a_b?=\r\n"
+		" =?UTF-8?B?w6k=?=";
+	struct buf b;
+
+	buf_init(&b, 0);
+	assert_int_equal(mime_decode_header(in, strlen(in), &b), 0);
+	/* RFC 2047 §8: white space between adjacent encoded words goes */
+	assert_string_equal(b.p, "Andr\xc3\xa9 Pirard a b\xc3\xa9");
+	buf_reset(&b);
+	assert_int_equal(mime_decode_header("=?bogus?X?abc?= x", 17, &b), 0);
+	assert_string_equal(b.p, "=?bogus?X?abc?= x");
+	buf_free(&b);
+}
+
+static void test_decode_body(void **st)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	assert_int_equal(mime_decode_body("aGVs\r\nbG8=\r\n", 12, "BASE64", &b), 0);
+	assert_string_equal(b.p, "hello");
+	buf_reset(&b);
+	assert_int_equal(mime_decode_body("a=3Db=\r\nc =\r\nd", 14, "quoted-printable", &b), 0);
+	assert_string_equal(b.p, "a=bc d");
+	buf_free(&b);
+	assert_true(mime_contains("Hello World", 11, "WORLD", 5));
+	assert_false(mime_contains("Hello", 5, "hellos", 6));
+}
+
+static void test_depth_limit(void **st)
+{
+	struct buf m, out;
+	struct mime_tree *t = NULL;
+	struct mime_limits lim = { 5, 0 };
+	struct err e;
+	int i;
+
+	buf_init(&m, 0);
+	for (i = 0; i < 50; i++)
+		buf_printf(&m, "Content-Type: message/rfc822\r\n\r\n");
+	buf_printf(&m, "Subject: deep\r\n\r\nx\r\n");
+	assert_int_equal(mime_parse(m.p, m.len, &lim, &t, &e), 0);
+	assert_true(t->nparts <= 5);
+	buf_init(&out, 0);
+	assert_int_equal(mime_bodystructure(t, 1, &out), 0);
+	assert_non_null(strstr(out.p, "\"application\" \"octet-stream\""));
+	buf_free(&out);
+	mime_tree_free(t);
+	buf_free(&m);
+}
+
+/* Feed growing prefixes: every prefix must parse and render. */
+static void test_prefixes(void **st)
+{
+	size_t n, len = strlen(test_nested);
+
+	for (n = 0; n <= len; n++) {
+		struct mime_tree *t = NULL;
+		struct buf b;
+		struct err e;
+
+		assert_int_equal(mime_parse(test_nested, n, NULL, &t, &e), 0);
+		buf_init(&b, 0);
+		assert_int_equal(mime_bodystructure(t, 1, &b), 0);
+		assert_int_equal(mime_envelope(t, 0, &b), 0);
+		assert_true(b.p[0] == '(');
+		buf_free(&b);
+		mime_tree_free(t);
+	}
+}
+
+static void test_lf_only(void **st)
+{
+	static const char m[] = "Subject: x\n\nline1\nline2\n";
+	struct mime_tree *t = test_parse(m);
+
+	assert_int_equal(t->parts[0].hdr_len, 12);
+	assert_int_equal(t->parts[0].body_len, 12);
+	assert_int_equal(t->parts[0].body_lines, 2);
+	test_fetch(t, "TEXT", "line1\nline2\n");
+	mime_tree_free(t);
+	mime_tree_free(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_simple_structure),
+		cmocka_unit_test(test_nested_structure),
+		cmocka_unit_test(test_envelope_groups),
+		cmocka_unit_test(test_literal_strings),
+		cmocka_unit_test(test_decode_header),
+		cmocka_unit_test(test_decode_body),
+		cmocka_unit_test(test_depth_limit),
+		cmocka_unit_test(test_prefixes),
+		cmocka_unit_test(test_lf_only),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,550 @@
+/* Tests for tls: real OpenSSL handshakes through libevent over socket
+ * pairs, with a throw-away CA, server certificate and untrusted certificate
+ * made by the test itself in a temporary folder. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include "tls.h"
+
+static char test_dir[64];
+static char test_ca[128], test_chain[128], test_key[128];
+static char test_bad_cert[128], test_bad_key[128];
+
+/* ---- throw-away certificates ---- */
+
+static void test_add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+
+	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+	ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+	assert_non_null(ext);
+	assert_int_equal(X509_add_ext(x, ext, -1), 1);
+	X509_EXTENSION_free(ext);
+}
+
+/* A certificate for key, named cn, signed by ca_key (itself when NULL). */
+static X509 *test_cert(EVP_PKEY *key, const char *cn, X509 *ca,
+		       EVP_PKEY *ca_key, int is_ca)
+{
+	X509 *x = X509_new();
+	X509_NAME *name;
+	static long serial = 1;
+
+	assert_non_null(x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 2 * 86400);
+	X509_set_pubkey(x, key);
+	name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+				   (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : name);
+	if (is_ca) {
+		test_add_ext(x, ca ? ca : x, NID_basic_constraints,
+			     "critical,CA:TRUE");
+		test_add_ext(x, ca ? ca : x, NID_key_usage,
+			     "critical,keyCertSign,cRLSign");
+	} else {
+		test_add_ext(x, ca ? ca : x, NID_subject_alt_name,
+			     "DNS:localhost,IP:127.0.0.1");
+	}
+	assert_true(X509_sign(x, ca_key ? ca_key : key, EVP_sha256()) > 0);
+	return x;
+}
+
+static void test_write(const char *path, X509 *x1, X509 *x2, EVP_PKEY *key)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	if (x1 != NULL)
+		assert_int_equal(PEM_write_X509(f, x1), 1);
+	if (x2 != NULL)
+		assert_int_equal(PEM_write_X509(f, x2), 1);
+	if (key != NULL)
+		assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0,
+						      NULL, NULL), 1);
+	fclose(f);
+}
+
+static int test_setup(void **st)
+{
+	EVP_PKEY *ca_key, *key, *bad_key;
+	X509 *ca, *leaf, *bad;
+
+	/* As in the daemons: a peer that vanished is an error, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
+
+	snprintf(test_dir, sizeof(test_dir), "/tmp/test_tls.XXXXXX");
+	if (mkdtemp(test_dir) == NULL)
+		return -1;
+	snprintf(test_ca, sizeof(test_ca), "%s/ca.pem", test_dir);
+	snprintf(test_chain, sizeof(test_chain), "%s/chain.pem", test_dir);
+	snprintf(test_key, sizeof(test_key), "%s/key.pem", test_dir);
+	snprintf(test_bad_cert, sizeof(test_bad_cert), "%s/bad.pem", test_dir);
+	snprintf(test_bad_key, sizeof(test_bad_key), "%s/badkey.pem",
+		 test_dir);
+	ca_key = EVP_EC_gen("P-256");
+	key = EVP_EC_gen("P-256");
+	bad_key = EVP_EC_gen("P-256");
+	if (ca_key == NULL || key == NULL || bad_key == NULL)
+		return -1;
+	ca = test_cert(ca_key, "Test CA", NULL, NULL, 1);
+	leaf = test_cert(key, "localhost", ca, ca_key, 0);
+	bad = test_cert(bad_key, "localhost", NULL, NULL, 0);
+	test_write(test_ca, ca, NULL, NULL);
+	/* Leaf then intermediate/CA: the usual smtpd_tls_cert_file. */
+	test_write(test_chain, leaf, ca, NULL);
+	test_write(test_key, NULL, NULL, key);
+	test_write(test_bad_cert, bad, NULL, NULL);
+	test_write(test_bad_key, NULL, NULL, bad_key);
+	X509_free(ca);
+	X509_free(leaf);
+	X509_free(bad);
+	EVP_PKEY_free(ca_key);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(bad_key);
+	return 0;
+}
+
+static int test_teardown(void **st)
+{
+	unlink(test_ca);
+	unlink(test_chain);
+	unlink(test_key);
+	unlink(test_bad_cert);
+	unlink(test_bad_key);
+	rmdir(test_dir);
+	return 0;
+}
+
+/* ---- a tiny two-ended conversation on one event loop ---- */
+
+#define TEST_BULK 200000
+
+struct test_end {
+	struct test_conv *conv;
+	struct bufferevent *bev;
+	int connected, error, eof;
+	char errtext[256];
+	char describe[128];
+	int ssf;
+	size_t bulk;                 /* bytes of bulk data received */
+	char line[256];              /* last line received */
+};
+
+struct test_conv {
+	struct event_base *base;
+	SSL_CTX *sctx, *cctx;
+	const char *sni;
+	struct test_end server, client;
+	int starttls;                /* plain first, then STARTTLS */
+	int done;
+	size_t server_high;          /* watermark seen after the switch */
+	int saw_injection;
+};
+
+static void test_fail_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopexit(arg, NULL);
+}
+
+static int test_readline(struct bufferevent *bev, char *out, size_t n)
+{
+	char *l = evbuffer_readln(bufferevent_get_input(bev), NULL,
+				  EVBUFFER_EOL_CRLF_STRICT);
+
+	if (l == NULL)
+		return 0;
+	snprintf(out, n, "%s", l);
+	free(l);
+	return 1;
+}
+
+static void test_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct test_end *e = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		e->connected = 1;
+		e->ssf = tls_ssf(bev);
+		tls_describe(bev, e->describe, sizeof(e->describe));
+		if (e == &e->conv->client)
+			bufferevent_write(bev, "EHLO client.test\r\n", 18);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		e->error = 1;
+		tls_bev_error(bev, e->errtext, sizeof(e->errtext));
+	}
+	if (what & BEV_EVENT_EOF)
+		e->eof = 1;
+	if (e->conv->client.error || e->conv->server.error)
+		event_base_loopexit(e->conv->base, NULL);
+}
+
+static void test_server_read(struct bufferevent *bev, void *arg)
+{
+	struct test_end *e = arg;
+	struct test_conv *c = e->conv;
+	struct err err;
+	size_t low;
+
+	e->bev = bev;
+	while (test_readline(bev, e->line, sizeof(e->line))) {
+		if (strcmp(e->line, "STARTTLS") == 0 && !tls_bev_is_tls(bev)) {
+			bufferevent_write(bev, "220 2.0.0 Ready\r\n", 17);
+			e->bev = tls_bev_starttls_server(bev, c->sctx, &err);
+			assert_non_null(e->bev);
+			bufferevent_getwatermark(e->bev, EV_READ, &low,
+						 &c->server_high);
+			return;
+		}
+		if (strncmp(e->line, "MAIL", 4) == 0)
+			c->saw_injection = 1;
+		if (strncmp(e->line, "EHLO", 4) == 0) {
+			char *bulk = malloc(TEST_BULK);
+
+			assert_non_null(bulk);
+			memset(bulk, 'x', TEST_BULK);
+			bufferevent_write(bev, "250 hello\r\n", 11);
+			bufferevent_write(bev, bulk, TEST_BULK);
+			free(bulk);
+		}
+	}
+}
+
+static void test_client_read(struct bufferevent *bev, void *arg)
+{
+	struct test_end *e = arg;
+	struct test_conv *c = e->conv;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct err err;
+
+	e->bev = bev;
+	if (e->line[0] == '\0' || strncmp(e->line, "220", 3) == 0) {
+		if (!test_readline(bev, e->line, sizeof(e->line)))
+			return;
+		if (strncmp(e->line, "220", 3) == 0 && c->starttls &&
+		    !tls_bev_is_tls(bev)) {
+			e->bev = tls_bev_starttls_client(bev, c->cctx, c->sni,
+							 &err);
+			assert_non_null(e->bev);
+			return;
+		}
+	}
+	e->bulk += evbuffer_get_length(in);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	if (e->bulk >= TEST_BULK) {
+		c->done = 1;
+		event_base_loopexit(c->base, NULL);
+	}
+}
+
+/* Run one conversation; returns after success, an error, or 10 s. */
+static void test_run(struct test_conv *c)
+{
+	int sv[2];
+	struct err err;
+	struct timeval tv = { 10, 0 };
+	struct event *timeout;
+
+	c->base = event_base_new();
+	assert_non_null(c->base);
+	c->server.conv = c->client.conv = c;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	evutil_make_socket_nonblocking(sv[0]);
+	evutil_make_socket_nonblocking(sv[1]);
+	if (c->starttls) {
+		c->server.bev = bufferevent_socket_new(c->base, sv[0],
+						       BEV_OPT_CLOSE_ON_FREE);
+		c->client.bev = bufferevent_socket_new(c->base, sv[1],
+						       BEV_OPT_CLOSE_ON_FREE);
+	} else {
+		c->server.bev = tls_bev_accept(c->base, sv[0], c->sctx, &err);
+		c->client.bev = tls_bev_connect(c->base, sv[1], c->cctx,
+						c->sni, &err);
+	}
+	assert_non_null(c->server.bev);
+	assert_non_null(c->client.bev);
+	bufferevent_setcb(c->server.bev, test_server_read, NULL, test_event,
+			  &c->server);
+	bufferevent_setcb(c->client.bev, test_client_read, NULL, test_event,
+			  &c->client);
+	bufferevent_setwatermark(c->server.bev, EV_READ, 0, 4096);
+	bufferevent_enable(c->server.bev, EV_READ | EV_WRITE);
+	bufferevent_enable(c->client.bev, EV_READ | EV_WRITE);
+	if (c->starttls) {
+		/* Plaintext pipelined after STARTTLS must never be obeyed
+		 * (RFC 3207 §4.2). */
+		bufferevent_write(c->client.bev,
+				  "STARTTLS\r\nMAIL FROM:<evil@x>\r\n", 30);
+	}
+	timeout = evtimer_new(c->base, test_fail_timeout, c->base);
+	evtimer_add(timeout, &tv);
+	event_base_dispatch(c->base);
+	event_free(timeout);
+	bufferevent_free(c->server.bev);
+	bufferevent_free(c->client.bev);
+	event_base_free(c->base);
+}
+
+static SSL_CTX *test_server_ctx(void)
+{
+	struct err err;
+	SSL_CTX *ctx = tls_server_ctx(test_chain, test_key, &err);
+
+	if (ctx == NULL)
+		assert_non_null(ctx);
+	return ctx;
+}
+
+static SSL_CTX *test_client_ctx(int verify)
+{
+	struct err err;
+	SSL_CTX *ctx = tls_client_ctx(test_ca, verify, &err);
+
+	assert_non_null(ctx);
+	return ctx;
+}
+
+static void test_implicit_tls(void **st)
+{
+	struct test_conv c;
+
+	memset(&c, 0, sizeof(c));
+	c.sctx = test_server_ctx();
+	c.cctx = test_client_ctx(1);
+	c.sni = "localhost";
+	test_run(&c);
+	assert_true(c.done);
+	assert_true(c.server.connected && c.client.connected);
+	assert_false(c.server.error || c.client.error);
+	assert_string_equal(c.client.line, "250 hello");
+	assert_int_equal(c.client.bulk, TEST_BULK);
+	assert_non_null(strstr(c.server.describe, "TLSv1.3 with cipher "));
+	assert_non_null(strstr(c.server.describe, "bits)"));
+	assert_true(c.server.ssf >= 128);
+	assert_true(c.client.ssf >= 128);
+	SSL_CTX_free(c.sctx);
+	SSL_CTX_free(c.cctx);
+}
+
+static void test_starttls(void **st)
+{
+	struct test_conv c;
+
+	memset(&c, 0, sizeof(c));
+	c.sctx = test_server_ctx();
+	c.cctx = test_client_ctx(1);
+	c.sni = "localhost";
+	c.starttls = 1;
+	test_run(&c);
+	assert_true(c.done);
+	assert_false(c.server.error || c.client.error);
+	/* The EHLO arrived over TLS, and the pipelined MAIL never did. */
+	assert_string_equal(c.server.line, "EHLO client.test");
+	assert_false(c.saw_injection);
+	assert_int_equal(c.client.bulk, TEST_BULK);
+	assert_non_null(strstr(c.server.describe, " with cipher "));
+	assert_true(c.server.ssf >= 128);
+	/* The session's watermark moved to the TLS bufferevent. */
+	assert_int_equal(c.server_high, 4096);
+	SSL_CTX_free(c.sctx);
+	SSL_CTX_free(c.cctx);
+}
+
+static void test_untrusted_refused(void **st)
+{
+	struct test_conv c;
+	struct err err;
+
+	memset(&c, 0, sizeof(c));
+	c.sctx = tls_server_ctx(test_bad_cert, test_bad_key, &err);
+	assert_non_null(c.sctx);
+	c.cctx = test_client_ctx(1);
+	c.sni = "localhost";
+	test_run(&c);
+	assert_false(c.done);
+	assert_true(c.client.error);
+	assert_false(c.client.connected);
+	assert_non_null(strstr(c.client.errtext, "certificate verify failed"));
+	SSL_CTX_free(c.sctx);
+	SSL_CTX_free(c.cctx);
+}
+
+static void test_wrong_name_refused(void **st)
+{
+	struct test_conv c;
+
+	memset(&c, 0, sizeof(c));
+	c.sctx = test_server_ctx();
+	c.cctx = test_client_ctx(1);
+	c.sni = "mail.example.org";
+	c.starttls = 1;
+	test_run(&c);
+	assert_false(c.done);
+	assert_true(c.client.error);
+	assert_false(c.saw_injection);
+	SSL_CTX_free(c.sctx);
+	SSL_CTX_free(c.cctx);
+}
+
+static void test_untrusted_opportunistic(void **st)
+{
+	struct test_conv c;
+	struct err err;
+
+	/* verify=0 (smtp_tls_security_level = may): it works, encrypted,
+	 * but the peer is not reported as verified. */
+	memset(&c, 0, sizeof(c));
+	c.sctx = tls_server_ctx(test_bad_cert, test_bad_key, &err);
+	assert_non_null(c.sctx);
+	c.cctx = test_client_ctx(0);
+	c.sni = "localhost";
+	test_run(&c);
+	assert_true(c.done);
+	assert_true(c.client.ssf >= 128);
+	SSL_CTX_free(c.sctx);
+	SSL_CTX_free(c.cctx);
+}
+
+static void test_verified_flag(void **st)
+{
+	int sv[2];
+	struct event_base *base = event_base_new();
+	struct bufferevent *s, *cl;
+	SSL_CTX *sctx = test_server_ctx(), *cctx = test_client_ctx(0);
+	struct err err;
+	int i;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	evutil_make_socket_nonblocking(sv[0]);
+	evutil_make_socket_nonblocking(sv[1]);
+	s = tls_bev_accept(base, sv[0], sctx, &err);
+	cl = tls_bev_connect(base, sv[1], cctx, "localhost", &err);
+	assert_non_null(s);
+	assert_non_null(cl);
+	bufferevent_enable(s, EV_READ | EV_WRITE);
+	bufferevent_enable(cl, EV_READ | EV_WRITE);
+	for (i = 0; i < 100 && !tls_peer_verified(cl); i++)
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	assert_true(tls_peer_verified(cl));
+	assert_true(tls_bev_is_tls(s));
+	bufferevent_free(s);
+	bufferevent_free(cl);
+	event_base_free(base);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+}
+
+static void test_eof_event(struct bufferevent *bev, short what, void *arg)
+{
+	short *seen = arg;
+
+	*seen |= what;
+}
+
+/* A client that just drops the connection (no close_notify) is an EOF
+ * for the session, not a TLS error to log. */
+static void test_dirty_close_is_eof(void **st)
+{
+	int sv[2], i;
+	struct event_base *base = event_base_new();
+	struct bufferevent *s, *cl;
+	SSL_CTX *sctx = test_server_ctx(), *cctx = test_client_ctx(1);
+	struct err err;
+	short seen = 0, cseen = 0;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	evutil_make_socket_nonblocking(sv[0]);
+	evutil_make_socket_nonblocking(sv[1]);
+	s = tls_bev_accept(base, sv[0], sctx, &err);
+	cl = tls_bev_connect(base, sv[1], cctx, "localhost", &err);
+	assert_non_null(s);
+	assert_non_null(cl);
+	bufferevent_setcb(s, NULL, NULL, test_eof_event, &seen);
+	bufferevent_setcb(cl, NULL, NULL, test_eof_event, &cseen);
+	bufferevent_enable(s, EV_READ | EV_WRITE);
+	bufferevent_enable(cl, EV_READ | EV_WRITE);
+	for (i = 0; i < 200 && !((seen & cseen) & BEV_EVENT_CONNECTED); i++)
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	assert_true(seen & BEV_EVENT_CONNECTED);
+	shutdown(sv[1], SHUT_RDWR);
+	for (i = 0; i < 200 && !(seen & (BEV_EVENT_EOF | BEV_EVENT_ERROR));
+	     i++)
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	if (!(seen & BEV_EVENT_EOF))
+		fprintf(stderr, "seen=%#x\n", seen);
+	assert_true(seen & BEV_EVENT_EOF);
+	assert_false(seen & BEV_EVENT_ERROR);
+	bufferevent_free(s);
+	bufferevent_free(cl);
+	event_base_free(base);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+}
+
+static void test_plain_describe(void **st)
+{
+	int sv[2];
+	struct event_base *base = event_base_new();
+	struct bufferevent *bev;
+	char out[64] = "junk";
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	assert_int_equal(tls_describe(bev, out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+	assert_int_equal(tls_bev_is_tls(bev), 0);
+	assert_int_equal(tls_ssf(bev), 0);
+	assert_int_equal(tls_peer_verified(bev), 0);
+	bufferevent_free(bev);
+	close(sv[1]);
+	event_base_free(base);
+}
+
+static void test_ctx_errors(void **st)
+{
+	struct err err;
+
+	/* The key of another certificate. */
+	err_clear(&err);
+	assert_null(tls_server_ctx(test_chain, test_bad_key, &err));
+	assert_non_null(strstr(err.msg, "does not match"));
+	assert_null(tls_server_ctx("/nonexistent/cert.pem", test_key, &err));
+	assert_non_null(strstr(err.msg, "/nonexistent/cert.pem"));
+	assert_null(tls_client_ctx("/nonexistent/ca.pem", 1, &err));
+}
+
+int main(void)
+{
+	const struct CMUnitTest t[] = {
+		cmocka_unit_test(test_implicit_tls),
+		cmocka_unit_test(test_starttls),
+		cmocka_unit_test(test_untrusted_refused),
+		cmocka_unit_test(test_wrong_name_refused),
+		cmocka_unit_test(test_untrusted_opportunistic),
+		cmocka_unit_test(test_verified_flag),
+		cmocka_unit_test(test_dirty_close_is_eof),
+		cmocka_unit_test(test_plain_describe),
+		cmocka_unit_test(test_ctx_errors),
+	};
+	return cmocka_run_group_tests(t, test_setup, test_teardown);
+}
