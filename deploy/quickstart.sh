@@ -79,7 +79,7 @@ save ""
 daemonize no
 logfile $RUN/log/redis.log
 EOF
-	redis-server "$RUN/redis/redis.conf" &
+	setsid redis-server "$RUN/redis/redis.conf" </dev/null >/dev/null 2>&1 &
 	echo $! > "$PIDS/redis.pid"
 	i=0; until redis-cli -p $REDIS_PORT ping >/dev/null 2>&1; do
 		i=$((i+1)); [ $i -gt 100 ] && { echo "redis did not start: see run/log/redis.log"; exit 1; }
@@ -94,7 +94,7 @@ start_daemon() {
 		echo "skipped $name (not built yet)"
 		return 0
 	fi
-	"$BUILD/$name" -c "$RUN/etc" >> "$RUN/log/$name.log" 2>&1 &
+	setsid "$BUILD/$name" -c "$RUN/etc" </dev/null >> "$RUN/log/$name.log" 2>&1 &
 	pid=$!
 	sleep 0.3
 	if ! kill -0 $pid 2>/dev/null; then
