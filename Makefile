@@ -115,7 +115,7 @@ fuzz-replay: $(FUZZ_REPLAY)
 	  $$f tests/fuzz/corpus/$$n || exit 1; done
 
 it: all
-	BUILD=$(abspath $(B)) $(PYTEST) -q -p no:cacheprovider tests/it
+	BUILD=$(abspath $(B)) $(PYTEST) -q -p no:cacheprovider tests/it tests/twohost
 
 test: deps-test
 	$(MAKE) all

@@ -25,8 +25,6 @@ stop_all() {
 	done
 }
 
-hash_pw() { printf '{SHA512-CRYPT}%s' "$(openssl passwd -6 "$1")"; }
-
 layout() {
 	mkdir -p "$RUN/etc" "$RUN/mail" "$RUN/log" "$RUN/redis" "$RUN/tls" "$PIDS"
 	if [ "$(id -u)" = 0 ]; then OWNER=nobody; GROUP=$(id -gn nobody); else OWNER=$(id -un); GROUP=$(id -gn); fi
@@ -38,22 +36,28 @@ layout() {
 		  -keyout "$RUN/tls/key.pem" -out "$RUN/tls/cert.pem" 2>/dev/null
 		chmod 600 "$RUN/tls/key.pem"
 	fi
+	for t in "$TOP"/deploy/etc/quickstart/*.cf.in; do
+		sed -e "s|@RUN@|$RUN|g" -e "s|@OWNER@|$OWNER|g" -e "s|@UID@|$UID_|g" \
+		    -e "s|@GID@|$GID_|g" -e "s|@DOMAIN@|$DOMAIN|g" -e "s|@REDIS_PORT@|$REDIS_PORT|g" \
+		    "$t" > "$RUN/etc/$(basename "$t" .in)"
+	done
 	if [ ! -f "$RUN/etc/vmailbox" ]; then
-		# texthash maps: the embedded backend that needs no database
-		printf '# virtual_mailbox_domains: domain -> anything\n%s OK\n' "$DOMAIN" > "$RUN/etc/vdomains"
+		# texthash maps: the embedded backend that needs no database.
+		# mailctl (the admin command) fills them, as an administrator would.
+		printf '# virtual_mailbox_domains: domain -> anything (mailctl domain ...)\n' > "$RUN/etc/vdomains"
 		printf '# virtual_mailbox_maps: address -> Maildir under virtual_mailbox_base\n' > "$RUN/etc/vmailbox"
 		printf '# virtual_password_maps: address -> {SCHEME}hash\n' > "$RUN/etc/vpasswd"
-		printf '# virtual_alias_maps: address -> targets\npostmaster@%s alice@%s\n' "$DOMAIN" "$DOMAIN" > "$RUN/etc/valias"
+		printf '# virtual_alias_maps: address -> targets (mailctl alias ...)\n' > "$RUN/etc/valias"
 		printf '# virtual_mailbox_limit_maps: address -> quota bytes (0 = none)\n' > "$RUN/etc/vquota"
+		M="$BUILD/mailctl -c $RUN/etc"
+		$M domain add "$DOMAIN" --description "demo domain"
 		for u in alice bob; do
-			printf '%s@%s %s/%s/\n' "$u" "$DOMAIN" "$DOMAIN" "$u" >> "$RUN/etc/vmailbox"
-			printf '%s@%s %s\n' "$u" "$DOMAIN" "$(hash_pw "$PASSWORD")" >> "$RUN/etc/vpasswd"
-			printf '%s@%s 0\n' "$u" "$DOMAIN" >> "$RUN/etc/vquota"
-			for d in cur new tmp; do mkdir -p "$RUN/mail/$DOMAIN/$u/$d"; done
+			printf '%s\n' "$PASSWORD" | $M mailbox add "$u@$DOMAIN" --password-stdin --name "$u"
 		done
+		$M alias add "postmaster@$DOMAIN" "alice@$DOMAIN"
 		# The MX host's own login on the internal host's intake port.
 		RELAYPW=$(openssl rand -hex 16)
-		printf 'relay@%s %s\n' "$DOMAIN" "$(hash_pw "$RELAYPW")" >> "$RUN/etc/vpasswd"
+		printf '%s\n' "$RELAYPW" | $M mailbox add "relay@$DOMAIN" --password-stdin --name "MX relay login"
 		printf '# smtp_sasl_password_maps: nexthop -> user:password\n[127.0.0.1]:5526 relay@%s:%s\n' \
 		  "$DOMAIN" "$RELAYPW" > "$RUN/etc/relay_passwd"
 		chmod 600 "$RUN/etc/relay_passwd"
@@ -61,11 +65,6 @@ layout() {
 	chown -R "$OWNER:$GROUP" "$RUN/mail"
 	chgrp "$GROUP" "$RUN/etc/vpasswd" && chmod 640 "$RUN/etc/vpasswd"
 	chown "$OWNER" "$RUN/etc/relay_passwd"
-	for t in "$TOP"/deploy/etc/quickstart/*.cf.in; do
-		sed -e "s|@RUN@|$RUN|g" -e "s|@OWNER@|$OWNER|g" -e "s|@UID@|$UID_|g" \
-		    -e "s|@GID@|$GID_|g" -e "s|@DOMAIN@|$DOMAIN|g" -e "s|@REDIS_PORT@|$REDIS_PORT|g" \
-		    "$t" > "$RUN/etc/$(basename "$t" .in)"
-	done
 }
 
 start_redis() {

@@ -28,6 +28,7 @@ static void imap_cmd_namespace(struct imap_cmd *c);
 
 #define P IMAP_CMD_POOL
 #define NE IMAP_CMD_NOEXPUNGE
+#define SY IMAP_CMD_SYNC
 static const struct imap_cmd_def imap_cmd_table[] = {
 	{ "CAPABILITY", IMAP_CMD_S_ANY, 0, imap_cmd_capability },
 	{ "NOOP", IMAP_CMD_S_ANY, P, imap_cmd_msg_noop },
@@ -41,17 +42,17 @@ static const struct imap_cmd_def imap_cmd_table[] = {
 	{ "IDLE", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_msg_idle_sync },
 	{ "SELECT", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_select },
 	{ "EXAMINE", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_select },
-	{ "CREATE", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_create },
-	{ "DELETE", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_delete },
-	{ "RENAME", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_rename },
-	{ "SUBSCRIBE", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_subscribe },
-	{ "UNSUBSCRIBE", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_subscribe },
-	{ "LIST", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_list },
-	{ "LSUB", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_list },
-	{ "STATUS", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_status },
+	{ "CREATE", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_create },
+	{ "DELETE", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_delete },
+	{ "RENAME", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_rename },
+	{ "SUBSCRIBE", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_subscribe },
+	{ "UNSUBSCRIBE", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_subscribe },
+	{ "LIST", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_list },
+	{ "LSUB", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_list },
+	{ "STATUS", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_status },
 	{ "APPEND", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_append },
-	{ "GETQUOTAROOT", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_quota },
-	{ "GETQUOTA", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_quota },
+	{ "GETQUOTAROOT", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_quota },
+	{ "GETQUOTA", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_quota },
 	{ "CHECK", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_noop },
 	{ "CLOSE", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_close },
 	{ "UNSELECT", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_close },
@@ -70,6 +71,7 @@ static const struct imap_cmd_def imap_cmd_table[] = {
 };
 #undef P
 #undef NE
+#undef SY
 
 const struct imap_cmd_def imap_cmd_idle_sync_def = {
 	"IDLE", IMAP_CMD_S_LOGGEDIN, IMAP_CMD_POOL, imap_cmd_msg_idle_sync
@@ -330,7 +332,7 @@ struct imap_cmd_auth {
 	int rc;                      /* passdb_rc or sasl_glue_rc */
 	struct err err;
 	struct mstore *ms;
-	uint64_t quota;
+	uint64_t quota, quota_used;
 	const struct imap_settings *set;
 };
 
@@ -370,6 +372,13 @@ static int imap_cmd_auth_open(struct imap_cmd_auth *a)
 	    a->set->quota_fn(a->set->quota_arg, a->user, &a->quota,
 			     &a->err) < 0)
 		a->quota = 0;
+	if (a->quota > 0) {
+		uint64_t count;
+		struct err err;
+
+		if (mstore_quota_usage(a->ms, &a->quota_used, &count, &err) < 0)
+			a->quota_used = 0;
+	}
 	return 0;
 }
 
@@ -395,6 +404,7 @@ static void imap_cmd_auth_success(struct imap_cmd *c, const char *method)
 	s->ms = a->ms;
 	a->ms = NULL;
 	s->quota_limit = a->quota;
+	s->quota_used = a->quota_used;
 	s->auth_fails = 0;
 	log_info("imap: login: client=%s, user=<%s>, method=%s%s", s->addr,
 		 s->user, method, s->tls ? ", TLS" : "");

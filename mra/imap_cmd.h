@@ -24,6 +24,8 @@ typedef void imap_cmd_fn(struct imap_cmd *c);
 
 #define IMAP_CMD_POOL     0x01   /* run on the worker pool */
 #define IMAP_CMD_NOEXPUNGE 0x02  /* RFC 3501 §7.4.1: no EXPUNGE during */
+#define IMAP_CMD_SYNC     0x04   /* report the selected folder's changes
+				  * before running */
 
 struct imap_cmd_def {
 	const char *name;
@@ -49,6 +51,7 @@ struct imap_cmd {
 	int logout;                  /* close after sending out */
 	int idle_enter;              /* enter IDLE after sending out */
 	int no_tagged;               /* internal sync: no tagged reply */
+	int idle_restore;            /* DONE: reopen the folder for good */
 	void *priv;                  /* handler's own */
 	void (*priv_free)(void *);   /* frees priv with the command */
 };
@@ -119,5 +122,9 @@ void imap_cmd_msg_copy(struct imap_cmd *c);
 void imap_cmd_msg_fetch(struct imap_cmd *c);
 void imap_cmd_msg_search(struct imap_cmd *c);
 void imap_cmd_msg_idle_sync(struct imap_cmd *c);
+/* IDLE: replace the open folder by a compact snapshot (0), or keep it
+ * (-1, out of memory). Any thread that owns the session's store. */
+int imap_cmd_msg_snapshot(struct imap_session *s);
+void imap_cmd_msg_snapshot_free(struct imap_session *s);
 
 #endif

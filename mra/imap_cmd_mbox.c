@@ -245,11 +245,19 @@ void imap_cmd_mbox_list(struct imap_cmd *c)
 	struct mstore_folder_info *list;
 	char pattern[IMAP_CMD_MBOX_NAME * 2], dec[IMAP_CMD_MBOX_NAME * 2];
 	struct err err;
+	struct imap_arg *o;
 	size_t i, n;
+	int special = 0;
 
-	/* RFC 5258 selection options before the reference: ignored */
-	if (ref != NULL && ref->type == IMAP_ARG_LIST && !lsub)
+	/* RFC 5258 selection options before the reference; of them we act
+	 * on SPECIAL-USE (RFC 6154 §3): only special-use mailboxes */
+	if (ref != NULL && ref->type == IMAP_ARG_LIST && !lsub) {
+		for (o = ref->child; o != NULL; o = o->next)
+			if (imap_arg_is_string(o) &&
+			    strcasecmp(o->s, "SPECIAL-USE") == 0)
+				special = 1;
 		ref = ref->next;
+	}
 	pat = ref != NULL ? ref->next : NULL;
 	if (!imap_arg_is_string(ref) || !imap_arg_is_string(pat)) {
 		imap_cmd_bad(c, "%s needs a reference and a pattern.", c->name);
@@ -275,6 +283,10 @@ void imap_cmd_mbox_list(struct imap_cmd *c)
 	}
 	for (i = 0; i < n; i++) {
 		if (lsub && !(list[i].attrs & MSTORE_LIST_SUBSCRIBED))
+			continue;
+		if (special && !(list[i].attrs & (MSTORE_LIST_SENT |
+			MSTORE_LIST_DRAFTS | MSTORE_LIST_TRASH |
+			MSTORE_LIST_JUNK)))
 			continue;
 		if (imap_cmd_mbox_match(dec, list[i].name))
 			imap_cmd_mbox_list_one(c, lsub, &list[i]);

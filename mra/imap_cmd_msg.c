@@ -20,12 +20,128 @@ void imap_cmd_msg_noop(struct imap_cmd *c)
 	imap_cmd_ok(c, "%s completed.", c->name);
 }
 
-/* IDLE: report what changed; the first call enters IDLE. */
+int imap_cmd_msg_snapshot(struct imap_session *s)
+{
+	struct mstore_folder *f = s->folder;
+	size_t i;
+
+	if (f == NULL)
+		return 0;
+	s->snap = malloc((f->count ? f->count : 1) * sizeof(*s->snap));
+	s->snap_name = strdup(f->name);
+	s->snap_path = strdup(f->path);
+	if (s->snap == NULL || s->snap_name == NULL || s->snap_path == NULL) {
+		imap_cmd_msg_snapshot_free(s);
+		return -1;
+	}
+	for (i = 0; i < f->count; i++) {
+		s->snap[i].uid = f->msgs[i].uid;
+		s->snap[i].kw = f->msgs[i].keywords;
+		s->snap[i].flags = (unsigned char)f->msgs[i].flags;
+	}
+	s->nsnap = f->count;
+	s->snap_readonly = f->readonly;
+	mstore_folder_free(f);
+	s->folder = NULL;
+	return 0;
+}
+
+void imap_cmd_msg_snapshot_free(struct imap_session *s)
+{
+	free(s->snap);
+	free(s->snap_name);
+	free(s->snap_path);
+	s->snap = NULL;
+	s->snap_name = NULL;
+	s->snap_path = NULL;
+	s->nsnap = 0;
+}
+
+/* Reopen the folder behind a snapshot and report the difference: EXPUNGE
+ * (highest first, RFC 3501 §7.4.1), EXISTS/RECENT, FETCH FLAGS. */
+static int imap_cmd_msg_restore(struct imap_cmd *c)
+{
+	struct imap_session *s = c->s;
+	struct mstore_folder *f;
+	struct err err;
+	size_t i, j, nexp = 0, recent = 0, nnew = 0;
+	size_t *exp;
+
+	f = mstore_folder_open(s->ms, s->snap_name, s->snap_readonly, &err);
+	if (f == NULL) {
+		log_warn("imap: user=<%s>: reopen %s: %s", s->user,
+			 s->snap_name, err.msg);
+		return -1;
+	}
+	exp = malloc((s->nsnap ? s->nsnap : 1) * sizeof(*exp));
+	if (exp == NULL) {
+		mstore_folder_free(f);
+		return -1;
+	}
+	for (i = 0, j = 0; i < s->nsnap; i++) {
+		while (j < f->count && f->msgs[j].uid < s->snap[i].uid)
+			j++;
+		if (j < f->count && f->msgs[j].uid == s->snap[i].uid) {
+			/* \Recent stays with this session */
+			f->msgs[j].flags |= s->snap[i].flags & MSTORE_F_RECENT;
+			j++;
+		} else {
+			exp[nexp++] = i;
+		}
+	}
+	for (i = nexp; i > 0; i--)
+		buf_printf(&c->out, "* %zu EXPUNGE\r\n", exp[i - 1] + 1);
+	free(exp);
+	s->folder = f;
+	for (i = 0, j = 0; j < f->count; j++) {
+		while (i < s->nsnap && s->snap[i].uid < f->msgs[j].uid)
+			i++;
+		if (i < s->nsnap && s->snap[i].uid == f->msgs[j].uid) {
+			if ((s->snap[i].flags & ~MSTORE_F_RECENT) !=
+			    (f->msgs[j].flags & 0xff & ~MSTORE_F_RECENT) ||
+			    s->snap[i].kw != f->msgs[j].keywords) {
+				buf_printf(&c->out, "* %zu FETCH (UID %u FLAGS ",
+					   j + 1, f->msgs[j].uid);
+				imap_cmd_put_flags(c, f->msgs[j].flags,
+						   f->msgs[j].keywords);
+				buf_puts(&c->out, ")\r\n");
+			}
+		} else {
+			nnew++;
+		}
+		if (f->msgs[j].flags & MSTORE_F_RECENT)
+			recent++;
+	}
+	if (nnew > 0 || nexp > 0)
+		buf_printf(&c->out, "* %zu EXISTS\r\n", f->count);
+	if (nnew > 0)
+		buf_printf(&c->out, "* %zu RECENT\r\n", recent);
+	imap_cmd_msg_snapshot_free(s);
+	return 0;
+}
+
+/* IDLE (RFC 2177): report what changed; the first call enters IDLE. While
+ * idling the folder is kept as a snapshot only. */
 void imap_cmd_msg_idle_sync(struct imap_cmd *c)
 {
-	imap_cmd_sync(c, 1);
+	struct imap_session *s = c->s;
+
+	if (s->snap_name != NULL) {
+		if (imap_cmd_msg_restore(c) < 0 && c->idle_restore) {
+			c->new_state = IMAP_ST_AUTH;
+			imap_cmd_msg_snapshot_free(s);
+			buf_puts(&c->out, "* BYE Selected mailbox is gone.\r\n");
+			c->logout = 1;
+			return;
+		}
+	} else {
+		imap_cmd_sync(c, 1);
+	}
 	if (!c->no_tagged)
 		c->idle_enter = 1;
+	if (!c->idle_restore && imap_cmd_msg_snapshot(s) < 0)
+		log_warn("imap: user=<%s>: IDLE snapshot: out of memory",
+			 s->user);
 }
 
 /* CLOSE expunges silently (RFC 3501 §6.4.2); UNSELECT does not. */

@@ -14,6 +14,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <sys/inotify.h>
+#include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include "imap_cmd.h"
@@ -209,6 +211,8 @@ static void imap_session_job_run(void *job)
 {
 	struct imap_cmd *c = job;
 
+	if (c->def->flags & IMAP_CMD_SYNC)
+		imap_cmd_sync(c, 1);
 	c->def->fn(c);
 }
 
@@ -230,27 +234,204 @@ int imap_session_cmd_submit(struct imap_cmd *c)
 
 static void imap_session_idle_cb(void *arg);
 
-static void imap_session_idle_start(struct imap_session *s, const char *tag)
+/* ---- IDLE notifications: one inotify instance for all sessions ----
+ * (an instance per session would hit fs.inotify.max_user_instances, 128
+ * by default, long before thousands of IDLE clients). A directory watched
+ * by several sessions has one watch descriptor, counted. */
+
+#define IMAP_SESSION_INO_DELAY_MS 100
+#define IMAP_SESSION_INO_MASK (IN_CREATE | IN_DELETE | IN_MOVED_FROM | \
+			       IN_MOVED_TO)
+
+struct imap_session_wd {
+	int wd;
+	unsigned refs;
+};
+
+static int imap_session_ino_fd = -1;
+static struct event *imap_session_ino_ev, *imap_session_ino_timer;
+static struct imap_session_wd *imap_session_wds;
+static size_t imap_session_nwds, imap_session_capwds;
+static int imap_session_ino_all;
+
+static struct imap_session_wd *imap_session_wd_find(int wd)
 {
+	size_t i;
+
+	for (i = 0; i < imap_session_nwds; i++)
+		if (imap_session_wds[i].wd == wd)
+			return &imap_session_wds[i];
+	return NULL;
+}
+
+/* Directories changed since the last fire: usually one or two. */
+#define IMAP_SESSION_DIRTY_MAX 64
+static int imap_session_dirty[IMAP_SESSION_DIRTY_MAX];
+static size_t imap_session_ndirty;
+
+static int imap_session_is_dirty(int wd)
+{
+	size_t i;
+
+	if (wd < 0)
+		return 0;
+	for (i = 0; i < imap_session_ndirty; i++)
+		if (imap_session_dirty[i] == wd)
+			return 1;
+	return 0;
+}
+
+static void imap_session_ino_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct imap_session *s, *next;
+
+	for (s = imap_session_list; s != NULL; s = next) {
+		next = s->next;
+		if (s->mode != IMAP_MODE_IDLE || s->closing)
+			continue;
+		if (imap_session_ino_all || imap_session_is_dirty(s->wd[0]) ||
+		    imap_session_is_dirty(s->wd[1]))
+			imap_session_idle_cb(s);
+	}
+	imap_session_ndirty = 0;
+	imap_session_ino_all = 0;
+}
+
+static void imap_session_ino_read(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	struct timeval tv = { 0, IMAP_SESSION_INO_DELAY_MS * 1000 };
+	struct inotify_event *ev;
+	ssize_t r, off;
+
+	while ((r = read(fd, buf, sizeof(buf))) > 0) {
+		for (off = 0; off < r;
+		     off += (ssize_t)sizeof(*ev) + (ssize_t)ev->len) {
+			ev = (struct inotify_event *)(buf + off);
+			if (ev->mask & IN_Q_OVERFLOW ||
+			    imap_session_ndirty == IMAP_SESSION_DIRTY_MAX)
+				imap_session_ino_all = 1;
+			else if (!imap_session_is_dirty(ev->wd))
+				imap_session_dirty[imap_session_ndirty++] =
+					ev->wd;
+		}
+	}
+	/* coalesce a burst (and our own new/ -> cur/ renames) */
+	if (!evtimer_pending(imap_session_ino_timer, NULL))
+		evtimer_add(imap_session_ino_timer, &tv);
+}
+
+static int imap_session_ino_init(struct event_base *base)
+{
+	if (imap_session_ino_fd >= 0)
+		return 0;
+	imap_session_ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (imap_session_ino_fd < 0)
+		return -1;
+	imap_session_ino_ev = event_new(base, imap_session_ino_fd,
+					EV_READ | EV_PERSIST,
+					imap_session_ino_read, NULL);
+	imap_session_ino_timer = evtimer_new(base, imap_session_ino_fire, NULL);
+	if (imap_session_ino_ev == NULL || imap_session_ino_timer == NULL ||
+	    event_add(imap_session_ino_ev, NULL) < 0) {
+		close(imap_session_ino_fd);
+		imap_session_ino_fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
+static int imap_session_wd_add(const char *dir)
+{
+	struct imap_session_wd *w;
+	int wd = inotify_add_watch(imap_session_ino_fd, dir,
+				   IMAP_SESSION_INO_MASK);
+
+	if (wd < 0)
+		return -1;
+	w = imap_session_wd_find(wd);
+	if (w != NULL) {
+		w->refs++;
+		return wd;
+	}
+	if (imap_session_nwds == imap_session_capwds) {
+		size_t ncap = imap_session_capwds ? imap_session_capwds * 2 : 64;
+		struct imap_session_wd *nw = realloc(imap_session_wds,
+						     ncap * sizeof(*nw));
+
+		if (nw == NULL) {
+			inotify_rm_watch(imap_session_ino_fd, wd);
+			return -1;
+		}
+		imap_session_wds = nw;
+		imap_session_capwds = ncap;
+	}
+	w = &imap_session_wds[imap_session_nwds++];
+	w->wd = wd;
+	w->refs = 1;
+	return wd;
+}
+
+static void imap_session_wd_del(int wd)
+{
+	struct imap_session_wd *w = wd >= 0 ? imap_session_wd_find(wd) : NULL;
+
+	if (w == NULL || --w->refs > 0)
+		return;
+	inotify_rm_watch(imap_session_ino_fd, wd);
+	*w = imap_session_wds[--imap_session_nwds];
+}
+
+static void imap_session_unwatch(struct imap_session *s)
+{
+	imap_session_wd_del(s->wd[0]);
+	imap_session_wd_del(s->wd[1]);
+	s->wd[0] = s->wd[1] = -1;
+	mstore_watch_free(s->watch);
+	s->watch = NULL;
+}
+
+static void imap_session_watch(struct imap_session *s)
+{
+	static time_t last_warn;
+	const char *name, *path;
+	char dir[4200];
 	struct err err;
 
+	name = s->folder != NULL ? s->folder->name : s->snap_name;
+	path = s->folder != NULL ? s->folder->path : s->snap_path;
+	if (name == NULL || s->wd[0] >= 0 || s->watch != NULL)
+		return;
+	if (path != NULL && imap_session_ino_init(s->base) == 0) {
+		snprintf(dir, sizeof(dir), "%s/new", path);
+		s->wd[0] = imap_session_wd_add(dir);
+		snprintf(dir, sizeof(dir), "%s/cur", path);
+		s->wd[1] = imap_session_wd_add(dir);
+		if (s->wd[0] >= 0 && s->wd[1] >= 0)
+			return;
+		imap_session_unwatch(s);
+	}
+	s->watch = mstore_watch_new(s->base, s->ms, name,
+				    imap_session_idle_cb, s, &err);
+	if (s->watch == NULL && time(NULL) - last_warn > 60) {
+		last_warn = time(NULL);
+		log_warn("imap: client=%s, user=<%s>: IDLE watch: %s",
+			 s->addr, s->user, err.msg);
+	}
+}
+
+static void imap_session_idle_start(struct imap_session *s, const char *tag)
+{
 	free(s->idle_tag);
 	s->idle_tag = strdup(tag);
 	s->mode = IMAP_MODE_IDLE;
 	s->idle_dirty = 0;
-	if (s->folder != NULL && s->watch == NULL) {
-		s->watch = mstore_watch_new(s->base, s->ms, s->folder->name,
-					    imap_session_idle_cb, s, &err);
-		if (s->watch == NULL)
-			log_warn("imap: client=%s, user=<%s>: IDLE watch: %s",
-				 s->addr, s->user, err.msg);
-	}
+	imap_session_watch(s);
 }
 
 static void imap_session_idle_stop(struct imap_session *s)
 {
-	mstore_watch_free(s->watch);
-	s->watch = NULL;
+	imap_session_unwatch(s);
 	s->mode = IMAP_MODE_CMD;
 }
 
@@ -277,8 +458,9 @@ static struct imap_cmd *imap_session_cmd_alloc(struct imap_session *s)
 	return c;
 }
 
-/* A change in the folder while idling: sync on the pool. */
-static void imap_session_idle_sync(struct imap_session *s)
+/* A change in the folder while idling (or DONE, restore = 1): sync on
+ * the pool. */
+static void imap_session_idle_sync(struct imap_session *s, int restore)
 {
 	struct imap_cmd *c;
 
@@ -288,6 +470,7 @@ static void imap_session_idle_sync(struct imap_session *s)
 		return;
 	c->def = &imap_cmd_idle_sync_def;
 	c->no_tagged = 1;
+	c->idle_restore = restore;
 	c->tag = c->name;
 	if (imap_session_cmd_submit(c) < 0)
 		imap_cmd_free(c);
@@ -302,7 +485,7 @@ static void imap_session_idle_cb(void *arg)
 	if (s->busy)
 		s->idle_dirty = 1;
 	else
-		imap_session_idle_sync(s);
+		imap_session_idle_sync(s, 0);
 }
 
 void imap_session_cmd_done(struct imap_cmd *c)
@@ -331,10 +514,17 @@ void imap_session_cmd_done(struct imap_cmd *c)
 		return;
 	}
 	if (s->mode == IMAP_MODE_IDLE && s->idle_done_pending) {
+		if (s->snap_name != NULL) {
+			/* DONE: the folder comes back before the reply */
+			s->idle_done_pending = 0;
+			imap_session_idle_sync(s, 1);
+			s->idle_done_pending = 1;
+			return;
+		}
 		imap_session_idle_finish(s);
 		s->mode = IMAP_MODE_CMD;
 	} else if (s->mode == IMAP_MODE_IDLE && s->idle_dirty) {
-		imap_session_idle_sync(s);
+		imap_session_idle_sync(s, 0);
 		return;
 	}
 	out = bufferevent_get_output(s->bev);
@@ -420,6 +610,17 @@ static int imap_session_literal(struct imap_session *s, const char *buf,
 		s->lit_sent_at_valid = 0;
 		return -1;
 	}
+	if (append && !need->nonsync && s->quota_limit > 0 &&
+	    s->quota_used + need->literal_size > s->quota_limit) {
+		/* RFC 9208 §4.3: refused before the message is sent */
+		imap_session_peek_tag(buf, len, tag, sizeof(tag));
+		imap_session_printf(s, "%s NO [OVERQUOTA] Quota exceeded\r\n",
+				    tag);
+		evbuffer_drain(bufferevent_get_input(s->bev),
+			       need->literal_at);
+		s->lit_sent_at_valid = 0;
+		return -1;
+	}
 	if (!need->nonsync && (!s->lit_sent_at_valid ||
 			       s->lit_sent_at != need->literal_at)) {
 		imap_session_printf(s, "+ OK\r\n");
@@ -427,6 +628,9 @@ static int imap_session_literal(struct imap_session *s, const char *buf,
 		s->lit_sent_at_valid = 1;
 	}
 	s->need_bytes = need->literal_at + need->literal_size;
+	/* let the literal in, bounded by what was just accepted */
+	bufferevent_setwatermark(s->bev, EV_READ, 0,
+				 s->need_bytes + s->set->max_line + 2);
 	return 0;
 }
 
@@ -622,6 +826,9 @@ static int imap_session_input_cmd(struct imap_session *s,
 	s->lit_sent_at_valid = 0;
 	if (imap_session_rate(s))
 		return 0;
+	if (used > s->set->max_line)
+		bufferevent_setwatermark(s->bev, EV_READ, 0,
+					 s->set->max_line + 2);
 	/* rebuild: parse mutated the buffer; copy it with its pointers */
 	c = imap_session_take(s, p, used, tag, args, n);
 	evbuffer_drain(in, used);
@@ -669,9 +876,11 @@ static int imap_session_input_line(struct imap_session *s,
 					    s->idle_tag);
 			free(s->idle_tag);
 			s->idle_tag = NULL;
-		} else if (s->busy) {
+		} else if (s->busy || s->snap_name != NULL) {
 			s->idle_done_pending = 1;
 			s->mode = IMAP_MODE_IDLE;
+			if (!s->busy)
+				imap_session_idle_sync(s, 1);
 		} else {
 			imap_session_idle_finish(s);
 		}
@@ -840,10 +1049,11 @@ static void imap_session_free(struct imap_session *s)
 		return;
 	imap_session_unlink(s);
 	imap_session_timer_free(s);
-	mstore_watch_free(s->watch);
+	imap_session_unwatch(s);
 	if (s->auth_cmd != NULL)
 		imap_cmd_free(s->auth_cmd);
 	mstore_folder_free(s->folder);
+	imap_cmd_msg_snapshot_free(s);
 	mstore_free(s->ms);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
@@ -861,8 +1071,7 @@ void imap_session_close(struct imap_session *s)
 	if (s->closing)
 		return;
 	s->closing = 1;
-	mstore_watch_free(s->watch);
-	s->watch = NULL;
+	imap_session_unwatch(s);
 	if (s->bev != NULL) {
 		bufferevent_free(s->bev);
 		s->bev = NULL;
@@ -905,6 +1114,7 @@ static void imap_session_accept_cb(struct evconnlistener *l,
 	/* responses go out whole; no Nagle delay on their last segment */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	s->id = imap_session_next_id++;
+	s->wd[0] = s->wd[1] = -1;
 	s->set = li->set;
 	s->base = li->base;
 	s->pool = li->pool;
@@ -936,6 +1146,9 @@ static void imap_session_accept_cb(struct evconnlistener *l,
 	bufferevent_setcb(s->bev, imap_session_read_cb, imap_session_write_cb,
 			  imap_session_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, IMAP_SESSION_OUT_LOW, 0);
+	/* a client pipelining while a command runs is stopped by TCP
+	 * back-pressure, not buffered without bound */
+	bufferevent_setwatermark(s->bev, EV_READ, 0, s->set->max_line + 2);
 	imap_session_set_state(s, IMAP_ST_NOTAUTH);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_debug("imap: connect from %s%s", s->addr,
@@ -984,4 +1197,15 @@ void imap_shutdown(void)
 		next = s->next;
 		imap_session_close(s);
 	}
+	if (imap_session_ino_ev != NULL)
+		event_free(imap_session_ino_ev);
+	if (imap_session_ino_timer != NULL)
+		event_free(imap_session_ino_timer);
+	imap_session_ino_ev = imap_session_ino_timer = NULL;
+	if (imap_session_ino_fd >= 0)
+		close(imap_session_ino_fd);
+	imap_session_ino_fd = -1;
+	free(imap_session_wds);
+	imap_session_wds = NULL;
+	imap_session_nwds = imap_session_capwds = 0;
 }

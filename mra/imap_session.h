@@ -56,6 +56,13 @@ struct imap_settings {
 	unsigned auth_fail_delay_ms; /* first delay, doubles each time */
 };
 
+/* While idling, the selected folder is closed and only this compact copy
+ * of its view is kept (small per-connection state). */
+struct imap_session_snap {
+	uint32_t uid, kw;
+	unsigned char flags;
+};
+
 enum imap_state {
 	IMAP_ST_NOTAUTH,
 	IMAP_ST_AUTH,
@@ -109,9 +116,15 @@ struct imap_session {
 	int readonly;
 	uint64_t quota_limit;        /* bytes, 0: none */
 	uint64_t quota_used;         /* bytes, as last seen */
-	struct mstore_watch *watch;  /* while in IDLE */
+	struct mstore_watch *watch;  /* while in IDLE (fallback) */
+	int wd[2];                   /* shared inotify: new/, cur/ */
 	char *idle_tag;
 	int idle_dirty;
+	struct imap_session_snap *snap;  /* the closed folder's view */
+	size_t nsnap;
+	char *snap_name;
+	char *snap_path;
+	int snap_readonly;
 	struct imap_session *next, *prev;
 };
 

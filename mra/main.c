@@ -80,7 +80,7 @@ static const struct cfg_param main_params[] = {
 	  0, 0 },
 	{ "auth_failure_delay", CFG_TIME, "2s", &var_auth_failure_delay, 0,
 	  60 },
-	{ "mra_worker_threads", CFG_INT, "4", &var_worker_threads, 1, 64 },
+	{ "mra_worker_threads", CFG_INT, "8", &var_worker_threads, 1, 64 },
 	{ "pop3_timeout", CFG_TIME, "10m", &var_pop3_timeout, 1, 0 },
 	{ NULL, CFG_STR, NULL, NULL, 0, 0 },
 };

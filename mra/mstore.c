@@ -483,6 +483,34 @@ static uint32_t mstore_new_uidvalidity(uint32_t old)
 	return v == 0 ? 1 : v;
 }
 
+/* The lock file (never removed) remembers the last UIDVALIDITY given
+ * out, so a rebuilt index never repeats it even within one second.
+ * set = 0: read it (0 when unknown); else store set. */
+static uint32_t mstore_uv_hint(const char *folder, uint32_t set)
+{
+	char p[MSTORE_PATH_MAX], b[16];
+	ssize_t n;
+	int fd;
+
+	mstore_fmt(p, sizeof(p), "%s/%s", folder, MSTORE_LOCK);
+	fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return 0;
+	if (set != 0) {
+		n = mstore_fmt(b, sizeof(b), "%u\n", set);
+		if (pwrite(fd, b, (size_t)n, 0) == n)
+			(void)ftruncate(fd, n);
+		close(fd);
+		return set;
+	}
+	n = pread(fd, b, sizeof(b) - 1, 0);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	b[n] = '\0';
+	return (uint32_t)strtoul(b, NULL, 10);
+}
+
 /* ---- scanning new/ and cur/ ---- */
 
 struct mstore_scan {
@@ -630,7 +658,8 @@ static int mstore_index_sync(const char *folder, struct mstore_index *ix,
 	struct mstore_dent *d;
 
 	if (ix->state == MSTORE_IDX_MISSING) {
-		ix->uidvalidity = mstore_new_uidvalidity(ix->uidvalidity);
+		ix->uidvalidity = mstore_new_uidvalidity(mstore_uv_hint(folder, 0));
+		mstore_uv_hint(folder, ix->uidvalidity);
 		ix->uidnext = 1;
 		ix->dirty = 1;
 	} else if (ix->state == MSTORE_IDX_TORN) {
@@ -794,16 +823,55 @@ static int mstore_diff(const struct mstore_msg *old, size_t on,
 	return 0;
 }
 
+/* mtimes of new/ and cur/; 0 or -1 */
+static int mstore_dir_stamps(const char *folder, struct timespec st[2])
+{
+	char p[MSTORE_PATH_MAX];
+	struct stat sb;
+
+	mstore_fmt(p, sizeof(p), "%s/new", folder);
+	if (stat(p, &sb) < 0)
+		return -1;
+	st[0] = sb.st_mtim;
+	mstore_fmt(p, sizeof(p), "%s/cur", folder);
+	if (stat(p, &sb) < 0)
+		return -1;
+	st[1] = sb.st_mtim;
+	return 0;
+}
+
+static int mstore_ts_eq(struct timespec a, struct timespec b)
+{
+	return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
 int mstore_sync(struct mstore_folder *f, struct mstore_changes *ch,
                 struct err *err)
 {
 	struct mstore_index ix;
 	struct mstore_scan sc;
 	struct mstore_msg *nw;
+	struct timespec before[2];
 	size_t i, n = 0;
+	int have_stamps;
+	time_t t0;
 
+	/* Nothing renamed, added or removed since the last scan: the
+	 * directories' mtimes say so, once they are old enough that a change
+	 * within the same clock tick cannot hide behind them. */
+	have_stamps = mstore_dir_stamps(f->path, before) == 0;
+	if (have_stamps && f->stamp_ok && mstore_ts_eq(before[0], f->stamp[0]) &&
+	    mstore_ts_eq(before[1], f->stamp[1]))
+		return 0;
+	t0 = time(NULL);
 	if (mstore_load(f->path, 1, &ix, &sc, err) < 0)
 		return -1;
+	/* the scan saw everything up to the mtimes only if they predate it
+	 * (re-stat: our own new/ -> cur/ moves changed them) */
+	f->stamp_ok = 0;
+	if (have_stamps && mstore_dir_stamps(f->path, f->stamp) == 0)
+		f->stamp_ok = f->stamp[0].tv_sec < t0 - 1 &&
+		              f->stamp[1].tv_sec < t0 - 1;
 	nw = calloc(ix.n + 1, sizeof(*nw));
 	if (nw == NULL)
 		goto oom;

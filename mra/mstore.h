@@ -55,6 +55,10 @@ struct mstore_folder {
 	size_t count;
 	char *keywords[MSTORE_MAX_KEYWORDS]; /* NULL: unused letter */
 	unsigned nkeywords;
+	/* internal: new/ and cur/ mtimes at the last full scan, so a sync
+	 * of an unchanged folder costs two stat() calls */
+	struct timespec stamp[2];
+	int stamp_ok;
 };
 
 /* What a sync (or expunge) saw, for untagged EXPUNGE/EXISTS/FETCH. */
@@ -144,8 +148,10 @@ struct mstore_folder *mstore_folder_open(struct mstore *ms, const char *name,
                                          int readonly, struct err *err);
 void mstore_folder_free(struct mstore_folder *f);
 
-/* Re-read the folder; ch (may be NULL) receives what changed since the
- * last sync. msgs is rebuilt: pointers into it are invalidated. */
+/* Re-read the folder; ch (may be NULL; zeroed by the caller, freed with
+ * mstore_changes_free) receives what changed since the last sync. msgs
+ * is rebuilt: pointers into it are invalidated. A folder whose new/ and
+ * cur/ have not changed costs two stat() calls. */
 int mstore_sync(struct mstore_folder *f, struct mstore_changes *ch,
                 struct err *err);
 

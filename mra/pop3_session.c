@@ -812,6 +812,11 @@ oom:
 	j->rc = err_set(&j->err, 1, "out of memory");
 }
 
+static void pop3_free_cleanup(const void *data, size_t len, void *arg)
+{
+	free((void *)data);
+}
+
 static void pop3_read_done(void *arg)
 {
 	struct pop3_job *j = arg;
@@ -832,9 +837,15 @@ static void pop3_read_done(void *arg)
 	} else {
 		pop3_reply(s, "+OK %llu octets",
 		           (unsigned long long)s->f->msgs[j->idx].vsize);
-		if (s->bev != NULL)
-			evbuffer_add(bufferevent_get_output(s->bev), j->data.p,
-			             j->data.len);
+		if (s->bev != NULL && j->data.len > 0) {
+			/* hand the bytes over instead of copying a large message */
+			size_t n = j->data.len;
+			char *p = buf_steal(&j->data);
+
+			if (evbuffer_add_reference(bufferevent_get_output(s->bev), p, n,
+			                           pop3_free_cleanup, NULL) < 0)
+				free(p);
+		}
 		if (j->top < 0) {
 			s->retr_count++;
 			s->retr_bytes += s->f->msgs[j->idx].vsize;

@@ -327,17 +327,19 @@ int main(int argc, char **argv)
 	}
 	if (cfg_read_pairs(file, mailq_pair, &conf, &err) < 0) {
 		fprintf(stderr, "mailq: %s\n", err.msg);
+		free(conf.server);
+		free(conf.password);
 		return 2;
 	}
 	c = redisc_connect_sync(conf.server ? conf.server : "127.0.0.1:6379",
 	    conf.password, (int)conf.database, 5000, &err);
+	free(conf.server);
+	free(conf.password);
 	if (c == NULL) {
 		fprintf(stderr, "mailq: %s\n", err.msg);
 		return 2;
 	}
 	rc = mailq_run(c, qname, json, argc - optind, argv + optind);
 	redisFree(c);
-	free(conf.server);
-	free(conf.password);
 	return rc;
 }

@@ -20,10 +20,7 @@
 #include "vlookup.h"
 #include "work.h"
 #include "mx_session.h"
-#if __has_include("mx_forward.h")
 #include "mx_forward.h"
-#define MX_MAIN_FORWARD 1
-#endif
 
 #define MX_MAIN_MAXFDS 16
 
@@ -32,8 +29,8 @@ static char *var_relay_rcpt_maps, *var_vmb_maps, *var_valias_maps;
 static char *var_rcpt_delim, *var_tls_level, *var_tls_cert, *var_tls_key;
 static long var_size_limit, var_rcpt_limit, var_timeout, var_hard_errors;
 static long var_conn_rate, var_msg_rate, var_rate_unit, var_greet_wait;
-static long var_threads, var_line_limit, var_backlog;
-static int var_forbid_bare_nl;
+static long var_threads, var_redis_conns, var_line_limit, var_backlog;
+static int var_forbid_bare_nl, var_forward_enable;
 
 static const struct cfg_param mx_main_params[] = {
 	{ "smtpd_listen", CFG_STR, "25", &var_smtpd_listen, 0, 0 },
@@ -58,14 +55,15 @@ static const struct cfg_param mx_main_params[] = {
 	{ "postscreen_greet_wait", CFG_TIME, "0s", &var_greet_wait, 0, 60 },
 	{ "smtpd_listen_backlog", CFG_INT, "1024", &var_backlog, 1, 65535 },
 	{ "smtpd_worker_threads", CFG_INT, "4", &var_threads, 1, 256 },
+	{ "redis_connections", CFG_INT, "16", &var_redis_conns, 1, 64 },
+	/* no: accept and queue only (another process forwards, or tests) */
+	{ "mx_forward_enable", CFG_BOOL, "yes", &var_forward_enable, 0, 0 },
 	{ NULL, CFG_STR, NULL, NULL, 0, 0 },
 };
 
 static const struct cfg_param *const mx_main_tabs[] = {
 	params_common, redisc_params, mx_main_params,
-#ifdef MX_MAIN_FORWARD
 	mx_forward_params,
-#endif
 	NULL,
 };
 
@@ -124,6 +122,11 @@ static void mx_main_maps(struct mx_relay *mx)
 	mx->conn_rate = var_conn_rate;
 	mx->msg_rate = var_msg_rate;
 	mx->rate_unit = var_rate_unit;
+	mx->inline_lookups = mx_session_spec_inline(var_relay_domains) &&
+	                     mx_session_spec_inline(var_vmb_domains) &&
+	                     mx_session_spec_inline(var_relay_rcpt_maps) &&
+	                     mx_session_spec_inline(var_vmb_maps) &&
+	                     mx_session_spec_inline(var_valias_maps);
 	if (mx->relay_domains == NULL && mx->virtual_domains == NULL)
 		log_warn("relay_domains and virtual_mailbox_domains are empty: "
 		         "every recipient will be refused");
@@ -197,6 +200,7 @@ static SSL_CTX *mx_main_tls(void)
 static void mx_main_redis(struct mx_relay *mx)
 {
 	struct err err;
+	int i;
 
 	if (var_redis_require_durable &&
 	    redisc_check_durable(var_redis_server, var_redis_password,
@@ -205,13 +209,25 @@ static void mx_main_redis(struct mx_relay *mx)
 			mx_main_fatal("redis_require_durable", &err);
 		log_warn("redis_require_durable: cannot check now: %s", err.msg);
 	}
-	mx->redis = redisc_new(mx->base, var_redis_server, var_redis_password,
-	                       (int)var_redis_database, &err);
-	if (mx->redis == NULL)
-		mx_main_fatal("redis_server", &err);
-	mx->queue = queue_new(mx->base, mx->redis, "mx", &err);
-	if (mx->queue == NULL)
-		mx_main_fatal("queue", &err);
+	mx->nqueue = (int)var_redis_conns;
+	mx->redisv = calloc((size_t)mx->nqueue, sizeof(*mx->redisv));
+	mx->queuev = calloc((size_t)mx->nqueue, sizeof(*mx->queuev));
+	if (mx->redisv == NULL || mx->queuev == NULL) {
+		err_set(&err, 1, "out of memory");
+		mx_main_fatal("redis_connections", &err);
+	}
+	for (i = 0; i < mx->nqueue; i++) {
+		mx->redisv[i] = redisc_new(mx->base, var_redis_server,
+		                           var_redis_password,
+		                           (int)var_redis_database, &err);
+		if (mx->redisv[i] == NULL)
+			mx_main_fatal("redis_server", &err);
+		mx->queuev[i] = queue_new(mx->base, mx->redisv[i], "mx", &err);
+		if (mx->queuev[i] == NULL)
+			mx_main_fatal("queue", &err);
+	}
+	mx->redis = mx->redisv[0];
+	mx->queue = mx->queuev[0];
 }
 
 static void mx_main_server(struct mx_relay *mx, SSL_CTX *tls, int *fds,
@@ -254,10 +270,17 @@ static void mx_main_signal(evutil_socket_t sig, short what, void *arg)
 
 static void mx_main_cleanup(struct mx_relay *mx, SSL_CTX *tls)
 {
+	int i;
+
 	smtpd_server_stop_listening(mx->smtpd);
+	mx_forward_stop();
 	/* pending callbacks (queue writes, lookups) still find the server */
-	queue_free(mx->queue);
-	redisc_free(mx->redis);
+	for (i = 0; i < mx->nqueue; i++) {
+		queue_free(mx->queuev[i]);
+		redisc_free(mx->redisv[i]);
+	}
+	free(mx->queuev);
+	free(mx->redisv);
 	work_pool_free(mx->pool);
 	mx->stopping = 1;
 	smtpd_server_free(mx->smtpd);
@@ -297,10 +320,9 @@ int main(int argc, char **argv)
 	if (mx.pool == NULL)
 		mx_main_fatal("worker pool", &err);
 	mx_main_server(&mx, tls, fds, nfds);
-#ifdef MX_MAIN_FORWARD
-	if (mx_forward_start(mx.base, mx.pool, mx.queue, &err) < 0)
+	if (var_forward_enable &&
+	    mx_forward_start(mx.base, mx.pool, mx.queue, &err) < 0)
 		mx_main_fatal("forwarder", &err);
-#endif
 	sig[0] = evsignal_new(mx.base, SIGTERM, mx_main_signal, &mx);
 	sig[1] = evsignal_new(mx.base, SIGINT, mx_main_signal, &mx);
 	event_add(sig[0], NULL);

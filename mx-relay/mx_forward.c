@@ -19,6 +19,7 @@ static char *var_relayhost, *var_transport_maps, *var_tls_level;
 static char *var_tls_cafile, *var_sasl_passwd_maps, *var_dns_resolver;
 static int var_sasl_enable, var_xforward;
 static long var_dest_conc, var_min_backoff, var_max_backoff, var_lifetime;
+static long var_bounce_lifetime;
 static long var_run_delay, var_connect_tmout, var_helo_tmout, var_data_tmout;
 static long var_conn_cache_time, var_lease_time, var_active_limit;
 
@@ -41,6 +42,7 @@ const struct cfg_param mx_forward_params[] = {
 	{ "minimal_backoff_time", CFG_TIME, "300s", &var_min_backoff, 1, 0 },
 	{ "maximal_backoff_time", CFG_TIME, "4000s", &var_max_backoff, 1, 0 },
 	{ "maximal_queue_lifetime", CFG_TIME, "5d", &var_lifetime, 0, 0 },
+	{ "bounce_queue_lifetime", CFG_TIME, "5d", &var_bounce_lifetime, 0, 0 },
 	{ "queue_run_delay", CFG_TIME, "300s", &var_run_delay, 0, 0 },
 	/* how long a claimed message stays ours without renewal: a forwarder
 	 * killed mid-delivery has its mail taken over after this */
@@ -208,6 +210,7 @@ int mx_forward_start(struct event_base *base, struct work_pool *pool,
 	c.minimal_backoff = var_min_backoff;
 	c.maximal_backoff = var_max_backoff;
 	c.queue_lifetime = var_lifetime;
+	c.bounce_lifetime = var_bounce_lifetime;
 	c.queue_run_delay = var_run_delay;
 	c.lease_time = (int)var_lease_time;
 	c.max_active = (int)var_active_limit;

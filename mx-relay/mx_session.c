@@ -221,11 +221,44 @@ static void mx_session_rcpt_done(void *arg)
 	mx_session_answer(j, j->code, j->code != 0 ? j->text : NULL);
 }
 
+int mx_session_spec_inline(const char *spec)
+{
+	const char *p = spec;
+
+	if (spec == NULL)
+		return 1;
+	while (*p != '\0') {
+		size_t n;
+
+		while (*p == ' ' || *p == '\t' || *p == ',' || *p == '!')
+			p++;
+		n = strcspn(p, " \t,");
+		if (n > 0 && memchr(p, ':', n) != NULL &&
+		    strncmp(p, "texthash:", 9) != 0 &&
+		    strncmp(p, "static:", 7) != 0)
+			return 0;
+		if (n > 0 && p[0] == '/')
+			return 0;   /* a file of entries: may name maps */
+		p += n;
+	}
+	return 1;
+}
+
 static void mx_session_rcpt(struct smtpd_session *s, const char *rcpt,
                             void *ctx)
 {
 	struct mx_relay *mx = ctx;
-	struct mx_session_job *j = mx_session_job_new(s, ctx);
+	struct mx_session_job *j;
+	char text[300];
+	int code;
+
+	if (mx->inline_lookups) {
+		code = mx_session_check_rcpt(mx, rcpt, text, sizeof(text));
+		smtpd_resume(mx->smtpd, smtpd_session_id(s), code,
+		             code != 0 ? text : NULL);
+		return;
+	}
+	j = mx_session_job_new(s, ctx);
 
 	if (j == NULL || (j->rcpt = strdup(rcpt)) == NULL ||
 	    work_submit(mx->pool, mx_session_rcpt_work, mx_session_rcpt_done,
@@ -263,9 +296,11 @@ static void mx_session_message(struct smtpd_session *s, struct smtpd_msg *m,
 	struct mx_session_job *j = mx_session_job_new(s, ctx);
 	struct queue_rcpt *r = calloc((size_t)m->nrcpt, sizeof(*r));
 	struct queue_env env;
+	struct queue *q = mx->nqueue > 0 ? mx->queuev[mx->next_queue++ %
+	                                             mx->nqueue] : mx->queue;
 	int i;
 
-	if (j == NULL || r == NULL || mx->queue == NULL) {
+	if (j == NULL || r == NULL || q == NULL) {
 		free(r);
 		mx_session_job_free(j);
 		smtpd_msg_free(m);
@@ -291,7 +326,7 @@ static void mx_session_message(struct smtpd_session *s, struct smtpd_msg *m,
 	env.smtputf8 = m->smtputf8;
 	env.body8bit = m->body == SMTP_BODY_8BITMIME;
 	/* queue_put copies everything before it returns */
-	queue_put(mx->queue, &env, m->data, m->len, mx_session_queued, j);
+	queue_put(q, &env, m->data, m->len, mx_session_queued, j);
 	free(r);
 	smtpd_msg_free(m);
 }

@@ -277,18 +277,24 @@ int maildir_deliver(const char *maildir, const char *stem,
 {
 	char name[MAILDIR_NAME_MAX], tmppath[4096], dst[4096], dir[4096];
 	size_t size = 0;
-	int rc;
 
 	if (maildir_check_args(maildir, stem, subdir, info, err) < 0)
 		return -1;
-	if (stem != NULL) {
-		rc = maildir_find_stem(maildir, stem, name_r, name_n, err);
-		if (rc != 0)
-			return rc;
-	}
 	for (int i = 0; i < iovcnt; i++)
 		size += iov[i].iov_len;
 	maildir_make_name(stem, size, name, sizeof(name));
+	if (stem != NULL) {
+		struct stat st;
+
+		if ((size_t)snprintf(dst, sizeof(dst), "%s/new/%s", maildir,
+				     name) >= sizeof(dst))
+			return err_set(err, 0, "maildir path too long");
+		if (lstat(dst, &st) == 0) {
+			if (name_r != NULL && name_n > 0)
+				snprintf(name_r, name_n, "%s", name);
+			return 1;
+		}
+	}
 	/* The tmp name is unique even for a stem, so two concurrent
 	 * redeliveries never write into one file; both renames then land on
 	 * the same final name with the same bytes. */

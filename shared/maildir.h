@@ -28,9 +28,12 @@ int maildir_make(const char *path, uid_t uid, gid_t gid, struct err *err);
  * size, so readers get sizes without stat). When stem is non-NULL the
  * unique part is replaced by the stem: "<stem>.<host>,S=<size>" -- stem must
  * be a safe token ([A-Za-z0-9_.-], no '/', ':' or ',') derived by the caller
- * from (queue id, recipient) so a redelivery can be detected: if a file
- * whose name starts with "<stem>." already exists in new/ or cur/, nothing
- * is written and 1 is returned (name_r gets that existing name).
+ * from (queue id, recipient) so a redelivery can be detected: if new/ holds
+ * a file of exactly that name, nothing is written and 1 is returned (name_r
+ * gets the name). This check is one stat(); a reader may have moved the
+ * file to cur/ meanwhile, so a caller that suspects a redelivery (a retry
+ * after an unfinished attempt) first calls maildir_has_stem(), which
+ * scans new/ and cur/.
  *
  * subdir: "new" or "cur"; info: NULL or e.g. ":2,S" (appended only for cur).
  * name_r (may be NULL): receives the final file name, without folder.

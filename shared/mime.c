@@ -13,6 +13,7 @@
 
 #define MIME_TYPE_MAX 64
 #define MIME_BOUNDARY_MAX 70   /* RFC 2046 §5.1.1 */
+#define MIME_EW_MAX 1024       /* longest encoded word we decode */
 
 /* ---- lines and header blocks ---- */
 
@@ -1418,6 +1419,10 @@ static size_t mime_ew_parse(const char *in, size_t len, char *cs, size_t cs_n,
 
 	if (len < 8 || in[0] != '=' || in[1] != '?')
 		return 0;
+	/* RFC 2047 §2: at most 75 characters; we allow more, but bound the
+	 * look-ahead so that a header full of "=?" stays linear */
+	if (len > MIME_EW_MAX)
+		len = MIME_EW_MAX;
 	s = i;
 	while (i < len && in[i] != '?' && in[i] > ' ' && (unsigned char)in[i] < 127)
 		i++;

@@ -65,7 +65,8 @@ struct qmgr_msg {
 	struct queue_msg *qm;
 	struct qmgr_group *groups;
 	size_t ngroups, pending;
-	int *failed_now;             /* per rcpt: failed in this attempt */
+	int *failed_now;             /* per rcpt: failed in this attempt
+	                              * (1), or expired in the queue (2) */
 	char **relay;                /* per rcpt: who answered */
 	struct event *renew_ev;
 	int ops;                     /* Redis or worker callbacks to come */
@@ -467,10 +468,13 @@ static void qmgr_bounce(struct qmgr_msg *msg, size_t nfailed)
 	struct queue_rcpt rc;
 	struct buf b;
 	struct err err;
+	char (*mta)[256] = calloc(nfailed, sizeof(*mta));
 	size_t i, k = 0;
 
 	msg->ops++;   /* qmgr_bounced runs in every case */
-	if (dr == NULL) {
+	if (dr == NULL || mta == NULL) {
+		free(dr);
+		free(mta);
 		err_set(&err, 1, "out of memory");
 		qmgr_bounced(msg, 0, &err);
 		return;
@@ -481,7 +485,14 @@ static void qmgr_bounce(struct qmgr_msg *msg, size_t nfailed)
 		dr[k].addr = qm->env.rcpts[i].addr;
 		dr[k].orcpt = qm->env.rcpts[i].orcpt;
 		dr[k].action = "failed";
-		dr[k].remote_mta = msg->relay[i];
+		/* RFC 3463: 4.4.7 delivery time expired */
+		dr[k].status = msg->failed_now[i] == 2 ? "4.4.7" : NULL;
+		if (msg->relay[i] != NULL) {
+			/* "host[addr]:port" -> the host name (RFC 3464 §2.3.5) */
+			snprintf(mta[k], sizeof(mta[k]), "%.*s",
+			    (int)strcspn(msg->relay[i], "["), msg->relay[i]);
+			dr[k].remote_mta = mta[k];
+		}
 		dr[k].diag = qm->env.rcpts[i].error;
 		k++;
 	}
@@ -494,11 +505,13 @@ static void qmgr_bounce(struct qmgr_msg *msg, size_t nfailed)
 	buf_init(&b, QMGR_DSN_MAX);
 	if (dsn_build(&b, &info, dr, k, qm->data, qm->len, &err) < 0) {
 		free(dr);
+		free(mta);
 		buf_free(&b);
 		qmgr_bounced(msg, 0, &err);
 		return;
 	}
 	free(dr);
+	free(mta);
 	memset(&env, 0, sizeof(env));
 	memset(&rc, 0, sizeof(rc));
 	queue_qid_new(env.qid);
@@ -525,8 +538,9 @@ static void qmgr_msg_complete(struct qmgr_msg *msg)
 	struct queue_msg *qm = msg->qm;
 	long now = (long)time(NULL);
 	size_t i, nfailed = 0;
-	int expired = m->conf.queue_lifetime > 0 &&
-	    now - qm->env.arrival >= m->conf.queue_lifetime;
+	long life = qm->env.sender[0] != '\0' ? m->conf.queue_lifetime :
+	    m->conf.bounce_lifetime;
+	int expired = life > 0 && now - qm->env.arrival >= life;
 
 	qm->attempts++;
 	for (i = 0; i < qm->env.nrcpt; i++) {
@@ -538,7 +552,7 @@ static void qmgr_msg_complete(struct qmgr_msg *msg)
 			    r->error != NULL ? r->error : "not delivered") < 0)
 				t = NULL;
 			r->state = QUEUE_RCPT_FAILED;
-			msg->failed_now[i] = 1;
+			msg->failed_now[i] = 2;
 			free(r->error);
 			r->error = t;
 			log_info("%s: to=<%s>, status=expired, returned to sender",
@@ -622,7 +636,7 @@ static struct qmgr_dest *qmgr_dest_get(struct qmgr *m, const char *key)
 	return d;
 }
 
-static void qmgr_conn_close(struct qmgr_conn *cn)
+static void qmgr_conn_close(struct qmgr_conn *cn, int quit)
 {
 	struct qmgr_conn **pp;
 
@@ -638,7 +652,10 @@ static void qmgr_conn_close(struct qmgr_conn *cn)
 		cn->m->conns = cn->all_next;
 	if (cn->all_next != NULL)
 		cn->all_next->all_prev = cn->all_prev;
-	smtpc_free(cn->c);
+	if (quit)
+		smtpc_free(cn->c);
+	else
+		smtpc_abort(cn->c);
 	if (cn->idle_ev != NULL)
 		event_free(cn->idle_ev);
 	free(cn);
@@ -646,7 +663,7 @@ static void qmgr_conn_close(struct qmgr_conn *cn)
 
 static void qmgr_conn_idle_expired(evutil_socket_t fd, short what, void *arg)
 {
-	qmgr_conn_close(arg);
+	qmgr_conn_close(arg, 1);
 }
 
 static void qmgr_conn_start(struct qmgr_conn *cn, struct qmgr_group *g);
@@ -663,7 +680,7 @@ static void qmgr_smtp_done(void *arg, struct smtpc *c,
 	qmgr_group_done(g, res);
 	if (!smtpc_usable(c)) {
 		w = d->wait_head;
-		qmgr_conn_close(cn);
+		qmgr_conn_close(cn, 1);
 		if (w != NULL) {
 			d->wait_head = w->next_wait;
 			if (d->wait_head == NULL)
@@ -991,6 +1008,8 @@ struct qmgr *qmgr_new(struct event_base *base, struct work_pool *pool,
 		m->conf.dest_concurrency = 20;
 	if (m->conf.conn_idle_time <= 0)
 		m->conf.conn_idle_time = 5;
+	if (m->conf.bounce_lifetime <= 0)
+		m->conf.bounce_lifetime = m->conf.queue_lifetime;
 	if (m->conf.myhostname == NULL)
 		m->conf.myhostname = "localhost";
 	m->scan_ev = event_new(base, -1, EV_PERSIST, qmgr_scan, m);
@@ -1032,9 +1051,10 @@ void qmgr_free(struct qmgr *m)
 	m->stopping = 1;
 	event_free(m->scan_ev);
 	m->scan_ev = NULL;
-	/* smtpc_free never calls back, so busy connections go too */
+	/* smtpc_abort never calls back, so busy connections go too; no
+	 * QUIT: the loop is stopping and would not send it */
 	while (m->conns != NULL)
-		qmgr_conn_close(m->conns);
+		qmgr_conn_close(m->conns, 0);
 	while ((d = m->dests) != NULL) {
 		m->dests = d->next;
 		free(d->key);

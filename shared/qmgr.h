@@ -36,6 +36,8 @@ struct qmgr_conf {
 	long minimal_backoff;       /* seconds (Postfix minimal_backoff_time) */
 	long maximal_backoff;       /* maximal_backoff_time */
 	long queue_lifetime;        /* maximal_queue_lifetime */
+	long bounce_lifetime;       /* bounce_queue_lifetime: null sender
+	                             * (0: as queue_lifetime) */
 	long queue_run_delay;       /* no retry sooner than this */
 	int lease_time;             /* seconds a claim is held (renewed) */
 	int scan_interval_ms;       /* how often to look for due mail (1000) */

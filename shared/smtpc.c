@@ -788,9 +788,15 @@ static void smtpc_read(struct bufferevent *bev, void *arg)
 	const char *p;
 	unsigned gen = c->gen;
 
+	/* The greeting may be read before the "connected" event runs. */
+	if (c->st == SMTPC_ST_CONNECT) {
+		c->st = SMTPC_ST_GREETING;
+		smtpc_timeout(c, c->conf.cmd_timeout);
+	}
 	while (c->gen == gen && (len = evbuffer_get_length(in)) > 0) {
-		p = (const char *)evbuffer_pullup(in, (ev_ssize_t)(len <
-		    SMTPC_REPLY_MAX ? len : SMTPC_REPLY_MAX));
+		if (len > SMTPC_REPLY_MAX)
+			len = SMTPC_REPLY_MAX;
+		p = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
 		rc = smtp_reply_parse(p, len, SMTPC_REPLY_MAX, &r, &used);
 		if (rc == SMTP_REPLY_NEED_MORE)
 			return;
@@ -939,13 +945,13 @@ static void smtpc_closer_event(struct bufferevent *bev, short what, void *arg)
 	bufferevent_free(bev);
 }
 
-void smtpc_free(struct smtpc *c)
+static void smtpc_destroy(struct smtpc *c, int quit)
 {
 	struct timeval tv = { 2, 0 };
 
 	if (c == NULL)
 		return;
-	if (c->bev != NULL && c->st == SMTPC_ST_IDLE) {
+	if (quit && c->bev != NULL && c->st == SMTPC_ST_IDLE) {
 		/* QUIT politely; the bufferevent goes when it is written. */
 		smtpc_send_line(c, "QUIT");
 		bufferevent_setcb(c->bev, NULL, smtpc_closer_write,
@@ -968,4 +974,14 @@ void smtpc_free(struct smtpc *c)
 		explicit_bzero(c->pass, strlen(c->pass));
 	free(c->pass);
 	free(c);
+}
+
+void smtpc_free(struct smtpc *c)
+{
+	smtpc_destroy(c, 1);
+}
+
+void smtpc_abort(struct smtpc *c)
+{
+	smtpc_destroy(c, 0);
 }

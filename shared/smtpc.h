@@ -76,8 +76,11 @@ void smtpc_send(struct smtpc *c, const struct queue_env *env,
 
 /* 1 when the session is up and idle (ready for another smtpc_send). */
 int smtpc_usable(const struct smtpc *c);
-/* Sends QUIT when idle, then closes. Never calls a pending callback. */
+/* Sends QUIT when idle, then closes (the loop finishes the QUIT after
+ * this returns). Never calls a pending callback. */
 void smtpc_free(struct smtpc *c);
+/* Closes at once without QUIT: for shutdown, when the loop stops. */
+void smtpc_abort(struct smtpc *c);
 
 /* Pure helpers, exported for the tests. */
 /* RFC 3461 §4 xtext for XFORWARD attribute values: "+" and "=" and

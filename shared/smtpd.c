@@ -582,6 +582,8 @@ static void smtpd_bev_setup(struct smtpd_session *s)
 	bufferevent_setcb(s->bev, smtpd_read_cb, smtpd_write_cb,
 	                  smtpd_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_READ_HIWAT);
+	/* bodies come in large pieces: fewer loop turns per message */
+	bufferevent_set_max_single_read(s->bev, SMTPD_READ_HIWAT);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
@@ -697,6 +699,21 @@ static void smtpd_resumed(struct smtpd_session *s, int code,
 	if (s->state == SMTPD_ST_WAIT)
 		smtpd_set_state(s, SMTPD_ST_CMD);
 	s->wait = SMTPD_W_NONE;
+	/* a 2xx from a hook is a yes with its own text */
+	if (code >= 200 && code < 300 && w != SMTPD_W_MESSAGE) {
+		if (w == SMTPD_W_MAIL || w == SMTPD_W_RCPT) {
+			if (w == SMTPD_W_RCPT && smtpd_txn_add_rcpt(s) < 0) {
+				code = 451;
+				text = "4.3.0 Error: out of memory";
+				goto refused;
+			}
+			smtpd_ok(s);
+			smtpd_reply(s, "%d %s", code, text != NULL ? text : "Ok");
+			return;
+		}
+		code = 0;
+	}
+refused:
 	switch (w) {
 	case SMTPD_W_CONNECT:
 		if (code != 0) {

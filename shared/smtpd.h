@@ -39,7 +39,9 @@ struct smtpd_settings {
 	SSL_CTX *tls_ctx;            /* NULL: no STARTTLS */
 	int tls_required;            /* MAIL/AUTH refused before STARTTLS
 	                                (smtpd_tls_security_level = encrypt) */
-	int auth_enable;             /* offer AUTH (smtpd_sasl_auth_enable) */
+	int auth_enable;             /* offer AUTH (smtpd_sasl_auth_enable);
+	                                the daemon calls sasl_glue_server_init()
+	                                first; steps run on pool */
 	int tls_auth_only;           /* AUTH only after TLS (default in ours) */
 	const char *sasl_service;    /* Cyrus service name; NULL: "smtp" */
 	const char *sasl_options;    /* smtpd_sasl_security_options; NULL ok */
@@ -73,6 +75,18 @@ struct smtpd_msg {
 	char *protocol;              /* "ESMTP", "ESMTPS", "ESMTPSA", ... */
 };
 void smtpd_msg_free(struct smtpd_msg *m);
+
+/* Replies the engine writes itself (Postfix-like, RFC 3463 codes):
+ *   pre-greeting talker   554 5.5.1 ... talking too early (then close)
+ *   line too long         500 5.5.2 Error: line too long (resync at LF)
+ *   bare LF/CR in command 521 5.5.2 ... bare <LF> received (then close)
+ *   bare LF/CR in DATA    550 5.5.2 after the end of data (message dropped)
+ *   SIZE= over the limit  552 5.3.4; body over it: 552 5.3.4 after DATA
+ *   too many recipients   452 4.5.3      idle: 421 4.4.2 (then close)
+ *   smtpd_hard_error_limit reached: 421 4.7.0 (then close)
+ *   STARTTLS: 220 2.0.0, pipelined plaintext discarded, all state reset
+ * Logs: "connect from", "QID: client=", "QID: reject: ...",
+ * "QID: from=<>, size=, nrcpt=", "disconnect from ... commands=". */
 
 /* Hooks. Each may be NULL (then: accept). ctx is the server's hook ctx.
  * Asynchronous hooks ("answer with smtpd_resume") leave the session
@@ -116,11 +130,14 @@ int smtpd_server_accept(struct smtpd_server *srv, int fd,
     const struct sockaddr *sa, int salen, int flags, struct err *err);
 /* Stop accepting; sessions go on. */
 void smtpd_server_stop_listening(struct smtpd_server *srv);
-/* Closes every session (with 421 4.3.2 Service shutting down) and frees. */
+/* Closes every session and frees. SASL jobs still on the worker pool are
+ * safe: the last one to finish frees what is left of the server. Callers
+ * of smtpd_resume() (Redis callbacks, ...) must be gone before this. */
 void smtpd_server_free(struct smtpd_server *srv);
 unsigned smtpd_server_sessions(const struct smtpd_server *srv);
 
-/* Answer an asynchronous hook. code 0: the default success; otherwise an
+/* Answer an asynchronous hook. code 0: the default success; a 2xx: success
+ * with that reply (MAIL, RCPT, message); otherwise an
  * SMTP code (250, 421, 450, 451, 452, 550, 552, 554, ...) with text that
  * starts with the enhanced status code ("5.1.1 <u@d>: Recipient address
  * rejected: User unknown"), text may be NULL for a generic one. A 421

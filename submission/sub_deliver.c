@@ -47,7 +47,7 @@ int sub_deliver_over_quota(const struct sub_target *t, long long size,
 }
 
 static enum sub_deliver_rc sub_deliver_maildir(const struct sub_target *t,
-					       const char *key,
+					       const char *key, int scan,
 					       const struct iovec *iov,
 					       long long size, char *name_r,
 					       size_t name_n, struct err *err)
@@ -62,7 +62,7 @@ static enum sub_deliver_rc sub_deliver_maildir(const struct sub_target *t,
 		err_set(err, 1, "4.3.0 cannot derive file name");
 		return SUB_DELIVER_TEMP;
 	}
-	rc = maildir_has_stem(t->path, stem, err);
+	rc = scan ? maildir_has_stem(t->path, stem, err) : 0;
 	if (rc < 0)
 		return SUB_DELIVER_TEMP;
 	if (rc == 1)
@@ -221,7 +221,8 @@ static enum sub_deliver_rc sub_deliver_mbox(const struct sub_target *t,
 }
 
 enum sub_deliver_rc sub_deliver_local(const struct sub_target *t,
-				      const char *key, const char *sender,
+				      const char *key, int scan,
+				      const char *sender,
 				      const char *data, size_t len,
 				      char *name_r, size_t name_n,
 				      struct err *err)
@@ -245,7 +246,7 @@ enum sub_deliver_rc sub_deliver_local(const struct sub_target *t,
 	iov[1].iov_base = (void *)data;
 	iov[1].iov_len = len;
 	if (t->maildir)
-		rc = sub_deliver_maildir(t, key, iov,
+		rc = sub_deliver_maildir(t, key, scan, iov,
 					 (long long)(pre.len + len), name_r,
 					 name_n, err);
 	else

@@ -21,9 +21,13 @@ enum sub_deliver_rc {
  * when the forwarder sent one, else our queue id). sender: "" for <>.
  * data: the message with CRLF line ends (stored as is in Maildirs, so
  * sizes match what IMAP reports; mbox gets LF and >From quoting).
+ * scan: 1 when an earlier attempt with this key may have delivered
+ * (a retry after a crash): new/ and cur/ are searched for the copy first;
+ * 0: only new/ is checked for the exact file name (one stat).
  * name_r (may be NULL): the Maildir file name written. */
 enum sub_deliver_rc sub_deliver_local(const struct sub_target *t,
-				      const char *key, const char *sender,
+				      const char *key, int scan,
+				      const char *sender,
 				      const char *data, size_t len,
 				      char *name_r, size_t name_n,
 				      struct err *err);

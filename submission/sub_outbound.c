@@ -222,7 +222,8 @@ static void sub_outbound_local_one(struct sub_outbound_ljob *j, size_t i)
 			sub_outbound_add_remote(j, i, t->addr);
 			continue;
 		}
-		d = sub_deliver_local(t, j->m->env.qid, j->m->env.sender,
+		/* A queued message may be a retry after a crash: scan. */
+		d = sub_deliver_local(t, j->m->env.qid, 1, j->m->env.sender,
 				      j->m->data, j->m->len, NULL, 0, &err);
 		if (d == SUB_DELIVER_TEMP)
 			sub_outbound_set(j, i, 451, err.msg);

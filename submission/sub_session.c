@@ -25,6 +25,7 @@
 #include "work.h"
 
 #define SUB_SESSION_DELAY_MAX 16   /* seconds: cap of the growing delay */
+#define SUB_SESSION_PENDING "pending"  /* IDENT record of an unfinished attempt */
 
 struct sub_sess {
 	uint64_t sid;
@@ -193,11 +194,10 @@ static void sub_session_auth_check(struct smtpd_session *s, const char *mech,
 		return;
 	}
 	snprintf(key, sizeof(key), "sub:authfail:%s", ss->addr);
-	if (redisc_command(srv->redis, sub_session_auth_counted,
-			   sub_session_ref(ss), "GET %s", key) < 0) {
-		/* Redis down: the per-connection limit still holds. */
-		sub_session_auth_counted(srv->redis, NULL, ss);
-	}
+	/* redisc calls back with NULL when Redis is down (the
+	 * per-connection limit still holds then), also after a -1. */
+	(void)redisc_command(srv->redis, sub_session_auth_counted,
+			     sub_session_ref(ss), "GET %s", key);
 }
 
 static void sub_session_rate_done(void *arg, long count)
@@ -225,12 +225,20 @@ static void sub_session_auth_result(struct smtpd_session *s, const char *mech,
 			sub_session_rate_done, NULL);
 }
 
+/* Asked at EHLO. The forwarder says EHLO after STARTTLS and before AUTH
+ * and never again (as Postfix's smtp client does), so the intake offers
+ * XFORWARD to a TLS client that has not logged in yet; a login other than
+ * a relay login cannot send mail there (sub_session_mail), and IDENT is
+ * honoured only for relay logins and mynetworks (sub_session_message). */
 static int sub_session_xforward_ok(struct smtpd_session *s, void *ctx)
 {
 	struct sub_sess *ss = smtpd_session_data(s);
+	const char *user = sub_session_user(s);
 
-	return ss->mynet ||
-	       sub_session_is_relay_login(ss->l->srv, sub_session_user(s));
+	if (ss->mynet || sub_session_is_relay_login(ss->l->srv, user))
+		return 1;
+	return ss->l->kind == SUB_KIND_INTAKE && user == NULL &&
+	       smtpd_session_tls(s);
 }
 
 /* ---- MAIL: client and sender restrictions ---------------------------- */
@@ -325,7 +333,12 @@ static void sub_session_mail(struct smtpd_session *s, const char *sender,
 	 * client in mynetworks), whatever the client restrictions say. */
 	if (ss->l->kind == SUB_KIND_INTAKE && !f.authenticated && !f.mynetworks)
 		v = SUB_V_REJECT;
-	else
+	else if (ss->l->kind == SUB_KIND_INTAKE && f.authenticated &&
+		 !sub_session_is_relay_login(srv, user)) {
+		sub_session_resume(ss, 554, "5.7.1 This port is for the relay "
+				   "login; submit on the submission port");
+		return;
+	} else
 		v = sub_policy_eval(&srv->client_restr, &f);
 	if (v == SUB_V_REJECT || v == SUB_V_REJECT_RELAY) {
 		if (!f.authenticated)
@@ -478,6 +491,7 @@ struct sub_djob {
 	struct smtpd_msg *m;
 	char key[80];           /* IDENT or our qid: names the Maildir files */
 	char *ident;            /* trusted XFORWARD IDENT, or NULL */
+	int scan;               /* an earlier attempt may have delivered */
 	int msa;                /* add Message-ID/Date (RFC 6409 §8) */
 	char *data;             /* the message as delivered */
 	size_t len;
@@ -623,8 +637,9 @@ static void sub_session_deliver_one(struct sub_djob *j, const char *rcpt,
 						 "4.3.0 Out of memory");
 			continue;
 		}
-		drc = sub_deliver_local(t, j->key, j->m->sender, j->data,
-					j->len, name, sizeof(name), &err);
+		drc = sub_deliver_local(t, j->key, j->scan, j->m->sender,
+					j->data, j->len, name, sizeof(name),
+					&err);
 		if (drc == SUB_DELIVER_OK || drc == SUB_DELIVER_DUP) {
 			log_info("%s: to=<%s>, orig_to=<%s>, relay=local, "
 				 "dsn=2.0.0, status=sent (%s %s)", j->m->qid,
@@ -817,10 +832,9 @@ static void sub_session_step(struct sub_djob *j)
 			return;
 		}
 		snprintf(key, sizeof(key), "sub:ident:%s", j->ident);
-		if (redisc_command(srv->redis, sub_session_ident_set, j,
-				   "SET %s %s EX %ld", key, j->m->qid,
-				   srv->ident_lifetime) < 0)
-			sub_session_ident_set(srv->redis, NULL, j);
+		(void)redisc_command(srv->redis, sub_session_ident_set, j,
+				     "SET %s %s EX %ld", key, j->m->qid,
+				     srv->ident_lifetime);
 		return;
 	}
 }
@@ -863,11 +877,27 @@ static void sub_session_ident_got(struct redisc *r, struct redisReply *rep,
 	struct sub_djob *j = arg;
 	char text[200];
 
+	if (rep != NULL && rep->type == REDIS_REPLY_ERROR && !j->scan) {
+		/* SET ... NX GET needs Redis 7; an older one refuses it: ask
+		 * with GET and take the careful path (scan before writing). */
+		char key[128];
+
+		j->scan = 1;
+		snprintf(key, sizeof(key), "sub:ident:%s", j->ident);
+		(void)redisc_command(r, sub_session_ident_got, j, "GET %s",
+				     key);
+		return;
+	}
 	if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
 		sub_session_reply(j, 451, "4.3.0 Temporary failure, try again");
 		return;
 	}
-	if (rep->type == REDIS_REPLY_STRING) {
+	if (rep->type == REDIS_REPLY_STRING &&
+	    strcmp(rep->str, SUB_SESSION_PENDING) == 0) {
+		/* An attempt started and never finished (a crash, a 4xx):
+		 * its copies may exist; look before writing. */
+		j->scan = 1;
+	} else if (rep->type == REDIS_REPLY_STRING) {
 		log_info("%s: ident=%s already delivered as %.*s, discarded",
 			 j->m->qid, j->ident, (int)rep->len, rep->str);
 		snprintf(text, sizeof(text), "2.0.0 Ok: already delivered as "
@@ -904,9 +934,12 @@ static void sub_session_message(struct smtpd_session *s, struct smtpd_msg *m,
 
 		log_info("%s: ident=%s", m->qid, j->ident);
 		snprintf(key, sizeof(key), "sub:ident:%s", j->ident);
-		if (redisc_command(srv->redis, sub_session_ident_got, j,
-				   "GET %s", key) < 0)
-			sub_session_reply(j, 451, "4.3.0 Temporary failure");
+		/* DESIGN.md "exactly once over the hop": mark the attempt
+		 * before delivering; a retry that finds the mark searches the
+		 * Maildirs for the copies, the first attempt needs no scan. */
+		(void)redisc_command(srv->redis, sub_session_ident_got, j,
+				     "SET %s %s NX GET EX %ld", key,
+				     SUB_SESSION_PENDING, srv->ident_lifetime);
 		return;
 	}
 	sub_session_deliver_start(j);

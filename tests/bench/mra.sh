@@ -96,6 +96,7 @@ virtual_mailbox_base = $T/mail
 virtual_password_maps = texthash:$T/etc/passwd
 imap_max_commands_per_second = 0
 auth_max_failures_per_ip = 0
+mra_worker_threads = ${MRA_THREADS:-8}
 EOF
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -108,7 +109,8 @@ until /usr/bin/python3 -c "import socket,sys; socket.create_connection(('127.0.0
 done
 
 echo "--- mixed workload: 10 clients, ${SECONDS_MIX} s (Dovecot reference ~1580 commands/s; target 2370)"
-[ -n "$PERF" ] && (sleep 3; perf record -g -o /tmp/h7/perf.data -p $PID sleep 5 >/dev/null 2>&1) &
+# PERF=file: profile the daemon for 5 s of the mixed run
+[ -n "$PERF" ] && (sleep 3; perf record -g -o "$PERF" -p $PID sleep 5 >/dev/null 2>&1) &
 "$B/bench/imap_load" -m mix -c 10 -d "$SECONDS_MIX" -p "$IMAP_PORT" -u 10
 
 pss() { awk '/^Pss:/ {print $2}' /proc/$PID/smaps_rollup; }

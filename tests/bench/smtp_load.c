@@ -186,6 +186,7 @@ static void smtp_load_start(struct smtp_load *L)
 	L->started++;
 	L->active++;
 	bufferevent_setcb(s->bev, smtp_load_read, NULL, smtp_load_event, s);
+	bufferevent_set_max_single_write(s->bev, 256 * 1024);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&L->sin,
 	                               sizeof(L->sin)) < 0)

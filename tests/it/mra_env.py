@@ -87,7 +87,8 @@ class MraEnv:
             "virtual_mailbox_base": self.base,
             "virtual_mailbox_maps": "texthash:" + os.path.join(self.etc, "mailboxes"),
             "virtual_password_maps": "texthash:" + os.path.join(self.etc, "passwd"),
-            "virtual_mailbox_limit_maps": "texthash:" + os.path.join(self.etc, "quota"),
+            "virtual_mailbox_limit_maps": ("texthash:" + os.path.join(self.etc, "quota")
+                                           if self.quota else ""),
             "auth_failure_delay": "1s",
             "mail_owner": self.owner,
         }
@@ -155,6 +156,13 @@ class MraEnv:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        log = self.read_log()
+        # under make asan: a sanitizer report fails the test that caused it
+        for mark in ("ERROR: AddressSanitizer", "runtime error:",
+                     "ERROR: LeakSanitizer"):
+            if mark in log:
+                at = log.index(mark)
+                raise AssertionError("mra: %s\n%s" % (mark, log[max(0, at - 2000):at + 4000]))
 
     def restart(self):
         self.stop()

@@ -217,6 +217,12 @@ def test_special_use_folders_and_namespace(mra):
                     (b"Trash", b"\\Trash"), (b"Junk", b"\\Junk")):
         assert attr in names[n]
     assert b"INBOX" in names
+    # RFC 6154 §3: the SPECIAL-USE selection option lists only those
+    typ, data = m._simple_command("LIST", "(SPECIAL-USE)", '""', '"*"')
+    assert typ == "OK"
+    got = sorted(re.search(rb'"\." "?([^"]*)"?$', d).group(1)
+                 for d in m.untagged_responses.pop("LIST"))
+    assert got == [b"Drafts", b"Junk", b"Sent", b"Trash"]
     typ, data = m._simple_command("NAMESPACE")
     assert typ == "OK"
     assert m.untagged_responses["NAMESPACE"][0] == b'(("" ".")) NIL NIL'
@@ -725,3 +731,151 @@ def test_mbsync_over_imaps(mra, tmp_path):
     typ, data = m.search(None, "SUBJECT", '"from mbsync"')
     assert data[0] == b"6"
     m.logout()
+
+
+# ---- Postfix Admin users in MariaDB ---------------------------------------
+
+def _mysql_cf(env, db, name, query):
+    path = os.path.join(env.etc, name + ".cf")
+    with open(path, "w") as f:
+        f.write("hosts = 127.0.0.1:%d\nuser = %s\npassword = %s\ndbname = %s\n"
+                "query = %s\n" % (db.port, db.user, db.password, db.db, query))
+    os.chmod(path, 0o644)
+    return "mysql:" + path
+
+
+def test_mysql_users_and_inactive_mailbox(build, tmp_path, tls_cert, free_port, mariadb):
+    hashed = subprocess.run(["openssl", "passwd", "-6", "s3cret"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    rows = ["DELETE FROM mailbox WHERE domain = 'imap.test'",
+            "DELETE FROM domain WHERE domain = 'imap.test'",
+            "INSERT INTO domain (domain, description, aliases, mailboxes, maxquota, quota, "
+            "transport, backupmx, created, modified, active) VALUES ('imap.test', '', 0, 0, 0, 0, "
+            "'virtual', 0, NOW(), NOW(), 1)"]
+    for user, active in (("dora", 1), ("carol", 0)):
+        rows.append("INSERT INTO mailbox (username, password, name, maildir, quota, local_part, "
+                    "domain, created, modified, active) VALUES ('%s@imap.test', '{SHA512-CRYPT}%s', '', "
+                    "'imap.test/%s/', 0, '%s', 'imap.test', NOW(), NOW(), %d)"
+                    % (user, hashed, user, user, active))
+    mariadb.sql(";\n".join(rows) + ";")
+    env = MraEnv(build, tmp_path, tls_cert, free_port)
+    env.params["virtual_password_maps"] = _mysql_cf(
+        env, mariadb, "passwd", "SELECT password FROM mailbox WHERE username='%s' AND active = '1'")
+    env.params["virtual_mailbox_maps"] = _mysql_cf(
+        env, mariadb, "mailbox", "SELECT maildir FROM mailbox WHERE username='%s' AND active = '1'")
+    env._write_config()
+    env.start()
+    try:
+        m = imaps(env, user="dora@imap.test", pw="s3cret")
+        assert m.select("INBOX")[0] == "OK"
+        m.logout()
+        assert os.path.isdir(os.path.join(env.base, "imap.test", "dora", "cur"))
+        m = imaps(env, user=None)
+        with pytest.raises(imaplib.IMAP4.error):
+            m.login("carol@imap.test", "s3cret")
+        # SQL metacharacters in the user name are data, not SQL
+        with pytest.raises(imaplib.IMAP4.error):
+            m.login("x' OR '1'='1", "s3cret")
+        m.logout()
+    finally:
+        env.cleanup()
+
+
+def test_idle_many_sessions_all_woken(build, tmp_path, tls_cert, free_port):
+    """More IDLE clients than inotify instances allowed per user (128):
+    every one of them hears of a delivery within a second."""
+    env = MraEnv(build, tmp_path, tls_cert, free_port, disable_plaintext_auth="no").start()
+    conns = []
+    try:
+        for i in range(160):
+            r = Raw(env, tls=False)
+            r.login(BOB, "hunter2")
+            r.cmd("s", "SELECT INBOX")
+            r.send("i IDLE\r\n")
+            assert r.line().startswith(b"+ ")
+            conns.append(r)
+        t0 = time.time()
+        env.deliver(BOB, msg("wake up", to=BOB))
+        for r in conns:
+            assert r.line(timeout=3) == b"* 1 EXISTS"
+        assert time.time() - t0 < 1.5
+        for r in conns[:5]:
+            r.send("DONE\r\n")
+            out = r.until("i")
+            assert out[-1].startswith(b"i OK")
+            assert r.cmd("f", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[-1].startswith(b"f OK")
+    finally:
+        for r in conns:
+            r.close()
+        env.cleanup()
+
+
+def test_pipelined_commands_all_answered(mra):
+    r = Raw(mra).login()
+    r.cmd("s", "SELECT INBOX")
+    r.send(b"".join(b"p%d NOOP\r\n" % i for i in range(500)) + b"q CAPABILITY\r\n")
+    out = r.until("q", timeout=20)
+    tagged = [ln for ln in out if ln.startswith(b"p")]
+    assert len(tagged) == 500 and all(b" OK " in ln for ln in tagged)
+    r.close()
+
+
+def test_login_timeout_before_auth(build, tmp_path, tls_cert, free_port):
+    env = MraEnv(build, tmp_path, tls_cert, free_port, login_timeout="2s").start()
+    try:
+        r = Raw(env)
+        t0 = time.time()
+        ln = r.line(timeout=10)
+        assert ln.startswith(b"* BYE"), ln
+        assert 1.5 < time.time() - t0 < 6
+        with pytest.raises((EOFError, OSError)):
+            r.line(timeout=5)
+        # after login the longer (30 min) timeout applies
+        r = Raw(env).login()
+        time.sleep(3)
+        assert r.cmd("n", "NOOP")[-1].startswith(b"n OK")
+        r.close()
+    finally:
+        env.cleanup()
+
+
+def test_mail_location_dovecot_style(build, tmp_path, tls_cert, free_port):
+    env = MraEnv(build, tmp_path, tls_cert, free_port, virtual_mailbox_maps="")
+    env.params["mail_location"] = "maildir:%s/%%d/users/%%n" % env.base
+    env._write_config()
+    env.start()
+    try:
+        m = imaps(env)
+        assert m.select("INBOX")[0] == "OK"
+        assert m.append("INBOX", None, None, msg("located"))[0] == "OK"
+        m.logout()
+        cur = os.path.join(env.base, "example.test", "users", "alice", "cur")
+        assert len(os.listdir(cur)) == 1
+    finally:
+        env.cleanup()
+
+
+def test_failed_logins_limited_per_address(build, tmp_path, tls_cert, free_port):
+    env = MraEnv(build, tmp_path, tls_cert, free_port, auth_failure_delay="0",
+                 auth_max_failures_per_ip="2").start()
+    try:
+        for i in range(2):
+            m = imaps(env, user=None)
+            with pytest.raises(imaplib.IMAP4.error):
+                m.login(ALICE, "wrong%d" % i)
+            m.logout()
+        m = imaps(env, user=None)
+        with pytest.raises(imaplib.IMAP4.error, match="UNAVAILABLE"):
+            m.login(ALICE, "secret")
+        m.logout()
+        assert "refused, too many failed logins" in env.read_log()
+    finally:
+        env.cleanup()
+
+
+def test_authenticate_refused_before_tls(mra):
+    r = Raw(mra, tls=False)
+    ir = base64.b64encode(b"\0alice@example.test\0secret").decode()
+    out = r.cmd("a", "AUTHENTICATE PLAIN " + ir)
+    assert out[-1].startswith(b"a NO [PRIVACYREQUIRED]")
+    r.close()

@@ -35,6 +35,13 @@ def mra(build, tmp_path, tls_cert, free_port):
     env.deliver(USER, MSG2)
     env.deliver(USER, MSG3)
     env.start()
+    try:
+        socket.create_connection(("127.0.0.1", env.pop3s_port), 2).close()
+    except OSError:
+        env.cleanup()
+        pytest.fail("mra serves no POP3: mra/main.c must reference "
+                    "pop3_listener_start strongly (a weak reference does not "
+                    "pull pop3_session.o out of libmra.a)")
     yield env
     env.cleanup()
 
@@ -68,6 +75,22 @@ def test_plaintext_login_refused_before_tls(mra):
     with pytest.raises(poplib.error_proto):
         p.stat()
     p.quit()
+
+
+def test_plaintext_login_when_allowed(build, tmp_path, tls_cert, free_port):
+    env = MraEnv(build, tmp_path, tls_cert, free_port,
+                 disable_plaintext_auth="no")
+    try:
+        env.deliver(USER, MSG2)
+        env.start()
+        p = poplib.POP3("127.0.0.1", env.pop3_port, timeout=10)
+        assert "USER" in p.capa()
+        p.user(USER)
+        p.pass_(PASSWORD)
+        assert p.stat() == (1, len(MSG2))
+        p.quit()
+    finally:
+        env.cleanup()
 
 
 def test_stls_then_login(mra):
@@ -178,8 +201,10 @@ def test_dele_only_at_quit(mra):
         p.retr(2)
     assert p.stat()[0] == 2
     # vanish without QUIT: nothing is deleted
+    p.file.close()
     p.sock.close()
-    time.sleep(0.2)
+    time.sleep(0.3)
+    assert "disconnect: connection closed, user=<%s>" % USER in mra.read_log()
     p = pop3s(mra)
     assert p.stat()[0] == 3
     p.dele(2)
@@ -211,8 +236,14 @@ def test_uidl_stable_across_restart_and_imap(mra):
     im.login(USER, PASSWORD)
     typ, data = im.select("INBOX")
     assert typ == "OK" and data[0] == b"3"
-    typ, data = im.fetch("1:3", "(UID FLAGS)")
+    typ, data = im.fetch("1:3", "(UID)")
     assert typ == "OK"
+    imap_uids = [int(x.split(b"UID ")[1].split(b")")[0]) for x in data]
+    # the POP3 UIDL is the IMAP UID, then UIDVALIDITY (8 hex digits each)
+    assert imap_uids == [int(x.split()[1][:8], 16) for x in first]
+    typ, data = im.status("INBOX", "(UIDVALIDITY)")
+    uidvalidity = int(data[0].split(b"UIDVALIDITY ")[1].rstrip(b")"))
+    assert all(int(x.split()[1][8:], 16) == uidvalidity for x in first)
     typ, data = im.store("2", "+FLAGS", "(\\Seen \\Flagged)")
     assert typ == "OK"
     im.logout()

@@ -185,7 +185,8 @@ def test_unauthenticated_relay_refused(sub):
 
 
 def test_authenticated_relay_allowed(sub, redis):
-    e = sub()
+    # nothing listens at the relayhost: the message waits in the queue
+    e = sub(params={"relayhost": "[127.0.0.1]:1"})
     with e.smtp(login="alice@demo.test") as s:
         assert s.sendmail("alice@demo.test", ["bob@remote.example"],
                           msg("outbound")) == {}
@@ -195,6 +196,10 @@ def test_authenticated_relay_allowed(sub, redis):
     assert "bob@remote.example" in h
     data = redis.command("GET", keys[0].replace(":m:", ":d:"))
     assert "Subject: outbound" in data
+    deadline = time.time() + 10
+    while "relay=127.0.0.1" not in e.log() and time.time() < deadline:
+        time.sleep(0.1)
+    assert "status=deferred" in e.log()
 
 
 def test_sender_login_mismatch_refused(sub):
@@ -309,20 +314,22 @@ def test_partial_permanent_failure_bounces_to_sender(sub, redis):
                                  msg("mixed", "w" * 2000 + "\r\n"))
         assert code == 250, text
     assert len(e.wait_messages("bob@demo.test", 1)) == 1
-    keys = redis.command("KEYS", "mq:out:m:*")
-    assert len(keys) == 1
-    h = redis.command("HGETALL", keys[0])
-    assert "alice@demo.test" in h
-    dsn = redis.command("GET", keys[0].replace(":m:", ":d:"))
-    assert "message/delivery-status" in dsn and "Status: 5.2.2" in dsn, dsn
+    # the report goes through the outbound queue to alice's own Maildir
+    got = e.wait_messages("alice@demo.test", 1)
+    assert len(got) == 1, e.log()
+    dsn = got[0][1]
+    assert b"Return-Path: <>" in dsn
+    assert b"message/delivery-status" in dsn and b"Status: 5.2.2" in dsn, dsn
+    assert b"Final-Recipient: rfc822; small@demo.test" in dsn
 
 
 # ---- intake, XFORWARD, IDENT --------------------------------------------
 
 def intake_send(e, ident, data, rcpt="carol@demo.test"):
-    with e.smtp(port=e.intake_port, login="relay@mx.internal") as s:
-        code, caps = s.ehlo("mx.demo.test")
-        assert b"XFORWARD" in caps
+    # the forwarder's order: EHLO, STARTTLS, EHLO, AUTH, XFORWARD, MAIL
+    with e.smtp(port=e.intake_port) as s:
+        assert b"XFORWARD" in s.ehlo_resp
+        s.login("relay@mx.internal", e.users["relay@mx.internal"][0])
         code, text = s.docmd("XFORWARD NAME=mail.example.net ADDR=192.0.2.7 "
                              "PROTO=ESMTP HELO=mail.example.net IDENT=%s" % ident)
         assert code == 250, text
@@ -338,18 +345,23 @@ def test_intake_requires_tls_and_auth(sub):
         code, _ = s.mail("a@example.net")
         assert code >= 500
     with e.smtp(port=e.intake_port) as s:
-        code, caps = s.ehlo("mx")
-        assert b"XFORWARD" not in caps
         assert s.mail("a@example.net")[0] == 530
 
 
 def test_xforward_only_for_relay_login(sub):
     e = sub()
-    with e.smtp(port=e.intake_port, login="alice@demo.test") as s:
+    with e.smtp(port=e.submission_port, login="alice@demo.test") as s:
         code, caps = s.ehlo("x")
         assert b"XFORWARD" not in caps
         code, _ = s.docmd("XFORWARD IDENT=ABC")
         assert code >= 500
+    # on the intake a user login may not send at all (XFORWARD is offered
+    # there before AUTH, as the forwarder says EHLO only before AUTH)
+    with e.smtp(port=e.intake_port, login="alice@demo.test") as s:
+        code, caps = s.ehlo("x")
+        assert b"XFORWARD" not in caps
+        code, text = s.mail("alice@demo.test")
+        assert code == 554 and b"5.7.1" in text
 
 
 def test_xforward_ident_duplicate_not_delivered_twice(sub, redis):
@@ -367,6 +379,23 @@ def test_xforward_ident_duplicate_not_delivered_twice(sub, redis):
     assert "already delivered" in e.log()
     # XFORWARD values end up in the Received: header
     assert b"192.0.2.7" in got[0][1]
+
+
+def test_ident_retry_after_unfinished_attempt_finds_copy_in_cur(sub, redis):
+    """A crash after the Maildir write left the IDENT marked pending, and
+    the reader moved the message to cur/: the retry searches and finds it."""
+    e = sub()
+    data = msg("moved to cur")
+    assert intake_send(e, "BEEF0002", data)[0] == 250
+    md = e.maildir("carol@demo.test")
+    (name, _), = e.messages("carol@demo.test")
+    os.rename(os.path.join(md, "new", name), os.path.join(md, "cur", name + ":2,S"))
+    redis.command("SET", "sub:ident:BEEF0002", "pending")
+    assert intake_send(e, "BEEF0002", data)[0] == 250
+    time.sleep(0.3)
+    assert e.messages("carol@demo.test") == []
+    assert len(e.messages("carol@demo.test", "cur")) == 1
+    assert redis.command("GET", "sub:ident:BEEF0002") != "pending"
 
 
 def test_ident_file_stem_closes_crash_window(sub, redis):
@@ -455,3 +484,256 @@ def test_mysql_postfixadmin_tables(build, redis, tls_cert, mariadb):
                 s.login("x' OR '1'='1", "x")
     finally:
         e.cleanup()
+
+
+# ---- outbound: MX records from a local DNS server, a loopback sink ------
+
+class Sink:
+    """A small SMTP server on 127.0.0.1 that stores what it accepts and
+    refuses recipients whose local part starts with "reject"."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.messages = []
+        self.helos = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.session, args=(c,), daemon=True).start()
+
+    def session(self, c):
+        f = c.makefile("rb")
+        send = lambda s: c.sendall(s.encode() + b"\r\n")  # noqa: E731
+        send("220 sink.remote.example ESMTP")
+        sender, rcpts = None, []
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                cmd = line.decode("latin-1").strip()
+                up = cmd.upper()
+                if up.startswith("EHLO") or up.startswith("HELO"):
+                    with self.lock:
+                        self.helos.append(cmd)
+                    send("250-sink.remote.example\r\n250 PIPELINING")
+                elif up.startswith("MAIL FROM:"):
+                    sender, rcpts = cmd[10:].strip(), []
+                    send("250 2.1.0 Ok")
+                elif up.startswith("RCPT TO:"):
+                    addr = cmd[8:].strip().strip("<>")
+                    if addr.startswith("reject"):
+                        send("550 5.1.1 <%s>: no such user here" % addr)
+                    else:
+                        rcpts.append(addr)
+                        send("250 2.1.5 Ok")
+                elif up == "DATA" and not rcpts:
+                    send("554 5.5.1 Error: no valid recipients")
+                elif up == "DATA":
+                    send("354 go ahead")
+                    data = b""
+                    while True:
+                        l2 = f.readline()
+                        if l2 in (b".\r\n", b""):
+                            break
+                        data += l2[1:] if l2.startswith(b"..") else l2
+                    with self.lock:
+                        self.messages.append((sender, rcpts, data))
+                    send("250 2.0.0 Ok: stored")
+                elif up == "RSET":
+                    send("250 2.0.0 Ok")
+                elif up == "QUIT":
+                    send("221 2.0.0 Bye")
+                    return
+                else:
+                    send("502 5.5.1 not here")
+        except OSError:
+            return
+        finally:
+            c.close()
+
+    def wait(self, n, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.lock:
+                if len(self.messages) >= n:
+                    return list(self.messages)
+            time.sleep(0.1)
+        return list(self.messages)
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def dns(free_port, tmp_path):
+    port = free_port()
+    p = subprocess.Popen(
+        ["dnsmasq", "--no-daemon", "--port=%d" % port, "--listen-address=127.0.0.1",
+         "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+         "--pid-file=" + str(tmp_path / "dnsmasq.pid"), "--local=/example/",
+         # remote.example: two MX hosts; the preferred one (5) is mx0
+         "--mx-host=remote.example,mx1.remote.example,10",
+         "--mx-host=remote.example,mx0.remote.example,5",
+         "--host-record=mx0.remote.example,127.0.0.1",
+         "--host-record=mx1.remote.example,127.0.0.1",
+         # nomx.example: no MX, only an address record (RFC 5321 §5.1)
+         "--host-record=nomx.example,127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    assert p.poll() is None, "dnsmasq did not start"
+    yield "127.0.0.1:%d" % port
+    p.terminate()
+    p.wait(10)
+
+
+def outbound_params(dns, sink):
+    return {"smtp_dns_resolver": dns, "smtp_tcp_port": str(sink.port),
+            "minimal_backoff_time": "1s", "maximal_backoff_time": "2s",
+            "queue_run_delay": "1s"}
+
+
+def test_outbound_via_mx_records(sub, dns, redis):
+    sink = Sink()
+    try:
+        e = sub(params=outbound_params(dns, sink))
+        with e.smtp(login="alice@demo.test") as s:
+            assert s.sendmail("alice@demo.test", ["friend@remote.example"],
+                              msg("to the world", "far away\r\n")) == {}
+            assert s.sendmail("alice@demo.test", ["x@nomx.example"],
+                              msg("no mx")) == {}
+            # an alias that forwards off-site
+            assert s.sendmail("alice@demo.test", ["fwd@demo.test"],
+                              msg("forwarded")) == {}
+        got = sink.wait(3, timeout=30)
+        assert len(got) == 3, e.log()
+        by_rcpt = {tuple(r): (snd, d) for snd, r, d in got}
+        snd, data = by_rcpt[("friend@remote.example",)]
+        assert snd == "<alice@demo.test>"
+        assert data.endswith(b"far away\r\n") and b"Subject: to the world" in data
+        assert ("someone@remote.example",) in by_rcpt
+        assert len(e.wait_messages("carol@demo.test", 1)) == 1
+        log = e.log()
+        # MX preference order: mx0 (5) before mx1 (10); the address record
+        # for a domain without MX
+        assert "mx0.remote.example[127.0.0.1]" in log, log
+        assert "nomx.example[127.0.0.1]" in log, log
+        # the queue is empty again
+        deadline = time.time() + 10
+        while redis.command("KEYS", "mq:out:m:*") and time.time() < deadline:
+            time.sleep(0.1)
+        assert redis.command("KEYS", "mq:out:m:*") == []
+    finally:
+        sink.close()
+
+
+def test_outbound_permanent_refusal_bounces(sub, dns):
+    sink = Sink()
+    try:
+        e = sub(params=outbound_params(dns, sink))
+        with e.smtp(login="alice@demo.test") as s:
+            assert s.sendmail("alice@demo.test", ["reject-me@remote.example"],
+                              msg("doomed")) == {}
+        got = e.wait_messages("alice@demo.test", 1, timeout=20)
+        assert len(got) == 1, e.log()
+        raw = got[0][1]
+        assert b"Return-Path: <>" in raw
+        assert b"message/delivery-status" in raw
+        assert b"Final-Recipient: rfc822; reject-me@remote.example" in raw
+        assert b"Status: 5.1.1" in raw
+        assert b"Subject: doomed" in raw
+        assert sink.messages == []
+    finally:
+        sink.close()
+
+
+# ---- end to end: MX port -> queue -> forwarder -> intake -> Maildir -----
+
+def test_end_to_end_mx_forwarder_intake(sub, build, redis, tls_cert, free_port, tmp_path):
+    from mx_env import MX
+    e = sub()
+    maps = os.path.join(e.etc, "relay_passwd")
+    with open(maps, "w") as f:
+        f.write("[127.0.0.1]:%d relay@mx.internal:relay-pw\n" % e.intake_port)
+    os.chmod(maps, 0o644)
+    mx_port = free_port()
+    mx = MX(build, tmp_path / "mx", redis, mx_port, tls=tls_cert,
+            users=["alice@demo.test", "team@demo.test"],
+            mx_forward_enable="yes",
+            relayhost="[127.0.0.1]:%d" % e.intake_port,
+            smtp_tls_security_level="encrypt",
+            smtp_sasl_auth_enable="yes",
+            smtp_sasl_password_maps="texthash:" + maps,
+            smtp_send_xforward_command="yes",
+            minimal_backoff_time="1s", queue_run_delay="1s")
+    mx.start()
+    try:
+        data = msg("across the hop", "from the internet\r\n")
+        with smtplib.SMTP("127.0.0.1", mx_port, timeout=30) as s:
+            s.ehlo("mail.example.net")
+            assert s.sendmail("someone@example.net", ["team@demo.test"], data) == {}
+        for box in ("alice@demo.test", "bob@demo.test"):
+            got = e.wait_messages(box, 1, timeout=30)
+            assert len(got) == 1, mx.logtext() + e.log()
+            assert got[0][1].endswith(data)
+        log = e.log()
+        # the forwarder logged in, and its queue id came over as IDENT
+        assert "sasl_username=relay@mx.internal" in log
+        assert re.search(r"ident=[0-9A-F]+", log), log
+        deadline = time.time() + 10
+        while mx.qids() and time.time() < deadline:
+            time.sleep(0.1)
+        assert mx.qids() == []
+    finally:
+        mx.cleanup()
+
+
+def test_bad_settings_refused_at_start(build, redis, tls_cert):
+    for params, why in [({"smtpd_relay_restrictions": "permit_everything"},
+                         "permit_everything"),
+                        ({"mynetworks": "10.0.0.0/40"}, "mynetworks"),
+                        ({"no_such_parameter": "1"}, "no_such_parameter")]:
+        e = SubEnv(build, redis, tls_cert, params=params)
+        try:
+            with pytest.raises(RuntimeError):
+                e.start()
+            assert e.proc.wait(5) == 1
+            assert why in e.log()
+        finally:
+            e.cleanup()
+
+
+def test_redis_down_gives_4xx_never_a_lost_250(sub, redis):
+    e = sub()
+    redis.stop()
+    time.sleep(0.3)
+    with e.smtp(login="alice@demo.test") as s:
+        # local delivery needs no Redis: fsynced into the Maildir
+        assert s.sendmail("alice@demo.test", ["bob@demo.test"], msg("local")) == {}
+        # the outbound queue is down: 4xx, not 250
+        code, text = send_nosize(s, "alice@demo.test", ["x@remote.example"],
+                                 msg("remote"))
+        assert 400 <= code < 500, text
+    assert len(e.wait_messages("bob@demo.test", 1)) == 1
+    # a forwarded message whose IDENT cannot be checked: 4xx
+    code, text = intake_send(e, "DEAD0001", msg("ident"))
+    assert 400 <= code < 500, text
+    redis.start()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        code, text = intake_send(e, "DEAD0001", msg("ident"))
+        if code == 250:
+            break
+        time.sleep(0.5)
+    assert code == 250, text
+    assert len(e.wait_messages("carol@demo.test", 1)) == 1

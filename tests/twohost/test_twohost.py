@@ -11,11 +11,14 @@ Run as root: /usr/bin/python3 -m pytest tests/twohost (env BUILD = the
 build folder). Without permission for `ip netns add` the module is
 skipped with the reason.
 """
+import base64
 import email.utils
+import json
 import imaplib
 import os
 import poplib
 import re
+import signal
 import smtplib
 import ssl
 import sys
@@ -37,20 +40,32 @@ def site():
     build = os.path.abspath(os.environ.get("BUILD", os.path.join(ROOT, "build")))
     tag = "th%04x" % (os.getpid() & 0xFFFF)
     s = S.Site(build, tag)
+
+    # A run stopped with SIGTERM (a timeout wrapper) still tears down the
+    # namespaces and the daemons: turn it into KeyboardInterrupt, which
+    # pytest unwinds through the fixtures.
+    def on_term(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+    old_term = signal.signal(signal.SIGTERM, on_term)
     try:
         s.start()
     except NetnsUnavailable as e:
         s.cleanup()
+        signal.signal(signal.SIGTERM, old_term)
         pytest.skip("network namespaces are not available here: %s" % e)
     except BaseException:
         logs = s.all_logs()
         s.cleanup()
+        signal.signal(signal.SIGTERM, old_term)
         print(logs)
         raise
     print("two-host site up in %.1fs" % s.startup_seconds)
-    yield s
-    print(s.all_logs(tail=15))
-    errors = s.cleanup()
+    try:
+        yield s
+    finally:
+        print(s.all_logs(tail=15))
+        errors = s.cleanup()
+        signal.signal(signal.SIGTERM, old_term)
     assert not errors, "teardown: %s" % errors
 
 
@@ -118,6 +133,11 @@ def test_mx_forwards_over_authenticated_tls(site):
     log = site.log("submission.log")
     assert re.search(r"\[%s\]: sasl_method=\w+, sasl_username=%s"
                      % (re.escape(S.MX_IN), re.escape(S.RELAY_USER)), log), log
+    # The MX's log: handed to the intake and accepted there.
+    assert re.search(r"to=<%s>, relay=%s\[%s\]:%d, .*status=sent \(250 "
+                     % (re.escape(ALICE), re.escape(S.INTERNAL_IN),
+                        re.escape(S.INTERNAL_IN), S.INTAKE_PORT),
+                     site.log("mx-relay.log")), site.log("mx-relay.log")
     print("MX -> internal delivery took %.2fs" % (time.time() - t0))
 
 
@@ -137,7 +157,7 @@ def test_mx_refuses_unknown_and_foreign_recipients(site):
     assert known == 250, known
 
 
-def test_client_reads_over_imaps_and_pop3s(site):
+def test_client_reads_over_imaps(site):
     got = site.with_message_id(ALICE, "inbound-1@remote.example")
     assert len(got) == 1, "the first test's message is missing"
     stored = got[0][1]
@@ -155,6 +175,12 @@ def test_client_reads_over_imaps_and_pop3s(site):
             return parts[0][1]
 
     assert site.topo.call(site.ns_client, imap) == stored
+
+
+def test_client_reads_over_pop3s(site):
+    got = site.with_message_id(ALICE, "inbound-1@remote.example")
+    assert len(got) == 1, "the first test's message is missing"
+    stored = got[0][1]
 
     def pop3():
         p = poplib.POP3_SSL(S.INTERNAL_OUT, 995, context=client_ctx(site), timeout=20)
@@ -237,33 +263,70 @@ def test_internal_refuses_mx_without_credentials(site):
     assert len(site.messages(ALICE)) == before
 
 
+def mailq(site, *args):
+    r = site.topo.run(site.ns_mx, [site.bin("mailq"), "-c", site.mx_etc, "--json"]
+                      + list(args), timeout=20)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return [json.loads(l) for l in r.stdout.decode().splitlines() if l.startswith("{")]
+
+
 def mx_queue(site):
-    return [k for k in site.redis(site.ns_mx, "KEYS", "mq:mx:m:*") if k]
+    """Message-ID -> queue entry, of everything in the MX's queue, read
+    with mailq (and cross-checked against the Redis keys)."""
+    out = {}
+    for entry in mailq(site, "list"):
+        shown = mailq(site, "show", entry["queue_id"])
+        assert len(shown) == 1, shown
+        data = base64.b64decode(shown[0]["data_base64"])
+        m = re.search(rb"\r\nMessage-ID: <([^>]+)>\r\n", data)
+        out[m.group(1).decode() if m else entry["queue_id"]] = shown[0]
+    keys = [k for k in site.redis(site.ns_mx, "KEYS", "mq:mx:m:*") if k]
+    assert len(keys) == len(out), (keys, out)
+    return out
 
 
 def test_inside_link_down_mx_keeps_then_delivers_once(site):
     ids = ["down-%d@remote.example" % i for i in range(5)]
+    msgs = {mid: message("while the link is down %d" % i, mid, ALICE,
+                         "kept by the MX %d\r\n" % i) for i, mid in enumerate(ids)}
     site.inside_link(False)
     try:
+        # 1. With the sample's tables, the MX checks recipients in the
+        # internal host's MariaDB: with the inside link down it cannot,
+        # and says 451 (try later), never 250 and never 550.
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as exc:
+            send_to_mx(site, "someone@remote.example", [ALICE], msgs[ids[0]])
+        code, text = exc.value.recipients[ALICE]
+        assert code == 451, (code, text)
+        assert mx_queue(site) == {}
+        # 2. With a local copy of the recipient list (GUIDE.md: the MX
+        # keeps accepting while the internal host is away), the MX takes
+        # the mail and keeps it in its Redis.
+        site.mx_local_recipients([ALICE, BOB])
         for i, mid in enumerate(ids):
             rcpts = [ALICE, BOB] if i == 0 else [ALICE]
-            data = message("while the link is down %d" % i, mid, ALICE,
-                           "kept by the MX %d\r\n" % i)
-            assert send_to_mx(site, "someone@remote.example", rcpts, data) == {}
+            assert send_to_mx(site, "someone@remote.example", rcpts, msgs[mid]) == {}
         time.sleep(3)   # several forwarder attempts fail meanwhile
         queued = mx_queue(site)
-        assert len(queued) == len(ids), (queued, site.log("mx-relay.log")[-3000:])
+        assert sorted(queued) == sorted(ids), (queued, site.log("mx-relay.log")[-3000:])
+        assert [r["address"] for r in queued[ids[0]]["recipients"]] == [ALICE, BOB]
+        assert all(q["attempts"] >= 1 for q in queued.values()), queued
         for mid in ids:
             assert site.with_message_id(ALICE, mid) == [], mid
+        # 3. kill -9 of the MX while it holds the mail loses nothing.
+        site.restart_mx(kill=True)
+        assert sorted(mx_queue(site)) == sorted(ids)
     finally:
         site.inside_link(True)
     t0 = time.time()
     wait_for(lambda: all(site.with_message_id(ALICE, m) for m in ids) and
              site.with_message_id(BOB, ids[0]), 40,
              what="the queued messages after the link came back")
-    wait_for(lambda: mx_queue(site) == [], 15, what="the MX queue to drain")
+    wait_for(lambda: mx_queue(site) == {}, 15, what="the MX queue to drain")
     print("link up -> all delivered in %.2fs" % (time.time() - t0))
     time.sleep(2)   # a duplicate would arrive now
     for mid in ids:
-        assert len(site.with_message_id(ALICE, mid)) == 1, mid
+        got = site.with_message_id(ALICE, mid)
+        assert len(got) == 1, (mid, [n for n, _ in got])
+        assert strip_trace(got[0][1])[1] == msgs[mid]
     assert len(site.with_message_id(BOB, ids[0])) == 1

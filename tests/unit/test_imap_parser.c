@@ -10,6 +10,8 @@
 #include <string.h>
 #include <cmocka.h>
 #include "../../mra/imap_parser.h"
+#include "../../mra/imap_cmd.h"
+#include "../../mra/imap_search.h"
 
 static const struct imap_parser_limits test_lim = { 1024, 4096, 8 };
 
@@ -182,6 +184,45 @@ static void test_line(void **st)
 	assert_int_equal(imap_parser_line("DONE", 4, 3, &n, &used), -1);
 }
 
+/* RFC 3501 §5.1.3 modified UTF-7 */
+static void test_mutf7(void **st)
+{
+	char out[128], back[128];
+
+	assert_int_equal(imap_cmd_mutf7_decode("Entw&APw-rfe", out,
+					       sizeof(out)), 0);
+	assert_string_equal(out, "Entw\xc3\xbc" "rfe");
+	assert_int_equal(imap_cmd_mutf7_encode(out, back, sizeof(back)), 0);
+	assert_string_equal(back, "Entw&APw-rfe");
+	assert_int_equal(imap_cmd_mutf7_decode("A&-B", out, sizeof(out)), 0);
+	assert_string_equal(out, "A&B");
+	assert_int_equal(imap_cmd_mutf7_encode("A&B", back, sizeof(back)), 0);
+	assert_string_equal(back, "A&-B");
+	/* RFC 3501's example: ~peter/mail/台北/日本語 */
+	assert_int_equal(imap_cmd_mutf7_decode("~peter/mail/&U,BTFw-/&ZeVnLIqe-",
+					       out, sizeof(out)), 0);
+	assert_int_equal(imap_cmd_mutf7_encode(out, back, sizeof(back)), 0);
+	assert_string_equal(back, "~peter/mail/&U,BTFw-/&ZeVnLIqe-");
+	/* a supplementary-plane character goes through a surrogate pair */
+	assert_int_equal(imap_cmd_mutf7_encode("\xf0\x9f\x93\xa7", back,
+					       sizeof(back)), 0);
+	assert_int_equal(imap_cmd_mutf7_decode(back, out, sizeof(out)), 0);
+	assert_string_equal(out, "\xf0\x9f\x93\xa7");
+	assert_int_equal(imap_cmd_mutf7_decode("&Jjo", out, sizeof(out)), -1);
+	assert_int_equal(imap_cmd_mutf7_decode("&2D0-", out, sizeof(out)), -1);
+	assert_int_equal(imap_cmd_mutf7_decode("a\x01", out, sizeof(out)), -1);
+	assert_int_equal(imap_cmd_mutf7_encode("\xff", back, sizeof(back)), -1);
+}
+
+static void test_search_date(void **st)
+{
+	assert_true(imap_search_date("1-Feb-1994") == 760060800LL);
+	assert_true(imap_search_date("07-feb-1994") == 760579200LL);
+	assert_true(imap_search_date("1-Foo-1994") < 0);
+	assert_true(imap_search_date("32-Jan-1994") < 0);
+	assert_true(imap_search_date("1-Jan-94") < 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -193,6 +234,8 @@ int main(void)
 		cmocka_unit_test(test_too_many_args),
 		cmocka_unit_test(test_seqset),
 		cmocka_unit_test(test_line),
+		cmocka_unit_test(test_mutf7),
+		cmocka_unit_test(test_search_date),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

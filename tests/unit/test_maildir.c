@@ -144,6 +144,28 @@ static void test_deliver_stem_once(void **st)
 	assert_int_equal(test_count(nd), 1);
 }
 
+/* A reader moved the copy to cur/ with flags: the exact-name check of
+ * maildir_deliver() no longer sees it, maildir_has_stem() does. */
+static void test_stem_found_in_cur(void **st)
+{
+	char md[400], stem[40], a[MAILDIR_NAME_MAX], from[900], to[900];
+	struct iovec iov = { "w\r\n", 3 };
+	struct err err;
+
+	snprintf(md, sizeof(md), "%s/d5", test_root);
+	assert_int_equal(maildir_make(md, (uid_t)-1, (gid_t)-1, &err), 0);
+	assert_int_equal(maildir_stem("QID2", "c@x.test", stem, sizeof(stem)),
+			 0);
+	assert_int_equal(maildir_deliver(md, stem, &iov, 1, "new", NULL, a,
+					 sizeof(a), &err), 0);
+	snprintf(from, sizeof(from), "%s/new/%s", md, a);
+	snprintf(to, sizeof(to), "%s/cur/%s:2,S", md, a);
+	assert_int_equal(rename(from, to), 0);
+	assert_int_equal(maildir_has_stem(md, stem, &err), 1);
+	assert_int_equal(maildir_has_stem(md, "0123abcd", &err), 0);
+	assert_int_equal(maildir_has_stem(md, "../x", &err), -1);
+}
+
 static void test_deliver_cur_info(void **st)
 {
 	char md[400], name[MAILDIR_NAME_MAX];
@@ -258,6 +280,7 @@ int main(void)
 		cmocka_unit_test(test_deliver_bytes_and_name),
 		cmocka_unit_test(test_deliver_unique_names),
 		cmocka_unit_test(test_deliver_stem_once),
+		cmocka_unit_test(test_stem_found_in_cur),
 		cmocka_unit_test(test_deliver_cur_info),
 		cmocka_unit_test(test_deliver_missing_folder_is_temp),
 		cmocka_unit_test(test_name_size),
