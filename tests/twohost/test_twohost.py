@@ -299,7 +299,7 @@ def test_inside_link_down_mx_keeps_then_delivers_once(site):
         code, text = exc.value.recipients[ALICE]
         assert code == 451, (code, text)
         assert mx_queue(site) == {}
-        # 2. With a local copy of the recipient list (GUIDE.md: the MX
+        # 2. With a local copy of the recipient list (README.md (Deploying on two hosts): the MX
         # keeps accepting while the internal host is away), the MX takes
         # the mail and keeps it in its Redis.
         site.mx_local_recipients([ALICE, BOB])

@@ -11,7 +11,7 @@ their mysql .cf files) with paths rewritten to a temporary folder and a
 few test values appended at the end (a later line wins, as in Postfix).
 Users are created with build/mailctl in a MariaDB that runs inside the
 internal namespace; the MX reads it over the inside link with the
-read-only, column-restricted account GUIDE.md describes.
+read-only, column-restricted account README.md (Deploying on two hosts) describes.
 """
 import os
 import pwd
@@ -233,7 +233,7 @@ class Site:
                  % (DB_USER, DB_PASSWORD, DB_USER, DB_PASSWORD, DB_USER, DB_USER))
         with open(os.path.join(DEPLOY, "sql", "schema.sql")) as f:
             self.sql(f.read(), DB_USER, DB_PASSWORD, "mailpair")
-        # The MX's read-only account, as GUIDE.md grants it: SELECT only,
+        # The MX's read-only account, as README.md (Deploying on two hosts) grants it: SELECT only,
         # and no access to mailbox.password.
         self.sql("CREATE USER '{u}'@'{h}' IDENTIFIED BY '{p}';"
                  "GRANT SELECT ON mailpair.domain TO '{u}'@'{h}';"
