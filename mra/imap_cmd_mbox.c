@@ -238,6 +238,33 @@ static void imap_cmd_mbox_list_one(struct imap_cmd *c, int lsub,
 	buf_puts(&c->out, "\r\n");
 }
 
+/* A name listed twice (INBOX as a mailbox and as the parent of
+ * "INBOX.x"): one entry, selectable, with children. The other's name is
+ * emptied. */
+static void imap_cmd_mbox_list_merge(struct mstore_folder_info *list,
+				     size_t n)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		for (j = i + 1; j < n; j++) {
+			if (list[j].name[0] == '\0' ||
+			    strcmp(list[i].name, list[j].name) != 0)
+				continue;
+			if ((list[i].attrs | list[j].attrs) &
+			    MSTORE_LIST_HASCHILDREN)
+				list[i].attrs = (list[i].attrs &
+						 ~MSTORE_LIST_HASNOCHILDREN) |
+					MSTORE_LIST_HASCHILDREN;
+			if (!(list[j].attrs & MSTORE_LIST_NOSELECT))
+				list[i].attrs &= ~MSTORE_LIST_NOSELECT;
+			list[i].attrs |= list[j].attrs &
+				MSTORE_LIST_SUBSCRIBED;
+			list[j].name[0] = '\0';
+		}
+	}
+}
+
 void imap_cmd_mbox_list(struct imap_cmd *c)
 {
 	int lsub = strcmp(c->name, "LSUB") == 0;
@@ -281,7 +308,10 @@ void imap_cmd_mbox_list(struct imap_cmd *c)
 		imap_cmd_no(c, "[UNAVAILABLE] %s", err.msg);
 		return;
 	}
+	imap_cmd_mbox_list_merge(list, n);
 	for (i = 0; i < n; i++) {
+		if (list[i].name[0] == '\0')
+			continue;
 		if (lsub && !(list[i].attrs & MSTORE_LIST_SUBSCRIBED))
 			continue;
 		if (special && !(list[i].attrs & (MSTORE_LIST_SENT |

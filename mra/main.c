@@ -23,12 +23,6 @@
 #include "vlookup.h"
 #include "work.h"
 
-/* The POP3 server is linked when its module is there. */
-extern int pop3_listener_start(struct event_base *base, struct work_pool *pool,
-			       int fd, const struct pop3_settings *set,
-			       struct err *err) __attribute__((weak));
-extern void pop3_shutdown(void) __attribute__((weak));
-
 static long var_imap_listen, var_imaps_listen, var_pop3_listen,
 	var_pop3s_listen;
 static char *var_ssl, *var_ssl_cert, *var_ssl_key, *var_tls_cert_file,
@@ -270,163 +264,186 @@ static int main_bind(long port, int *fds, int max, const char *what)
 	return n;
 }
 
+static void main_fatal(const char *what, const char *msg)
+{
+	log_error("mra: fatal: %s%s%s", what, *what != '\0' ? ": " : "", msg);
+	exit(1);
+}
+
+/* ssl = yes | required | no; NULL when no TLS. */
+static SSL_CTX *main_tls(void)
+{
+	const char *cert, *key;
+	struct err err;
+	SSL_CTX *tls;
+
+	if (strcasecmp(var_ssl, "yes") != 0 && strcasecmp(var_ssl, "no") != 0 &&
+	    strcasecmp(var_ssl, "required") != 0)
+		main_fatal("ssl", "must be yes, no or required");
+	if (strcasecmp(var_ssl, "no") == 0)
+		return NULL;
+	cert = main_tls_file(var_ssl_cert, var_tls_cert_file);
+	key = main_tls_file(var_ssl_key, var_tls_key_file);
+	if (*key == '\0')
+		key = cert;
+	if (*cert == '\0')
+		main_fatal("ssl", "needs ssl_cert (or smtpd_tls_cert_file)");
+	tls = tls_server_ctx(cert, key, &err);
+	if (tls == NULL)
+		main_fatal("TLS", err.msg);
+	/* idle connections keep no TLS buffers */
+	SSL_CTX_set_mode(tls, SSL_MODE_RELEASE_BUFFERS);
+	return tls;
+}
+
+static void main_maps(struct main_ctx *ctx)
+{
+	struct err err;
+
+	ctx->passdb = passdb_new(var_virtual_password_maps,
+				 var_default_pass_scheme, &err);
+	if (ctx->passdb == NULL)
+		main_fatal("virtual_password_maps", err.msg);
+	if (var_virtual_mailbox_maps[0] != '\0' &&
+	    (ctx->mailbox_map = map_open(var_virtual_mailbox_maps,
+					 &err)) == NULL)
+		main_fatal("virtual_mailbox_maps", err.msg);
+	if (var_virtual_mailbox_limit_maps[0] != '\0' &&
+	    (ctx->limit_map = map_open(var_virtual_mailbox_limit_maps,
+				       &err)) == NULL)
+		main_fatal("virtual_mailbox_limit_maps", err.msg);
+}
+
+static void main_imap_settings(struct imap_settings *set,
+			       struct main_ctx *ctx, SSL_CTX *tls)
+{
+	set->hostname = var_myhostname;
+	set->passdb = ctx->passdb;
+	set->tls = tls;
+	set->ssl_required = strcasecmp(var_ssl, "required") == 0;
+	set->disable_plaintext_auth = var_disable_plaintext_auth;
+	set->mailbox_fn = main_mailbox;
+	set->mailbox_arg = ctx;
+	set->quota_fn = main_quota;
+	set->quota_arg = ctx;
+	set->login_timeout = (unsigned)var_login_timeout;
+	set->idle_timeout = (unsigned)var_imap_idle_timeout;
+	set->max_line = (size_t)var_imap_max_line_length;
+	set->max_literal = (size_t)var_imap_literal_limit;
+	set->max_append = (size_t)var_message_size_limit;
+	set->max_cmds_per_sec = (unsigned)var_imap_max_commands_per_second;
+	set->max_auth_fails = (unsigned)var_auth_max_failures;
+	set->max_auth_fails_ip = (unsigned)var_auth_max_failures_per_ip;
+	set->auth_fail_window = (unsigned)var_auth_failure_window;
+	set->auth_fail_delay_ms = (unsigned)var_auth_failure_delay * 1000;
+}
+
+static void main_pop3_settings(struct pop3_settings *set, int implicit,
+			       const struct imap_settings *iset,
+			       struct main_ctx *ctx)
+{
+	set->hostname = var_myhostname;
+	set->passdb = ctx->passdb;
+	set->sasl = iset->sasl;
+	set->tls = iset->tls;
+	set->implicit_tls = implicit;
+	set->disable_plaintext_auth = var_disable_plaintext_auth ||
+		iset->ssl_required;
+	set->mail_base = var_virtual_mailbox_base;
+	set->mailbox_fn = main_mailbox;
+	set->mailbox_arg = ctx;
+	set->timeout = (unsigned)var_pop3_timeout;
+	set->auth_fail_delay_ms = iset->auth_fail_delay_ms;
+}
+
+/* Listening sockets: IMAP, IMAPS, POP3, POP3S (bound before the drop). */
+struct main_socks {
+	int fds[4][8];
+	int n[4];
+};
+
+static void main_bind_all(struct main_socks *sk, int tls_on)
+{
+	sk->n[0] = main_bind(var_imap_listen, sk->fds[0], 8, "imap_listen");
+	sk->n[1] = tls_on ? main_bind(var_imaps_listen, sk->fds[1], 8,
+				      "imaps_listen") : 0;
+	sk->n[2] = main_bind(var_pop3_listen, sk->fds[2], 8, "pop3_listen");
+	sk->n[3] = tls_on ? main_bind(var_pop3s_listen, sk->fds[3], 8,
+				      "pop3s_listen") : 0;
+}
+
+static void main_serve(struct event_base *base, struct work_pool *pool,
+		       struct main_socks *sk, const struct imap_settings *iset,
+		       const struct pop3_settings *pset)
+{
+	struct err err;
+	int i, j;
+
+	for (i = 0; i < 2; i++)
+		for (j = 0; j < sk->n[i]; j++)
+			if (imap_listener_start(base, pool, sk->fds[i][j], iset,
+						i == 1, &err) < 0)
+				main_fatal("IMAP", err.msg);
+	for (i = 0; i < 2; i++)
+		for (j = 0; j < sk->n[2 + i]; j++)
+			if (pop3_listener_start(base, pool, sk->fds[2 + i][j],
+						&pset[i], &err) < 0)
+				main_fatal("POP3", err.msg);
+}
+
 int main(int argc, char **argv)
 {
 	static struct imap_settings iset;
 	static struct pop3_settings pset[2];
 	static struct main_ctx ctx;
-	int fds[4][8], nfd[4], i, j, tls_on;
+	static struct main_socks sk;
 	struct event_base *base;
 	struct work_pool *pool;
 	struct event *sigs[2];
-	SSL_CTX *tls = NULL;
+	SSL_CTX *tls;
 	struct err err;
-	const char *cert, *key;
+	int i;
 
 	cfg_daemon_init("mra", argc, argv, main_tabs, main_help);
 	log_open("mra", var_syslog_enable, 1);
 	log_set_debug(var_debug);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (strcasecmp(var_ssl, "yes") != 0 && strcasecmp(var_ssl, "no") != 0 &&
-	    strcasecmp(var_ssl, "required") != 0) {
-		log_error("mra: fatal: ssl must be yes, no or required, not "
-			  "\"%s\"", var_ssl);
-		return 1;
-	}
-	tls_on = strcasecmp(var_ssl, "no") != 0;
-	if (tls_on) {
-		cert = main_tls_file(var_ssl_cert, var_tls_cert_file);
-		key = main_tls_file(var_ssl_key, var_tls_key_file);
-		if (*key == '\0')
-			key = cert;
-		if (*cert == '\0') {
-			log_error("mra: fatal: ssl = %s needs ssl_cert (or "
-				  "smtpd_tls_cert_file)", var_ssl);
-			return 1;
-		}
-		tls = tls_server_ctx(cert, key, &err);
-		if (tls == NULL) {
-			log_error("mra: fatal: TLS: %s", err.msg);
-			return 1;
-		}
-		/* idle connections keep no TLS buffers */
-		SSL_CTX_set_mode(tls, SSL_MODE_RELEASE_BUFFERS);
-	}
-	ctx.passdb = passdb_new(var_virtual_password_maps,
-				var_default_pass_scheme, &err);
-	if (ctx.passdb == NULL) {
-		log_error("mra: fatal: virtual_password_maps: %s", err.msg);
-		return 1;
-	}
-	if (var_virtual_mailbox_maps[0] != '\0') {
-		ctx.mailbox_map = map_open(var_virtual_mailbox_maps, &err);
-		if (ctx.mailbox_map == NULL) {
-			log_error("mra: fatal: virtual_mailbox_maps: %s",
-				  err.msg);
-			return 1;
-		}
-	}
-	if (var_virtual_mailbox_limit_maps[0] != '\0') {
-		ctx.limit_map = map_open(var_virtual_mailbox_limit_maps, &err);
-		if (ctx.limit_map == NULL) {
-			log_error("mra: fatal: virtual_mailbox_limit_maps: %s",
-				  err.msg);
-			return 1;
-		}
-	}
+	tls = main_tls();
+	main_maps(&ctx);
 	if (sasl_glue_server_init("mra", "PLAIN LOGIN", main_checkpass,
 				  ctx.passdb, &err) < 0)
 		log_warn("mra: SASL unavailable: %s", err.msg);
 	else
 		iset.sasl = 1;
-
-	nfd[0] = main_bind(var_imap_listen, fds[0], 8, "imap_listen");
-	nfd[1] = tls_on ? main_bind(var_imaps_listen, fds[1], 8,
-				    "imaps_listen") : 0;
-	nfd[2] = pop3_listener_start != NULL ?
-		main_bind(var_pop3_listen, fds[2], 8, "pop3_listen") : 0;
-	nfd[3] = tls_on && pop3_listener_start != NULL ?
-		main_bind(var_pop3s_listen, fds[3], 8, "pop3s_listen") : 0;
-	if (priv_drop(var_mail_owner, &err) < 0) {
-		log_error("mra: fatal: %s", err.msg);
-		return 1;
-	}
+	main_bind_all(&sk, tls != NULL);
+	if (priv_drop(var_mail_owner, &err) < 0)
+		main_fatal("", err.msg);
 
 	base = event_base_new();
-	if (base == NULL) {
-		log_error("mra: fatal: event_base_new failed");
-		return 1;
-	}
+	if (base == NULL)
+		main_fatal("", "event_base_new failed");
 	pool = work_pool_new(base, (int)var_worker_threads, &err);
-	if (pool == NULL) {
-		log_error("mra: fatal: worker pool: %s", err.msg);
-		return 1;
-	}
-	iset.hostname = var_myhostname;
-	iset.passdb = ctx.passdb;
-	iset.tls = tls;
-	iset.ssl_required = strcasecmp(var_ssl, "required") == 0;
-	iset.disable_plaintext_auth = var_disable_plaintext_auth;
-	iset.mailbox_fn = main_mailbox;
-	iset.mailbox_arg = &ctx;
-	iset.quota_fn = main_quota;
-	iset.quota_arg = &ctx;
-	iset.login_timeout = (unsigned)var_login_timeout;
-	iset.idle_timeout = (unsigned)var_imap_idle_timeout;
-	iset.max_line = (size_t)var_imap_max_line_length;
-	iset.max_literal = (size_t)var_imap_literal_limit;
-	iset.max_append = (size_t)var_message_size_limit;
-	iset.max_cmds_per_sec = (unsigned)var_imap_max_commands_per_second;
-	iset.max_auth_fails = (unsigned)var_auth_max_failures;
-	iset.max_auth_fails_ip = (unsigned)var_auth_max_failures_per_ip;
-	iset.auth_fail_window = (unsigned)var_auth_failure_window;
-	iset.auth_fail_delay_ms = (unsigned)var_auth_failure_delay * 1000;
-
-	for (i = 0; i < 2; i++) {
-		for (j = 0; j < nfd[i]; j++) {
-			if (imap_listener_start(base, pool, fds[i][j], &iset,
-						i == 1, &err) < 0) {
-				log_error("mra: fatal: %s", err.msg);
-				return 1;
-			}
-		}
-	}
-	for (i = 0; i < 2; i++) {
-		pset[i].hostname = var_myhostname;
-		pset[i].passdb = ctx.passdb;
-		pset[i].sasl = iset.sasl;
-		pset[i].tls = tls;
-		pset[i].implicit_tls = i;
-		pset[i].disable_plaintext_auth = var_disable_plaintext_auth ||
-			iset.ssl_required;
-		pset[i].mail_base = var_virtual_mailbox_base;
-		pset[i].mailbox_fn = main_mailbox;
-		pset[i].mailbox_arg = &ctx;
-		pset[i].timeout = (unsigned)var_pop3_timeout;
-		pset[i].auth_fail_delay_ms = iset.auth_fail_delay_ms;
-		for (j = 0; j < nfd[2 + i]; j++) {
-			if (pop3_listener_start(base, pool, fds[2 + i][j],
-						&pset[i], &err) < 0) {
-				log_error("mra: fatal: POP3: %s", err.msg);
-				return 1;
-			}
-		}
-	}
+	if (pool == NULL)
+		main_fatal("worker pool", err.msg);
+	main_imap_settings(&iset, &ctx, tls);
+	main_pop3_settings(&pset[0], 0, &iset, &ctx);
+	main_pop3_settings(&pset[1], 1, &iset, &ctx);
+	main_serve(base, pool, &sk, &iset, pset);
 	sigs[0] = evsignal_new(base, SIGTERM, main_signal_cb, base);
 	sigs[1] = evsignal_new(base, SIGINT, main_signal_cb, base);
 	for (i = 0; i < 2; i++)
 		if (sigs[i] != NULL)
 			event_add(sigs[i], NULL);
 	log_info("mra: started: imap=%ld imaps=%ld pop3=%ld pop3s=%ld",
-		 var_imap_listen, tls_on ? var_imaps_listen : 0,
-		 nfd[2] > 0 ? var_pop3_listen : 0,
-		 nfd[3] > 0 ? var_pop3s_listen : 0);
+		 sk.n[0] > 0 ? var_imap_listen : 0,
+		 sk.n[1] > 0 ? var_imaps_listen : 0,
+		 sk.n[2] > 0 ? var_pop3_listen : 0,
+		 sk.n[3] > 0 ? var_pop3s_listen : 0);
 	event_base_dispatch(base);
 
 	imap_shutdown();
-	if (pop3_shutdown != NULL)
-		pop3_shutdown();
+	pop3_shutdown();
 	work_pool_free(pool);
 	for (i = 0; i < 2; i++)
 		if (sigs[i] != NULL)

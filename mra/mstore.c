@@ -614,7 +614,8 @@ static int mstore_scan_dirs(const char *folder, int move_new,
 		}
 		closedir(d);
 	}
-	qsort(sc->d, sc->n, sizeof(sc->d[0]), mstore_dent_cmp);
+	if (sc->n > 1)
+		qsort(sc->d, sc->n, sizeof(sc->d[0]), mstore_dent_cmp);
 	/* a file moved by us is also seen in cur/: keep one, recent */
 	for (i = 0, j = 0; i < sc->n; i++) {
 		if (j > 0 && strcmp(sc->d[j - 1].base, sc->d[i].base) == 0) {
@@ -1848,7 +1849,8 @@ int mstore_list(struct mstore *ms, struct mstore_folder_info **list_r,
 				goto oom;
 		}
 	}
-	qsort(l, n, sizeof(*l), mstore_info_cmp);
+	if (n > 1)
+		qsort(l, n, sizeof(*l), mstore_info_cmp);
 	for (i = 0; i < n; i++) {
 		size_t len = strlen(l[i].name);
 		int kids = 0;

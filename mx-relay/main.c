@@ -62,7 +62,7 @@ static const struct cfg_param mx_main_params[] = {
 };
 
 static const struct cfg_param *const mx_main_tabs[] = {
-	params_common, redisc_params, mx_main_params,
+	params_common, redisc_params, queue_params, mx_main_params,
 	mx_forward_params,
 	NULL,
 };

@@ -734,7 +734,8 @@ void cfg_print_nondefault(const struct cfg_param *const *tabs, FILE *out)
 		if (listed && cfg_last.ents[i].raw != NULL)
 			v[n++] = &cfg_last.ents[i];
 	}
-	qsort(v, n, sizeof(*v), cfg_ent_cmp);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cfg_ent_cmp);
 	for (i = 0; i < n; i++)
 		fprintf(out, "%s = %s\n", v[i]->p->name, v[i]->raw);
 	free(v);

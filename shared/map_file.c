@@ -160,7 +160,8 @@ static int map_file_check_dups(struct map_file_table *t, const char *path,
 {
 	size_t i;
 
-	qsort(t->ent, t->n, sizeof(*t->ent), map_file_cmp);
+	if (t->n > 1)
+		qsort(t->ent, t->n, sizeof(*t->ent), map_file_cmp);
 	for (i = 1; i < t->n; i++)
 		if (strcmp(t->ent[i - 1].key, t->ent[i].key) == 0)
 			return err_set(err, 0, "%s, line %d: duplicate key \"%s\" "
@@ -301,8 +302,9 @@ static enum map_rc map_file_lookup(void *h, const char *key, char **value_r,
 		err_set(err, 1, "%s", f->why);
 		rc = MAP_TEMPFAIL;
 	} else {
-		hit = bsearch(&probe, f->tab->ent, f->tab->n, sizeof(probe),
-		              map_file_cmp_key);
+		hit = f->tab->n == 0 ? NULL :
+		    bsearch(&probe, f->tab->ent, f->tab->n, sizeof(probe),
+		            map_file_cmp_key);
 		if (hit != NULL) {
 			*value_r = strdup(hit->value);
 			rc = *value_r != NULL ? MAP_FOUND : MAP_TEMPFAIL;

@@ -19,9 +19,15 @@
 
 int quota_over(long long limit, long long used, long long bytes)
 {
+	long long sum;
+
 	if (limit <= 0)
 		return 0;
-	return used + bytes > limit;
+	/* used comes from the maildirsize file: near the range's end the
+	 * sum would overflow; the only way out of range is far over. */
+	if (__builtin_add_overflow(used, bytes, &sum))
+		return bytes > 0;
+	return sum > limit;
 }
 
 /* Parse a signed decimal within [p, end); returns the new position or NULL. */
@@ -98,8 +104,11 @@ int quota_parse(const char *text, size_t len, long long *limit_r,
 				q++;
 			if (q != nl)
 				return -1;
-			*bytes_r += b;
-			*files_r += f;
+			/* Sums past the range of long long are a corrupt
+			 * file (signed overflow is undefined): rebuild. */
+			if (__builtin_add_overflow(*bytes_r, b, bytes_r) ||
+			    __builtin_add_overflow(*files_r, f, files_r))
+				return -1;
 		}
 		lines++;
 		p = nl + 1;

@@ -33,7 +33,7 @@ int quota_over(long long limit, long long used, long long bytes);
 
 /* Pure: parse a maildirsize text. *limit_r gets the S= part of the first
  * line (0 when none), *bytes_r and *files_r the summed lines. Returns the
- * number of lines or -1 on a malformed file. */
+ * number of lines or -1 on a malformed file (sums that overflow too). */
 int quota_parse(const char *text, size_t len, long long *limit_r,
 		long long *bytes_r, long long *files_r);
 

@@ -40,6 +40,8 @@ struct sasl_glue_server {
 	int authenticated;
 	char mech[32];
 	char error[160];
+	char attempted[256];             /* authentication id of the last
+	                                    checkpass, for failure logs */
 };
 
 struct sasl_glue_client {
@@ -308,6 +310,9 @@ static int sasl_glue_checkpass(sasl_conn_t *conn, void *context,
 	char *p;
 	int ok;
 
+	/* Kept for the failure log (fail2ban wants the name tried); cut at
+	 * the buffer, cleaned by whoever prints it. */
+	snprintf(s->attempted, sizeof(s->attempted), "%s", user);
 	p = malloc(passlen + 1);
 	if (p == NULL) {
 		s->verdict = SASL_GLUE_V_TEMP;
@@ -469,6 +474,7 @@ enum sasl_glue_rc sasl_glue_server_start(struct sasl_glue_server *s,
 	s->verdict = SASL_GLUE_V_NONE;
 	s->authenticated = 0;
 	s->error[0] = '\0';
+	s->attempted[0] = '\0';
 	if (mech == NULL || strlen(mech) >= sizeof(s->mech)) {
 		snprintf(s->error, sizeof(s->error), "bad mechanism name");
 		return SASL_GLUE_NOMECH;
@@ -520,6 +526,22 @@ const char *sasl_glue_server_user(struct sasl_glue_server *s)
 
 	if (s == NULL || !s->authenticated ||
 	    sasl_getprop(s->conn, SASL_USERNAME, &user) != SASL_OK)
+		return NULL;
+	return user;
+}
+
+const char *sasl_glue_server_attempted_user(struct sasl_glue_server *s)
+{
+	const void *user = NULL;
+
+	if (s == NULL)
+		return NULL;
+	if (s->attempted[0] != '\0')
+		return s->attempted;
+	/* A mechanism that never reached checkpass may still have parsed
+	 * and canonicalised the name. */
+	if (sasl_getprop(s->conn, SASL_USERNAME, &user) != SASL_OK ||
+	    user == NULL || ((const char *)user)[0] == '\0')
 		return NULL;
 	return user;
 }

@@ -78,6 +78,11 @@ enum sasl_glue_rc sasl_glue_server_step(struct sasl_glue_server *s,
 /* The authenticated (authorization) identity after OK, else NULL.
  * Borrowed: valid until sasl_glue_server_free(). */
 const char *sasl_glue_server_user(struct sasl_glue_server *s);
+/* The authentication id the client tried in this exchange, as it sent it
+ * (success or not), else NULL: for failure logs only, never an identity
+ * to trust. Raw client bytes up to 255 (no NUL): the caller cleans it
+ * before logging. Borrowed: valid until the next start/step or free. */
+const char *sasl_glue_server_attempted_user(struct sasl_glue_server *s);
 /* The mechanism of the last start, for logs ("sasl_method=PLAIN"). */
 const char *sasl_glue_server_mech(struct sasl_glue_server *s);
 /* Short reason for the last failure, for logs; never holds a password. */

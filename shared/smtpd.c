@@ -1018,11 +1018,20 @@ static int smtpd_auth_offered(struct smtpd_session *s)
 	       ((s->flags & SMTPD_F_TLS) || !set->tls_auth_only);
 }
 
+/* XFORWARD is Postfix's, not RFC 5321's; its XFORWARD_README lets a
+ * server accept it from authorized clients only, which is the daemon's
+ * call. No hook: not offered. */
+static int smtpd_xforward_allowed(struct smtpd_session *s)
+{
+	return s->srv->hooks.xforward_ok != NULL &&
+	       s->srv->hooks.xforward_ok(s, s->srv->ctx);
+}
+
 static void smtpd_cmd_ehlo(struct smtpd_session *s, const struct smtp_cmd *c)
 {
 	const struct smtpd_settings *set = &s->srv->set;
 	const char *cap[12];
-	char size[40], auth[256];
+	char size[40], auth[256], auth_eq[256];
 	int n = 0, i;
 
 	free(s->helo);
@@ -1046,12 +1055,18 @@ static void smtpd_cmd_ehlo(struct smtpd_session *s, const struct smtp_cmd *c)
 	if (smtpd_auth_offered(s) && smtpd_mechs(s)[0] != '\0') {
 		snprintf(auth, sizeof(auth), "AUTH %s", smtpd_mechs(s));
 		cap[n++] = auth;
+		/* Pre-RFC 2554 clients (old Outlook) look for "AUTH=";
+		 * Postfix's broken_sasl_auth_clients sends both forms. */
+		if (set->auth_broken_clients) {
+			snprintf(auth_eq, sizeof(auth_eq), "AUTH=%s",
+			         smtpd_mechs(s));
+			cap[n++] = auth_eq;
+		}
 	}
 	cap[n++] = "ENHANCEDSTATUSCODES";
 	cap[n++] = "8BITMIME";
 	s->flags &= ~SMTPD_F_XFWD;
-	if (s->srv->hooks.xforward_ok != NULL &&
-	    s->srv->hooks.xforward_ok(s, s->srv->ctx)) {
+	if (smtpd_xforward_allowed(s)) {
 		s->flags |= SMTPD_F_XFWD;
 		cap[n++] = "XFORWARD NAME ADDR PROTO HELO IDENT SOURCE PORT";
 	}
@@ -1271,7 +1286,9 @@ static void smtpd_cmd_xforward(struct smtpd_session *s,
 	                                               "IDENT", "PROTO" };
 	int i, k;
 
-	if (!(s->flags & SMTPD_F_XFWD))
+	/* Offered at the last EHLO and still allowed now: the login may
+	 * have changed since (the forwarder says EHLO before AUTH only). */
+	if (!(s->flags & SMTPD_F_XFWD) || !smtpd_xforward_allowed(s))
 		return smtpd_reply_error(s, 550, "5.7.0 Error: insufficient authorization");
 	if (s->sender != NULL)
 		return smtpd_reply_error(s, 503, "5.5.1 Error: MAIL transaction in progress");
@@ -1438,6 +1455,21 @@ static void smtpd_auth_finish(struct smtpd_session *s)
 	smtpd_set_state(s, SMTPD_ST_CMD);
 }
 
+/* A login that may not use XFORWARD loses the offer made at EHLO, with
+ * any attributes it sent before AUTH. */
+static void smtpd_auth_xforward_recheck(struct smtpd_session *s)
+{
+	int i;
+
+	if (!(s->flags & SMTPD_F_XFWD) || smtpd_xforward_allowed(s))
+		return;
+	s->flags &= ~SMTPD_F_XFWD;
+	for (i = 0; i < SMTPD_XF_N; i++) {
+		free(s->xf[i]);
+		s->xf[i] = NULL;
+	}
+}
+
 static void smtpd_auth_result(struct smtpd_session *s,
                               struct smtpd_auth_job *j)
 {
@@ -1457,6 +1489,7 @@ static void smtpd_auth_result(struct smtpd_session *s,
 		         smtpd_client_name(s), s->addr, mech, s->auth_user);
 		if (srv->hooks.auth_result != NULL)
 			srv->hooks.auth_result(s, mech, s->auth_user, 1, srv->ctx);
+		smtpd_auth_xforward_recheck(s);
 		smtpd_ok(s);
 		smtpd_reply(s, "235 2.7.0 Authentication successful");
 		smtpd_auth_finish(s);
@@ -1466,7 +1499,9 @@ static void smtpd_auth_result(struct smtpd_session *s,
 		         smtpd_client_name(s), s->addr, mech,
 		         sasl_glue_server_error(s->sasl));
 		if (srv->hooks.auth_result != NULL)
-			srv->hooks.auth_result(s, mech, NULL, 0, srv->ctx);
+			srv->hooks.auth_result(s, mech,
+			    sasl_glue_server_attempted_user(s->sasl), 0,
+			    srv->ctx);
 		smtpd_auth_finish(s);
 		smtpd_reply_error(s, 535, "5.7.8 Error: authentication failed");
 		return;

@@ -43,6 +43,9 @@ struct smtpd_settings {
 	                                the daemon calls sasl_glue_server_init()
 	                                first; steps run on pool */
 	int tls_auth_only;           /* AUTH only after TLS (default in ours) */
+	int auth_broken_clients;     /* also "AUTH=PLAIN LOGIN" in EHLO, for
+	                                pre-RFC 2554 Outlook (Postfix's
+	                                broken_sasl_auth_clients) */
 	const char *sasl_service;    /* Cyrus service name; NULL: "smtp" */
 	const char *sasl_options;    /* smtpd_sasl_security_options; NULL ok */
 	struct work_pool *pool;      /* for SASL steps (needed if auth_enable) */
@@ -111,9 +114,15 @@ struct smtpd_hooks {
 	void (*auth_check)(struct smtpd_session *s, const char *mech,
 	                   void *ctx);
 	/* Synchronous notices and questions: */
+	/* ok 1: user is the authorized identity. ok 0 (bad credentials):
+	 * user is the authentication id the client tried, raw client bytes
+	 * (clean before logging), or NULL when none was learnt. */
 	void (*auth_result)(struct smtpd_session *s, const char *mech,
 	                    const char *user, int ok, void *ctx);
-	int (*xforward_ok)(struct smtpd_session *s, void *ctx); /* 1: offer */
+	/* 1: XFORWARD allowed. Asked at EHLO (offer it or not), again when
+	 * XFORWARD arrives and after a successful AUTH (its answer may
+	 * change with the login); 0 refuses with 550 5.7.0. */
+	int (*xforward_ok)(struct smtpd_session *s, void *ctx);
 	void (*disconnect)(struct smtpd_session *s, void *ctx); /* free data */
 };
 

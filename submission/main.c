@@ -271,6 +271,7 @@ static void sub_main_servers(struct sub_main *m)
 		.tls_ctx = m->tls,
 		.auth_enable = var_sasl_enable,
 		.tls_auth_only = var_tls_auth_only,
+		.auth_broken_clients = var_broken_sasl,
 		.sasl_service = "smtp",
 		.sasl_options = var_sasl_options,
 		.pool = m->srv.pool,

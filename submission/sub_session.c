@@ -153,7 +153,7 @@ static void sub_session_auth_counted(struct redisc *r, struct redisReply *rep,
 		cfg_parse_int(rep->str, &count);
 	if (srv->auth_client_fail_limit > 0 &&
 	    count >= srv->auth_client_fail_limit) {
-		log_warn("warning: %s[%s]: SASL authentication refused: too "
+		log_warn("%s[%s]: SASL authentication refused: too "
 			 "many failures from this client", ss->name, ss->addr);
 		sub_session_resume(ss, 421, "4.7.0 Too many failed "
 				   "authentication attempts, try later");
@@ -211,13 +211,16 @@ static void sub_session_auth_result(struct smtpd_session *s, const char *mech,
 	struct sub_server *srv = ss->l->srv;
 	char u[128], m[32], key[128];
 
-	sub_session_clean(user != NULL ? user : "(unknown)", u, sizeof(u));
+	/* On failure user is the name the client tried, raw: cleaned and
+	 * cut here; the password never reaches this hook. */
+	sub_session_clean(user != NULL && *user != '\0' ? user : "(unknown)",
+			  u, sizeof(u));
 	sub_session_clean(mech, m, sizeof(m));
 	if (ok)
 		return;  /* the engine logs sasl_method/sasl_username */
 	ss->auth_fails++;
 	/* Postfix's wording, which fail2ban's postfix-sasl filter matches. */
-	log_warn("warning: %s[%s]: SASL %s authentication failed: "
+	log_warn("%s[%s]: SASL %s authentication failed: "
 		 "authentication failure, sasl_username=%s", ss->name,
 		 ss->addr, m, u);
 	snprintf(key, sizeof(key), "sub:authfail:%s", ss->addr);
@@ -225,11 +228,13 @@ static void sub_session_auth_result(struct smtpd_session *s, const char *mech,
 			sub_session_rate_done, NULL);
 }
 
-/* Asked at EHLO. The forwarder says EHLO after STARTTLS and before AUTH
- * and never again (as Postfix's smtp client does), so the intake offers
- * XFORWARD to a TLS client that has not logged in yet; a login other than
- * a relay login cannot send mail there (sub_session_mail), and IDENT is
- * honoured only for relay logins and mynetworks (sub_session_message). */
+/* Asked at EHLO, after AUTH and again at XFORWARD. The forwarder says
+ * EHLO after STARTTLS and before AUTH and never again (as Postfix's smtp
+ * client does), so the intake offers XFORWARD to a TLS client that has
+ * not logged in yet; once logged in, only a relay login keeps it (the
+ * engine asks again), a login other than a relay login cannot send mail
+ * there (sub_session_mail), and IDENT is honoured only for relay logins
+ * and mynetworks (sub_session_message). */
 static int sub_session_xforward_ok(struct smtpd_session *s, void *ctx)
 {
 	struct sub_sess *ss = smtpd_session_data(s);

@@ -249,6 +249,11 @@ def test_create_rename_delete_subscribe_utf7(mra):
     assert m.delete("Projects.2025")[0] == "OK"
     typ, data = m.list('""', "Projects.*")
     assert data == [None]
+    # INBOX with a child is listed once, selectable, with children
+    assert m.create("INBOX.sub")[0] == "OK"
+    typ, data = m.list('""', "*")
+    inbox = [d for d in data if d.endswith(b'"INBOX"')]
+    assert inbox == [b'(\\HasChildren) "." "INBOX"'], data
     # stored the Maildir++ way, UTF-8 on disk
     assert os.path.isdir(os.path.join(mra.maildir(ALICE), ".Projects"))
     m.logout()
@@ -879,3 +884,17 @@ def test_authenticate_refused_before_tls(mra):
     out = r.cmd("a", "AUTHENTICATE PLAIN " + ir)
     assert out[-1].startswith(b"a NO [PRIVACYREQUIRED]")
     r.close()
+
+
+def test_daemon_serves_pop3_and_pop3s(mra):
+    """mra/main.c starts the POP3 listeners beside IMAP (one process)."""
+    import poplib
+    mra.deliver(ALICE, msg("for pop"))
+    p = poplib.POP3_SSL("127.0.0.1", mra.pop3s_port, context=tls_ctx(mra))
+    p.user(ALICE)
+    assert p.pass_("secret").startswith(b"+OK")
+    assert p.stat()[0] == 1
+    p.quit()
+    p = poplib.POP3("127.0.0.1", mra.pop3_port)
+    assert "STLS" in p.capa()
+    p.quit()

@@ -136,6 +136,20 @@ def test_accepts_known_user_and_queues(mx):
     assert "%s: from=<sender@example.net>, size=%d, nrcpt=1" % (qid, len(data)) in log
 
 
+def test_queue_wait_replicas_accepted_and_applied(mx_factory):
+    """queue_params are in mx-relay's tables: the daemon starts with them,
+    and a put no replica confirms (this Redis has none) is a 4xx with the
+    copy taken back, never a 250."""
+    m = mx_factory("waitrep", queue_wait_replicas="1", queue_wait_timeout="1s")
+    with smtp(m) as s:
+        assert s.mail("sender@example.net")[0] == 250
+        assert s.rcpt("alice@demo.test")[0] == 250
+        code, text = s.data(b"Subject: wait\r\n\r\nreplicas\r\n")
+        assert 400 <= code < 500, text
+    assert wait_for(lambda: m.qids() == [])
+    assert "replicas confirmed" in m.logtext()
+
+
 def test_virtual_domain_and_postmaster(mx):
     with smtp(mx) as s:
         assert s.mail("")[0] == 250

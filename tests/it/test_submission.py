@@ -3,6 +3,7 @@ restrictions, local delivery (aliases, catch-all, alias domains, plus
 addresses, quota, mbox), the XFORWARD IDENT de-duplication, crash safety,
 and the outbound queue. Real Redis, real MariaDB, real clients (smtplib,
 swaks)."""
+import base64
 import os
 import re
 import smtplib
@@ -136,6 +137,58 @@ def test_wrong_password_and_unknown_user_same_reply(sub):
     log = e.log()
     assert re.search(r"warning: \S+\[127\.0\.0\.1\]: SASL (PLAIN|LOGIN) "
                      r"authentication failed", log), log
+
+
+def test_auth_failure_log_names_address_and_user(sub):
+    """fail2ban's postfix-sasl filter wants the address; the log also
+    names the user tried (cleaned and bounded), never the password."""
+    e = sub(params={"smtpd_sasl_failure_delay": "0"})
+    with e.smtp() as s:
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            s.login("alice@example.test", "Secret-Pw-1")
+    # a name with control bytes and far too long
+    evil = "ev\x01il\x1b[31m" + "x" * 600 + "@example.test"
+    payload = base64.b64encode(b"\0" + evil.encode() + b"\0Secret-Pw-2").decode()
+    with e.smtp() as s:
+        assert s.docmd("AUTH PLAIN " + payload)[0] == 535
+    # AUTH LOGIN: the name arrives in a step of its own
+    with e.smtp() as s:
+        assert s.docmd("AUTH LOGIN")[0] == 334
+        assert s.docmd(base64.b64encode(b"bob@example.test").decode())[0] == 334
+        assert s.docmd(base64.b64encode(b"Secret-Pw-3").decode())[0] == 535
+    log = e.log()
+    assert re.search(r"submission\[\d+\]: warning: unknown\[127\.0\.0\.1\]: "
+                     r"SASL (PLAIN|LOGIN) "
+                     r"authentication failed: authentication failure, "
+                     r"sasl_username=alice@example\.test$", log, re.M), log
+    assert re.search(r"SASL LOGIN authentication failed: authentication "
+                     r"failure, sasl_username=bob@example\.test$", log, re.M), log
+    assert "Secret-Pw" not in log
+    assert "warning: warning:" not in log
+    assert "\x01" not in log and "\x1b" not in log
+    line = [l for l in log.splitlines()
+            if "authentication failure, sasl_username=ev" in l]
+    assert len(line) == 1, log
+    name = line[0].split("sasl_username=", 1)[1]
+    assert name.startswith("ev?il?[31m") and len(name) < 200, name
+
+
+def test_broken_sasl_auth_clients(sub):
+    """Postfix broken_sasl_auth_clients: the pre-RFC 2554 "AUTH=" form as
+    well, only when asked for."""
+    for value, want in (("yes", True), ("no", False)):
+        e = sub(params={"broken_sasl_auth_clients": value})
+        with e.smtp() as s:
+            code, caps = s.ehlo("t")
+            lines = caps.decode().splitlines()
+            assert any(l.startswith("AUTH ") and "PLAIN" in l
+                       for l in lines), lines
+            assert any(l.startswith("AUTH=") and "PLAIN" in l
+                       for l in lines) == want, lines
+        # never before TLS, in either form
+        with smtplib.SMTP("127.0.0.1", e.submission_port) as s:
+            code, caps = s.ehlo("t")
+            assert b"AUTH" not in caps
 
 
 def test_auth_failures_delay_then_limit_per_connection(sub):
@@ -362,6 +415,31 @@ def test_xforward_only_for_relay_login(sub):
         assert b"XFORWARD" not in caps
         code, text = s.mail("alice@demo.test")
         assert code == 554 and b"5.7.1" in text
+
+
+def test_intake_xforward_refused_after_user_login(sub):
+    """XFORWARD is offered on the intake before AUTH (the forwarder says
+    EHLO only then), but the engine asks again at the command: a user
+    login is refused, a relay login accepted."""
+    e = sub()
+    with e.smtp(port=e.intake_port) as s:
+        assert b"XFORWARD" in s.ehlo_resp
+        s.login("alice@demo.test", e.users["alice@demo.test"][0])
+        code, text = s.docmd("XFORWARD NAME=spoof.example ADDR=192.0.2.99")
+        assert code == 550 and text == b"5.7.0 Error: insufficient authorization", text
+        code, caps = s.ehlo("x")
+        assert b"XFORWARD" not in caps
+    # attributes sent before a user login are dropped with the offer
+    with e.smtp(port=e.intake_port) as s:
+        assert s.docmd("XFORWARD ADDR=192.0.2.98")[0] == 250
+        s.login("alice@demo.test", e.users["alice@demo.test"][0])
+        assert s.docmd("XFORWARD NAME=spoof.example")[0] == 550
+    with e.smtp(port=e.intake_port) as s:
+        s.login("relay@mx.internal", e.users["relay@mx.internal"][0])
+        code, text = s.docmd("XFORWARD NAME=mail.example.net ADDR=192.0.2.7")
+        assert code == 250, text
+        code, caps = s.ehlo("x")
+        assert b"XFORWARD" in caps
 
 
 def test_xforward_ident_duplicate_not_delivered_twice(sub, redis):
