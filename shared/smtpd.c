@@ -1495,13 +1495,16 @@ static void smtpd_auth_result(struct smtpd_session *s,
 		smtpd_auth_finish(s);
 		return;
 	case SASL_GLUE_FAIL:
-		log_warn("%s[%s]: SASL %s authentication failed: %s",
-		         smtpd_client_name(s), s->addr, mech,
-		         sasl_glue_server_error(s->sasl));
+		/* One failure, one log line (fail2ban counts lines): the
+		 * daemon's hook logs it when there is one. */
 		if (srv->hooks.auth_result != NULL)
 			srv->hooks.auth_result(s, mech,
 			    sasl_glue_server_attempted_user(s->sasl), 0,
 			    srv->ctx);
+		else
+			log_warn("%s[%s]: SASL %s authentication failed: %s",
+			         smtpd_client_name(s), s->addr, mech,
+			         sasl_glue_server_error(s->sasl));
 		smtpd_auth_finish(s);
 		smtpd_reply_error(s, 535, "5.7.8 Error: authentication failed");
 		return;
