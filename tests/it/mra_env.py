@@ -130,6 +130,21 @@ class MraEnv:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def start(self):
+        # free_port() only says a port was free a moment ago: another test's
+        # server may take it first. Then pick new ports and try again.
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except RuntimeError as e:
+                if "in use" not in str(e) or attempt == 2:
+                    raise
+                self.imap_port = self.free_port()
+                self.imaps_port = self.free_port()
+                self.pop3_port = self.free_port()
+                self.pop3s_port = self.free_port()
+                self._write_config()
+
+    def _start_once(self):
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [os.path.join(self.build, "mra"), "-c", self.etc],

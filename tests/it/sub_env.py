@@ -8,6 +8,7 @@ daemon drops to mail_owner (nobody when the tests run as root) and must
 still read its maps and write the Maildirs.
 """
 import os
+import sys
 import pwd
 import shutil
 import signal
@@ -22,9 +23,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    sys.path.insert(0, os.path.join(ROOT, "tests", "harness"))
+    import servers
+    return servers.free_port()
 
 
 def sha512_crypt(password):
