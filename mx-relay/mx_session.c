@@ -66,25 +66,34 @@ static void mx_session_conn_rated(void *arg, long count)
 	mx_session_answer(j, 421, text);
 }
 
-static void mx_session_connect(struct smtpd_session *s, void *ctx)
+/* Count one event for the client's address in Redis (shared by every MX
+ * host) and let rated() answer; without a limit or Redis, accept. */
+static void mx_session_rate(struct smtpd_session *s, struct mx_relay *mx,
+                            long limit, const char *kind,
+                            void (*rated)(void *arg, long count))
 {
-	struct mx_relay *mx = ctx;
 	struct mx_session_job *j;
 	char key[128];
 
-	if (mx->conn_rate <= 0 || mx->redis == NULL) {
+	if (limit <= 0 || mx->redis == NULL) {
 		smtpd_resume(mx->smtpd, smtpd_session_id(s), 0, NULL);
 		return;
 	}
-	j = mx_session_job_new(s, ctx);
+	j = mx_session_job_new(s, mx);
 	if (j == NULL || (j->rcpt = strdup(smtpd_session_client_addr(s))) == NULL) {
 		mx_session_job_free(j);
 		smtpd_resume(mx->smtpd, smtpd_session_id(s), 0, NULL);
 		return;
 	}
-	snprintf(key, sizeof(key), "mx:rate:conn:%s", j->rcpt);
-	redisc_rate_hit(mx->redis, key, (int)mx->rate_unit,
-	                mx_session_conn_rated, j);
+	snprintf(key, sizeof(key), "mx:rate:%s:%s", kind, j->rcpt);
+	redisc_rate_hit(mx->redis, key, (int)mx->rate_unit, rated, j);
+}
+
+static void mx_session_connect(struct smtpd_session *s, void *ctx)
+{
+	struct mx_relay *mx = ctx;
+
+	mx_session_rate(s, mx, mx->conn_rate, "conn", mx_session_conn_rated);
 }
 
 static void mx_session_msg_rated(void *arg, long count)
@@ -105,22 +114,8 @@ static void mx_session_mail(struct smtpd_session *s, const char *sender,
                             void *ctx)
 {
 	struct mx_relay *mx = ctx;
-	struct mx_session_job *j;
-	char key[128];
 
-	if (mx->msg_rate <= 0 || mx->redis == NULL) {
-		smtpd_resume(mx->smtpd, smtpd_session_id(s), 0, NULL);
-		return;
-	}
-	j = mx_session_job_new(s, ctx);
-	if (j == NULL || (j->rcpt = strdup(smtpd_session_client_addr(s))) == NULL) {
-		mx_session_job_free(j);
-		smtpd_resume(mx->smtpd, smtpd_session_id(s), 0, NULL);
-		return;
-	}
-	snprintf(key, sizeof(key), "mx:rate:msg:%s", j->rcpt);
-	redisc_rate_hit(mx->redis, key, (int)mx->rate_unit,
-	                mx_session_msg_rated, j);
+	mx_session_rate(s, mx, mx->msg_rate, "msg", mx_session_msg_rated);
 }
 
 /* ---- recipients ------------------------------------------------------ */

@@ -13,7 +13,9 @@
  * the server and safe for any number of processes and hosts. Each claim
  * stamps a fresh token (mq:N:seq); a late worker whose lease was taken over
  * cannot overwrite the newer owner's result. */
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,17 +170,34 @@ static long long queue_now_ms(void)
 	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+static uint32_t queue_qid_rnd;
+
+static void queue_qid_seed(void)
+{
+	if (getrandom(&queue_qid_rnd, sizeof(queue_qid_rnd), 0) !=
+	    (ssize_t)sizeof(queue_qid_rnd))
+		queue_qid_rnd = (uint32_t)getpid() * 2654435761u ^
+		                (uint32_t)time(NULL);
+}
+
+/* Seconds and microseconds make ids sort by arrival (as Postfix's long
+ * ids do); a per-process random value plus a counter keeps processes and
+ * hosts sharing one Redis apart. 20 upper-case hex digits. The one queue
+ * id generator: the SMTP engine, qmgr and submission all call it, from
+ * the loop or from workers (the counter is atomic). */
 void queue_qid_new(char qid[QUEUE_QID_LEN])
 {
+	static uint32_t counter;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct timeval tv;
-	unsigned int rnd = 0;
+	uint32_t n;
 
+	pthread_once(&once, queue_qid_seed);
+	n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
 	gettimeofday(&tv, NULL);
-	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-		rnd = (unsigned int)(tv.tv_usec * 2654435761u) ^ (unsigned int)getpid();
-	snprintf(qid, QUEUE_QID_LEN, "%08lX%05lX%07X",
-	    (unsigned long)tv.tv_sec & 0xffffffffUL,
-	    (unsigned long)tv.tv_usec & 0xfffffUL, rnd & 0xfffffffU);
+	snprintf(qid, QUEUE_QID_LEN, "%08X%05X%07X",
+	         (unsigned)tv.tv_sec, (unsigned)tv.tv_usec & 0xFFFFF,
+	         (unsigned)((queue_qid_rnd + n * 2654435761u) & 0xFFFFFFF));
 }
 
 int queue_qid_valid(const char *s)
@@ -384,6 +403,8 @@ static int queue_build_put(struct queue_argv *a, const char *prefix,
 
 /* ---- message decoding --------------------------------------------------- */
 
+/* Copy exactly n bytes, NUL-terminated: unlike strndup(), a NUL inside
+ * message data does not cut it short. */
 static char *queue_dupn(const char *s, size_t n)
 {
 	char *p = malloc(n + 1);

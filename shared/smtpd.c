@@ -23,6 +23,7 @@
 #include "buf.h"
 #include "listen.h"
 #include "log.h"
+#include "queue.h"
 #include "sasl_glue.h"
 #include "smtp_cmd.h"
 #include "smtp_line.h"
@@ -146,30 +147,9 @@ static void smtpd_hook_end(struct smtpd_session *s);
 static void smtpd_session_free(struct smtpd_session *s);
 static void smtpd_close(struct smtpd_session *s);
 
-/* ---- queue ids ------------------------------------------------------- */
-
-/* Seconds and microseconds make ids sort by arrival (as Postfix's long
- * ids do); a per-process random value plus a counter keeps processes and
- * hosts sharing one Redis apart. 20 upper-case hex digits. */
-void smtpd_qid_new(char qid[SMTPD_QID_SIZE])
-{
-	static uint32_t rnd, counter;
-	static int seeded;
-	struct timeval tv;
-
-	if (!seeded) {
-		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-			rnd = (uint32_t)getpid() * 2654435761u ^ (uint32_t)time(NULL);
-		seeded = 1;
-	}
-	gettimeofday(&tv, NULL);
-	snprintf(qid, SMTPD_QID_SIZE, "%08X%05X%07X",
-	         (unsigned)tv.tv_sec, (unsigned)tv.tv_usec & 0xFFFFF,
-	         (unsigned)((rnd + counter++ * 2654435761u) & 0xFFFFFFF));
-}
-
 /* ---- small helpers --------------------------------------------------- */
 
+/* n bytes exactly (a NUL from the client does not shorten the copy). */
 static char *smtpd_strndup(const char *s, size_t n)
 {
 	char *p = malloc(n + 1);
@@ -1122,7 +1102,7 @@ static void smtpd_cmd_mail(struct smtpd_session *s, const struct smtp_cmd *c)
 	s->sender = strdup(text);
 	if (s->sender == NULL)
 		return smtpd_reply_error(s, 451, "4.3.0 Error: out of memory");
-	smtpd_qid_new(s->qid);
+	queue_qid_new(s->qid);
 	if (s->auth_user != NULL)
 		log_info("%s: client=%s[%s], sasl_username=%s", s->qid,
 		         smtpd_client_name(s), s->addr, s->auth_user);

@@ -19,9 +19,9 @@ struct work_pool;
 struct smtpd_server;
 struct smtpd_session;
 
-/* A queue id: hex upper case, unique across hosts and processes. */
+/* A queue id (made by queue_qid_new(): hex upper case, unique across
+ * hosts and processes); the size matches QUEUE_QID_LEN. */
 #define SMTPD_QID_SIZE 24     /* 20 characters + NUL, with room */
-void smtpd_qid_new(char qid[SMTPD_QID_SIZE]);
 
 /* Settings: copied at smtpd_server_new(); strings and pointers are borrowed
  * and must outlive the server. 0 / NULL gives the default noted. */
