@@ -52,7 +52,7 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/tests/%)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(B)/bench/%)
 
-.PHONY: all bins test unit fuzz-replay it asan fuzz bench run stop install clean deps-build deps-test deps-run
+.PHONY: all bins test unit fuzz-replay it asan fuzz fuzz-run bench run stop install clean deps-build deps-test deps-run
 .SECONDARY:
 
 all: bins $(UNIT_BINS) $(FUZZ_REPLAY) $(BENCH_BINS)
@@ -127,12 +127,16 @@ asan: deps-test
 	$(MAKE) B=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  ASAN_OPTIONS=detect_leaks=1 all unit fuzz-replay it
 
-# libFuzzer targets: each runs FUZZ_SECONDS (default 30) from its corpus.
+# libFuzzer targets: each runs FUZZ_SECONDS (default 30) from its corpus;
+# FUZZ_ONLY="tests/fuzz/fuzz_a.c ..." picks some of them.
 FUZZ_SECONDS ?= 30
+FUZZ_ONLY ?= $(FUZZ_SRC)
 FUZZ_CFLAGS = -std=gnu11 -O1 -g -D_GNU_SOURCE -Ishared -Imx-relay -Isubmission -Imra $(PKG_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined
 fuzz: deps-test
+	@$(MAKE) fuzz-run
+fuzz-run:
 	@mkdir -p build-fuzz
-	@set -e; for src in $(FUZZ_SRC); do n=$$(basename $$src .c); \
+	@set -e; for src in $(FUZZ_ONLY); do n=$$(basename $$src .c); \
 	  clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o build-fuzz/$$n $$src \
 	    $(SHARED_SRC) $(foreach d,$(DAEMONS),$($(d)_LIBSRC)) $(PKG_LIBS) -lpthread; \
 	  mkdir -p build-fuzz/corpus-$$n; \
@@ -142,12 +146,16 @@ fuzz: deps-test
 	    || { tail -40 build-fuzz/$$n.log; exit 1; }; \
 	  tail -1 build-fuzz/$$n.log; done
 
-bench: deps-test all
+# The package flags are computed when make starts: build in a sub-make
+# after the dependency step, so a fresh machine needs no second run.
+bench: deps-test
+	$(MAKE) all
 	@sh tests/bench/run.sh $(abspath $(B))
 
 # ---- quickstart ----------------------------------------------------------
 
-run: deps-run all
+run: deps-run
+	$(MAKE) all
 	@sh deploy/quickstart.sh start $(abspath $(B))
 
 stop:

@@ -1,0 +1,401 @@
+/* Tests for conn, the connection core: over socketpairs served by a real
+ * libevent loop. Greeting and close after flush, caps per address and in
+ * total with the polite refusal, a client that leaves while its session
+ * is BUSY (the conn lives until conn_ready), output back-pressure, and
+ * command pacing. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <cmocka.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include "conn.h"
+
+struct test_sess {
+	uint64_t id;
+	int lines;
+};
+
+struct test_ctx {
+	struct event_base *base;
+	struct conn_server *srv;
+	int opened, closed, closed_gone, refused, inputs, timeouts;
+	int busy_on_line;            /* go BUSY when this line arrives */
+	struct conn *busy;
+	size_t echo_bytes;           /* bytes written per line */
+};
+
+static void *test_open(struct conn *c, void *arg)
+{
+	struct test_ctx *t = arg;
+	struct test_sess *s = calloc(1, sizeof(*s));
+
+	t->opened++;
+	s->id = conn_id(c);
+	conn_printf(c, "HELLO %s\n", conn_addr(c));
+	return s;
+}
+
+static void test_refuse(struct conn *c, enum conn_refusal why, void *arg)
+{
+	struct test_ctx *t = arg;
+
+	t->refused++;
+	conn_printf(c, "BUSY %s\n", why == CONN_REFUSE_ADDR ? "addr" : "total");
+}
+
+static void test_input(struct conn *c, void *sess, void *arg)
+{
+	struct test_ctx *t = arg;
+	struct test_sess *s = sess;
+	struct evbuffer *in = bufferevent_get_input(conn_bev(c));
+	char *line;
+	size_t n;
+
+	t->inputs++;
+	while (conn_state(c) == CONN_ST_OPEN) {
+		if (evbuffer_search_eol(in, NULL, &n, EVBUFFER_EOL_LF).pos < 0)
+			return;
+		if (conn_pace(c))
+			return;
+		line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
+		s->lines++;
+		if (strcmp(line, "QUIT") == 0) {
+			conn_printf(c, "BYE\n");
+			conn_close(c);
+		} else if (t->busy_on_line == s->lines) {
+			conn_busy(c);
+			t->busy = c;
+		} else if (t->echo_bytes > 0) {
+			char *big = malloc(t->echo_bytes);
+
+			memset(big, 'x', t->echo_bytes);
+			conn_write(c, big, t->echo_bytes);
+			free(big);
+		} else {
+			conn_printf(c, "OK %s\n", line);
+		}
+		free(line);
+	}
+}
+
+static void test_closed(struct conn *c, void *sess, int gone,
+                        const char *why, void *arg)
+{
+	struct test_ctx *t = arg;
+
+	t->closed++;
+	t->closed_gone += gone;
+	free(sess);
+}
+
+static void test_timeout(struct conn *c, void *sess, void *arg)
+{
+	struct test_ctx *t = arg;
+
+	t->timeouts++;
+	conn_printf(c, "TIMEOUT\n");
+}
+
+static const struct conn_ops test_ops = {
+	.open = test_open, .refuse = test_refuse, .input = test_input,
+	.timeout = test_timeout, .closed = test_closed,
+};
+
+static void test_setup_srv(struct test_ctx *t, const struct conn_settings *set)
+{
+	struct err err;
+
+	memset(t, 0, sizeof(*t));
+	t->base = event_base_new();
+	assert_non_null(t->base);
+	t->srv = conn_server_new(t->base, set, &test_ops, t, &err);
+	assert_non_null(t->srv);
+}
+
+static void test_teardown_srv(struct test_ctx *t)
+{
+	conn_server_free(t->srv);
+	event_base_free(t->base);
+}
+
+/* A client end; the server end is served as if from addr. */
+static int test_connect(struct test_ctx *t, const char *addr)
+{
+	struct sockaddr_in sa;
+	struct err err;
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(40000);
+	inet_pton(AF_INET, addr, &sa.sin_addr);
+	assert_int_equal(conn_server_accept(t->srv, sv[1],
+	    (struct sockaddr *)&sa, sizeof(sa), 0, &err), 0);
+	return sv[0];
+}
+
+static void test_pump(struct test_ctx *t, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	event_base_loopexit(t->base, &tv);
+	event_base_dispatch(t->base);
+}
+
+/* Everything the server sent so far; *eof set when it closed. */
+static size_t test_read(int fd, char *out, size_t n, int *eof)
+{
+	size_t got = 0;
+	ssize_t r;
+
+	*eof = 0;
+	while (got + 1 < n) {
+		r = read(fd, out + got, n - 1 - got);
+		if (r > 0) {
+			got += (size_t)r;
+			continue;
+		}
+		if (r == 0)
+			*eof = 1;
+		break;
+	}
+	out[got] = '\0';
+	return got;
+}
+
+static void test_greet_echo_close(void **st)
+{
+	struct conn_settings set = { .service = "test" };
+	struct test_ctx t;
+	char buf[256];
+	int fd, eof;
+
+	test_setup_srv(&t, &set);
+	fd = test_connect(&t, "192.0.2.1");
+	assert_int_equal(write(fd, "a\nb\nQUIT\nafter\n", 15), 15);
+	test_pump(&t, 50);
+	test_read(fd, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "HELLO 192.0.2.1\nOK a\nOK b\nBYE\n");
+	assert_int_equal(eof, 1);
+	assert_int_equal(t.closed, 1);
+	assert_int_equal(t.closed_gone, 0);
+	assert_int_equal(conn_server_count(t.srv), 0);
+	close(fd);
+	test_teardown_srv(&t);
+}
+
+static void test_caps(void **st)
+{
+	struct conn_settings set = { .service = "test", .max_per_addr = 2,
+	                             .max_total = 3 };
+	struct test_ctx t;
+	char buf[256];
+	int a1, a2, a3, b1, c1, eof;
+
+	test_setup_srv(&t, &set);
+	a1 = test_connect(&t, "192.0.2.1");
+	a2 = test_connect(&t, "192.0.2.1");
+	a3 = test_connect(&t, "192.0.2.1");
+	test_pump(&t, 30);
+	test_read(a3, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "BUSY addr\n");
+	assert_int_equal(eof, 1);
+	assert_int_equal(conn_server_count_addr(t.srv, "192.0.2.1"), 2);
+	b1 = test_connect(&t, "192.0.2.2");
+	c1 = test_connect(&t, "192.0.2.3");
+	test_pump(&t, 30);
+	test_read(b1, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "HELLO 192.0.2.2\n");
+	test_read(c1, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "BUSY total\n");
+	assert_int_equal(t.opened, 3);
+	assert_int_equal(t.refused, 2);
+	/* one leaves: its address may come back */
+	close(a1);
+	test_pump(&t, 30);
+	assert_int_equal(conn_server_count_addr(t.srv, "192.0.2.1"), 1);
+	close(a3);
+	a3 = test_connect(&t, "192.0.2.1");
+	test_pump(&t, 30);
+	test_read(a3, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "HELLO 192.0.2.1\n");
+	close(a2);
+	close(a3);
+	close(b1);
+	close(c1);
+	test_pump(&t, 30);
+	assert_int_equal(conn_server_count(t.srv), 0);
+	test_teardown_srv(&t);
+}
+
+static void test_busy_client_gone(void **st)
+{
+	struct conn_settings set = { .service = "test" };
+	struct test_ctx t;
+	uint64_t id;
+	int fd;
+
+	test_setup_srv(&t, &set);
+	t.busy_on_line = 1;
+	fd = test_connect(&t, "192.0.2.1");
+	assert_int_equal(write(fd, "job\nnext\n", 9), 9);
+	test_pump(&t, 30);
+	assert_non_null(t.busy);
+	id = conn_id(t.busy);
+	close(fd);
+	test_pump(&t, 30);
+	/* BUSY: nothing read, nothing freed while the job is out */
+	assert_int_equal(t.closed, 0);
+	assert_ptr_equal(conn_find(t.srv, id), t.busy);
+	assert_int_equal(conn_state(t.busy), CONN_ST_BUSY);
+	/* the job comes back; reading resumes and finds the client gone */
+	assert_int_equal(conn_ready(t.busy), 0);
+	test_pump(&t, 30);
+	assert_int_equal(t.closed, 1);
+	assert_int_equal(t.closed_gone, 1);
+	assert_null(conn_find(t.srv, id));
+	test_teardown_srv(&t);
+}
+
+static void test_busy_resumes_input(void **st)
+{
+	struct conn_settings set = { .service = "test" };
+	struct test_ctx t;
+	char buf[256];
+	int fd, eof;
+
+	test_setup_srv(&t, &set);
+	t.busy_on_line = 1;
+	fd = test_connect(&t, "192.0.2.1");
+	assert_int_equal(write(fd, "job\nnext\n", 9), 9);
+	test_pump(&t, 30);
+	test_read(fd, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "HELLO 192.0.2.1\n");
+	/* pipelined "next" waits for the job, then runs */
+	assert_int_equal(conn_ready(t.busy), 0);
+	test_pump(&t, 30);
+	test_read(fd, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "OK next\n");
+	close(fd);
+	test_pump(&t, 30);
+	assert_int_equal(t.closed, 1);
+	test_teardown_srv(&t);
+}
+
+static void test_output_backpressure(void **st)
+{
+	struct conn_settings set = { .service = "test", .write_hiwat = 4096 };
+	struct test_ctx t;
+	char buf[65536];
+	int fd, eof, i, before;
+	size_t got = 0;
+
+	test_setup_srv(&t, &set);
+	t.echo_bytes = 1 << 20;    /* each line asks for 1 MiB */
+	fd = test_connect(&t, "192.0.2.1");
+	for (i = 0; i < 4; i++)
+		assert_int_equal(write(fd, "x\n", 2), 2);
+	test_pump(&t, 50);
+	/* the first answer is queued; the other three wait for it to drain */
+	assert_int_equal(t.inputs, 1);
+	before = t.inputs;
+	for (i = 0; i < 200 && got < 4u << 20; i++) {
+		got += test_read(fd, buf, sizeof(buf), &eof);
+		test_pump(&t, 5);
+	}
+	assert_true(t.inputs > before);
+	assert_int_equal((int)(got >> 20), 4);
+	close(fd);
+	test_pump(&t, 30);
+	test_teardown_srv(&t);
+}
+
+static void test_pacing(void **st)
+{
+	struct conn_settings set = { .service = "test", .max_cmds_per_sec = 3 };
+	struct test_ctx t;
+	char buf[256];
+	int fd, eof, n;
+
+	test_setup_srv(&t, &set);
+	fd = test_connect(&t, "192.0.2.1");
+	assert_int_equal(write(fd, "1\n2\n3\n4\n5\n", 10), 10);
+	test_pump(&t, 50);
+	test_read(fd, buf, sizeof(buf), &eof);
+	/* at most three commands in this second (four if it just turned) */
+	n = (int)(strstr(buf, "OK 4") != NULL) + (int)(strstr(buf, "OK 3") != NULL);
+	assert_non_null(strstr(buf, "OK 1"));
+	assert_null(strstr(buf, "OK 5"));
+	assert_true(n <= 2);
+	test_pump(&t, 2100);
+	test_read(fd, buf + strlen(buf), sizeof(buf) - strlen(buf), &eof);
+	assert_non_null(strstr(buf, "OK 5"));
+	close(fd);
+	test_pump(&t, 30);
+	test_teardown_srv(&t);
+}
+
+static void test_timeout_farewell(void **st)
+{
+	struct conn_settings set = { .service = "test", .timeout = 1 };
+	struct test_ctx t;
+	char buf[256];
+	int fd, eof;
+
+	test_setup_srv(&t, &set);
+	fd = test_connect(&t, "192.0.2.1");
+	test_pump(&t, 1300);
+	test_read(fd, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "HELLO 192.0.2.1\nTIMEOUT\n");
+	assert_int_equal(eof, 1);
+	assert_int_equal(t.timeouts, 1);
+	assert_int_equal(t.closed, 1);
+	close(fd);
+	test_teardown_srv(&t);
+}
+
+static void test_free_with_live_conns(void **st)
+{
+	struct conn_settings set = { .service = "test" };
+	struct test_ctx t;
+	int fd1, fd2;
+
+	test_setup_srv(&t, &set);
+	fd1 = test_connect(&t, "192.0.2.1");
+	fd2 = test_connect(&t, "192.0.2.2");
+	test_pump(&t, 20);
+	conn_server_free(t.srv);
+	assert_int_equal(t.closed, 2);
+	event_base_free(t.base);
+	close(fd1);
+	close(fd2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_greet_echo_close),
+		cmocka_unit_test(test_caps),
+		cmocka_unit_test(test_busy_client_gone),
+		cmocka_unit_test(test_busy_resumes_input),
+		cmocka_unit_test(test_output_backpressure),
+		cmocka_unit_test(test_pacing),
+		cmocka_unit_test(test_timeout_farewell),
+		cmocka_unit_test(test_free_with_live_conns),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
