@@ -36,7 +36,12 @@ $(B)/lib$(1).a: $$($(1)_LIBOBJ)
 	rm -f $$@ && ar rcs $$@ $$^
 $(B)/$(1): $(B)/obj/$(1)/main.o $(B)/lib$(1).a $(B)/libshared.a
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
-$(B)/%: $(B)/obj/$(1)/cmd_%.o $(B)/lib$(1).a $(B)/libshared.a
+$$(foreach t,$$($(1)_CMDS),$$(eval $$(call cmd_rule,$(1),$$(notdir $$(t)))))
+endef
+# One explicit rule per tool: a pattern rule "$(B)/%" would make every
+# target a candidate for long implicit-rule searches.
+define cmd_rule
+$(B)/$(2): $(B)/obj/$(1)/cmd_$(2).o $(B)/lib$(1).a $(B)/libshared.a
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach d,$(DAEMONS),$(eval $(call daemon_rules,$(d))))
@@ -95,6 +100,8 @@ $(B)/bench/%: $(B)/obj/tests/bench/%.o $(DAEMON_LIBS) $(B)/libshared.a
 	$(CC) $(LDFLAGS) -o $@ $< $(DAEMON_LIBS) $(B)/libshared.a $(LDLIBS)
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+# dependency files are made by the compiler, never by a rule
+$(B)/obj/%.d: ;
 
 deps-build:
 	@sh deploy/deps.sh build
