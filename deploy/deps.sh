@@ -4,10 +4,10 @@
 set -e
 BUILD="gcc make pkg-config libc6-dev libssl-dev libevent-dev libhiredis-dev
 libsasl2-dev libsasl2-modules libmariadb-dev libcrypt-dev libcmocka-dev openssl"
-RUN="redis-server swaks curl openssl"
+RUN="redis-server swaks libnet-ssleay-perl curl openssl"
 TEST="redis-server mariadb-server mariadb-client python3 python3-pytest
 python3-aiosmtpd swaks apache2-utils isync fetchmail dnsmasq-base iproute2
-clang libclang-rt-14-dev docker-compose sasl2-bin"
+clang libclang-rt-14-dev docker-compose sasl2-bin fail2ban"
 case "${1:-build}" in
   build) want="$BUILD" ;;
   run)   want="$BUILD $RUN" ;;

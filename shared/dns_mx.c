@@ -1,7 +1,9 @@
 /* dns_mx: resolver calls for the SMTP client, on worker threads. Each
  * call has its own res_state, so threads never share resolver state. The
- * answer parser is plain code over the received bytes (dn_expand does the
- * name compression), bounded by the message length. */
+ * answer parser is our own code over (buffer, length), not dn_expand: a
+ * reply comes from whoever runs DNS for a recipient domain, so every
+ * offset and compression pointer in it is checked here, and the length
+ * res_nquery reports is never trusted past the buffer it filled. */
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <netdb.h>
@@ -14,64 +16,196 @@
 #include "dns_mx.h"
 
 #define DNS_MX_MAX 32
+#define DNS_MX_HDR 12          /* RFC 1035 §4.1.1 */
+#define DNS_MX_RR_FIXED 10     /* type, class, ttl, rdlength (§4.1.3) */
+#define DNS_MX_RR_MIN 11       /* the root name plus the fixed part */
+#define DNS_MX_FLAG_QR 0x8000
+#define DNS_MX_FLAG_TC 0x0200
+#define DNS_MX_RCODE 0x000f
 
 static unsigned dns_mx_get16(const unsigned char *p)
 {
 	return (unsigned)p[0] << 8 | p[1];
 }
 
+/* RFC 5321 §2.3.5: a host name in SMTP is letters, digits and hyphens
+ * ('_' is let through, as resolvers do); anything else in an MX target
+ * (a '.', NUL or space inside a label) would change the name's meaning
+ * once it is text. */
+static int dns_mx_host_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+/* The name at off (RFC 1035 §3.1, §4.1.4): labels of at most 63 octets,
+ * 255 octets in all counting the length octets, ending in the root label
+ * or a pointer. A pointer must point before the name it continues (to a
+ * prior occurrence), so each jump goes strictly backwards and a chain of
+ * pointers cannot loop. *end_r: the offset just after the name where it
+ * is written (after its first pointer). text (NULL, or
+ * DNS_MX_NAME_MAX + 1 bytes): the dotted name, host name characters
+ * only. 0 or -1. */
+static int dns_mx_name(const unsigned char *msg, size_t len, size_t off,
+    char *text, size_t *end_r)
+{
+	size_t pos = off, floor = off, wire = 0, t = 0, to, i;
+	int jumped = 0;
+	unsigned c;
+
+	for (;;) {
+		if (pos >= len)
+			return -1;
+		c = msg[pos];
+		if ((c & 0xc0) == 0xc0) {
+			if (len - pos < 2)
+				return -1;
+			to = (size_t)(c & 0x3f) << 8 | msg[pos + 1];
+			if (to < DNS_MX_HDR || to >= floor)
+				return -1;
+			if (!jumped)
+				*end_r = pos + 2;
+			jumped = 1;
+			pos = floor = to;
+			continue;
+		}
+		/* 0x40 and 0x80: extended label types (RFC 6891 §5), none
+		 * of which may appear in these names. */
+		if (c > DNS_MX_LABEL_MAX)
+			return -1;
+		wire += c + 1;
+		if (wire > DNS_MX_NAME_MAX)
+			return -1;
+		if (c == 0)
+			break;
+		if (len - pos - 1 < c)
+			return -1;
+		if (text != NULL) {
+			if (t > 0)
+				text[t++] = '.';
+			for (i = 0; i < c; i++) {
+				if (!dns_mx_host_char(msg[pos + 1 + i]))
+					return -1;
+				text[t++] = (char)msg[pos + 1 + i];
+			}
+		}
+		pos += 1 + c;
+	}
+	if (!jumped)
+		*end_r = pos + 1;
+	if (text != NULL)
+		text[t] = '\0';
+	return 0;
+}
+
+/* Keep the max best preferences (RFC 5321 §5.1: lower is better), in
+ * whatever order; dns_mx_lookup sorts. */
+static void dns_mx_keep(struct dns_mx_host *hosts, size_t max, size_t *n,
+    int pref, const char *name)
+{
+	size_t i, worst = 0;
+
+	if (*n < max) {
+		worst = (*n)++;
+	} else {
+		for (i = 1; i < max; i++)
+			if (hosts[i].pref > hosts[worst].pref)
+				worst = i;
+		if (max == 0 || pref >= hosts[worst].pref)
+			return;
+	}
+	hosts[worst].pref = pref;
+	memcpy(hosts[worst].name, name, strlen(name) + 1);
+}
+
+static void dns_mx_addr(struct sockaddr_storage *out, int qtype,
+    const unsigned char *rdata, int port)
+{
+	memset(out, 0, sizeof(*out));
+	if (qtype == ns_t_a) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)out;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		memcpy(&sin->sin_addr, rdata, 4);
+	} else {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		memcpy(&s6->sin6_addr, rdata, 16);
+	}
+}
+
+/* One answer record of the type asked, rdata at msg[off..end). */
+static int dns_mx_rdata(const unsigned char *msg, size_t len, size_t off,
+    size_t end, int qtype, struct dns_mx_host *hosts,
+    struct sockaddr_storage *addrs, int port, size_t max, size_t *n)
+{
+	char name[DNS_MX_NAME_MAX + 1];
+	size_t after;
+
+	if (qtype == ns_t_mx) {
+		/* RFC 1035 §3.3.9: PREFERENCE, then EXCHANGE, which must end
+		 * where the rdata ends. */
+		if (end - off < 3 ||
+		    dns_mx_name(msg, len, off + 2, name, &after) < 0 ||
+		    after != end)
+			return -1;
+		if (hosts != NULL)
+			dns_mx_keep(hosts, max, n, (int)dns_mx_get16(msg + off),
+			    name);
+		return 0;
+	}
+	if (end - off != (qtype == ns_t_a ? 4u : 16u))
+		return -1;
+	if (addrs != NULL && *n < max)
+		dns_mx_addr(&addrs[(*n)++], qtype, msg + off, port);
+	return 0;
+}
+
 int dns_mx_parse(const unsigned char *msg, size_t len, int qtype,
     struct dns_mx_host *hosts, struct sockaddr_storage *addrs, int port,
     size_t max)
 {
-	const unsigned char *p, *end = msg + len;
-	unsigned qd, an, i, type, rdlen;
-	size_t n = 0;
-	int k;
+	unsigned flags, qd, an, i;
+	size_t off, end, rdlen, n = 0;
 
-	if (len < 12)
-		return -1;
+	if (len < DNS_MX_HDR || len > DNS_MX_MSG_MAX ||
+	    (qtype != ns_t_mx && qtype != ns_t_a && qtype != ns_t_aaaa))
+		return DNS_MX_BAD;
+	flags = dns_mx_get16(msg + 2);
 	qd = dns_mx_get16(msg + 4);
 	an = dns_mx_get16(msg + 6);
-	p = msg + 12;
-	for (i = 0; i < qd; i++) {
-		if ((k = dn_skipname(p, end)) < 0 || p + k + 4 > end)
-			return -1;
-		p += k + 4;
-	}
-	for (i = 0; i < an && n < max; i++) {
-		if ((k = dn_skipname(p, end)) < 0 || p + k + 10 > end)
-			return -1;
-		p += k;
-		type = dns_mx_get16(p);
-		rdlen = dns_mx_get16(p + 8);
-		p += 10;
-		if (p + rdlen > end)
-			return -1;
-		if ((int)type != qtype) {      /* e.g. a CNAME on the way */
-			p += rdlen;
-			continue;
-		}
-		if (qtype == ns_t_mx && hosts != NULL) {
-			if (rdlen < 3 || dn_expand(msg, end, p + 2,
-			    hosts[n].name, sizeof(hosts[n].name)) < 0)
-				return -1;
-			hosts[n].pref = (int)dns_mx_get16(p);
-			n++;
-		} else if (qtype == ns_t_a && rdlen == 4 && addrs != NULL) {
-			struct sockaddr_in *sin = (struct sockaddr_in *)&addrs[n++];
-			memset(sin, 0, sizeof(*sin));
-			sin->sin_family = AF_INET;
-			sin->sin_port = htons((uint16_t)port);
-			memcpy(&sin->sin_addr, p, 4);
-		} else if (qtype == ns_t_aaaa && rdlen == 16 && addrs != NULL) {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&addrs[n++];
-			memset(s6, 0, sizeof(*s6));
-			s6->sin6_family = AF_INET6;
-			s6->sin6_port = htons((uint16_t)port);
-			memcpy(&s6->sin6_addr, p, 16);
-		}
-		p += rdlen;
+	if (!(flags & DNS_MX_FLAG_QR) || (flags & DNS_MX_RCODE) != 0)
+		return DNS_MX_BAD;
+	/* RFC 1035 §4.1.1, RFC 2181 §9: a truncated answer section is not
+	 * to be used as if it were whole. */
+	if (flags & DNS_MX_FLAG_TC)
+		return DNS_MX_TRUNCATED;
+	/* A reply to our one question; and no more records than the bytes
+	 * could hold, so a forged count costs nothing. */
+	if (qd != 1 || an > (len - DNS_MX_HDR) / DNS_MX_RR_MIN)
+		return DNS_MX_BAD;
+	if (dns_mx_name(msg, len, DNS_MX_HDR, NULL, &end) < 0 ||
+	    len - end < 4)
+		return DNS_MX_BAD;
+	off = end + 4;
+	for (i = 0; i < an; i++) {
+		if (dns_mx_name(msg, len, off, NULL, &end) < 0 ||
+		    len - end < DNS_MX_RR_FIXED)
+			return DNS_MX_BAD;
+		rdlen = dns_mx_get16(msg + end + 8);
+		off = end + DNS_MX_RR_FIXED;
+		if (rdlen > len - off)
+			return DNS_MX_BAD;
+		/* Other types (a CNAME on the way) and classes: skipped. */
+		if ((int)dns_mx_get16(msg + end) == qtype &&
+		    dns_mx_get16(msg + end + 2) == ns_c_in &&
+		    dns_mx_rdata(msg, len, off, off + rdlen, qtype, hosts,
+		    addrs, port, max, &n) < 0)
+			return DNS_MX_BAD;
+		off += rdlen;
 	}
 	return (int)n;
 }
@@ -107,21 +241,29 @@ static int dns_mx_res_init(struct __res_state *st, const char *resolver,
 }
 
 /* One query. Returns the record count (0 for "no such records"), or -1:
- * err->temp 0 for NXDOMAIN, 1 for a failure to get an answer. */
+ * err->temp 0 for NXDOMAIN, 1 for a failure to get a whole answer. */
 static int dns_mx_query(const char *name, const char *resolver, int qtype,
     struct dns_mx_host *hosts, struct sockaddr_storage *addrs, int port,
     size_t max, struct err *err)
 {
 	struct __res_state st;
-	unsigned char ans[8192];
+	unsigned char *ans;
 	int len, n;
 
 	if (dns_mx_res_init(&st, resolver, err) < 0)
 		return -1;
-	len = res_nquery(&st, name, ns_c_in, qtype, ans, sizeof(ans));
+	/* Room for the largest message TCP can carry, so no reply is cut
+	 * to fit. */
+	ans = malloc(DNS_MX_MSG_MAX);
+	if (ans == NULL) {
+		res_nclose(&st);
+		return err_set(err, 1, "out of memory");
+	}
+	len = res_nquery(&st, name, ns_c_in, qtype, ans, DNS_MX_MSG_MAX);
 	if (len < 0) {
 		int h = st.res_h_errno;
 		res_nclose(&st);
+		free(ans);
 		if (h == NO_DATA)
 			return 0;
 		if (h == HOST_NOT_FOUND)
@@ -131,9 +273,20 @@ static int dns_mx_query(const char *name, const char *resolver, int qtype,
 		    name);
 	}
 	res_nclose(&st);
-	n = dns_mx_parse(ans, (size_t)len, qtype, hosts, addrs, port, max);
+	/* glibc returns the reply's full length when it cut the reply to
+	 * fit the buffer (and sets TC): the bytes past the buffer were never
+	 * stored, so such a reply is incomplete, never read on. */
+	if ((size_t)len > DNS_MX_MSG_MAX)
+		n = DNS_MX_TRUNCATED;
+	else
+		n = dns_mx_parse(ans, (size_t)len, qtype, hosts, addrs, port,
+		    max);
+	free(ans);
+	if (n == DNS_MX_TRUNCATED)
+		return err_set(err, 1, "%s: truncated DNS reply, try again",
+		    name);
 	if (n < 0)
-		return err_set(err, 1, "%s: malformed DNS answer", name);
+		return err_set(err, 1, "%s: malformed DNS reply", name);
 	return n;
 }
 

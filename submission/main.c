@@ -30,6 +30,7 @@
 static char *var_submission_listen, *var_smtps_listen, *var_intake_listen;
 static char *var_intake_relay_logins, *var_mynetworks;
 static char *var_client_restr, *var_relay_restr, *var_sender_restr;
+static char *var_intake_client_restr, *var_intake_relay_restr;
 static char *var_sender_login_maps;
 static char *var_tls_cert, *var_tls_key, *var_tls_level;
 static int var_tls_auth_only, var_sasl_enable, var_broken_sasl;
@@ -48,12 +49,20 @@ static const struct cfg_param sub_params[] = {
 	{ "intake_listen", CFG_STR, "", &var_intake_listen, 0, 0 },
 	{ "intake_relay_logins", CFG_STR, "", &var_intake_relay_logins, 0, 0 },
 	{ "mynetworks", CFG_STR, "127.0.0.0/8 [::1]/128", &var_mynetworks, 0, 0 },
+	/* 587 and 465: what Postfix's master.cf gives its submission and
+	 * smtps services (-o smtpd_client_restrictions=
+	 * permit_sasl_authenticated,reject, the same for relay). */
 	{ "smtpd_client_restrictions", CFG_STR,
-	  "permit_mynetworks, permit_sasl_authenticated, reject",
-	  &var_client_restr, 0, 0 },
+	  "permit_sasl_authenticated, reject", &var_client_restr, 0, 0 },
 	{ "smtpd_relay_restrictions", CFG_STR,
-	  "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination",
-	  &var_relay_restr, 0, 0 },
+	  "permit_sasl_authenticated, reject", &var_relay_restr, 0, 0 },
+	/* The intake: the MX forwarder's login; trust by address (a
+	 * permit_mynetworks) only where an operator writes it here. */
+	{ "intake_client_restrictions", CFG_STR,
+	  "permit_sasl_authenticated, reject", &var_intake_client_restr, 0, 0 },
+	{ "intake_relay_restrictions", CFG_STR,
+	  "permit_sasl_authenticated, reject_unauth_destination",
+	  &var_intake_relay_restr, 0, 0 },
 	{ "smtpd_sender_restrictions", CFG_STR, "reject_sender_login_mismatch",
 	  &var_sender_restr, 0, 0 },
 	{ "smtpd_sender_login_maps", CFG_STR, "", &var_sender_login_maps, 0, 0 },
@@ -170,6 +179,27 @@ static struct map *sub_main_map(const char *name, const char *spec)
 	return m;
 }
 
+/* One restriction list; on 587/465 (submission_port) permit_mynetworks
+ * is refused: RFC 6409 §4.3 wants the MSA to require AUTH, and on a
+ * shared host or container network "from loopback" is every local
+ * process, an open relay. Trust by address goes on the intake. */
+static void sub_main_restr(const char *name, const char *text,
+			   struct sub_policy_restr *r, int submission_port)
+{
+	struct err err;
+
+	if (sub_policy_restr_parse(text, r, &err) < 0)
+		sub_main_fatal(name, &err);
+	if (submission_port &&
+	    sub_policy_restr_has(r, SUB_R_PERMIT_MYNETWORKS)) {
+		err_set(&err, 0, "permit_mynetworks is not allowed on the "
+			"submission ports (587/465 require AUTH); trust "
+			"clients by address with intake_client_restrictions "
+			"and intake_relay_restrictions on the intake");
+		sub_main_fatal(name, &err);
+	}
+}
+
 static void sub_main_policy(struct sub_server *srv)
 {
 	struct err err;
@@ -177,12 +207,16 @@ static void sub_main_policy(struct sub_server *srv)
 	srv->mynetworks = sub_policy_net_new(var_mynetworks, &err);
 	if (srv->mynetworks == NULL)
 		sub_main_fatal("mynetworks", &err);
-	if (sub_policy_restr_parse(var_client_restr, &srv->client_restr, &err) < 0)
-		sub_main_fatal("smtpd_client_restrictions", &err);
-	if (sub_policy_restr_parse(var_relay_restr, &srv->relay_restr, &err) < 0)
-		sub_main_fatal("smtpd_relay_restrictions", &err);
-	if (sub_policy_restr_parse(var_sender_restr, &srv->sender_restr, &err) < 0)
-		sub_main_fatal("smtpd_sender_restrictions", &err);
+	sub_main_restr("smtpd_client_restrictions", var_client_restr,
+		       &srv->client_restr, 1);
+	sub_main_restr("smtpd_relay_restrictions", var_relay_restr,
+		       &srv->relay_restr, 1);
+	sub_main_restr("intake_client_restrictions", var_intake_client_restr,
+		       &srv->intake_client_restr, 0);
+	sub_main_restr("intake_relay_restrictions", var_intake_relay_restr,
+		       &srv->intake_relay_restr, 0);
+	sub_main_restr("smtpd_sender_restrictions", var_sender_restr,
+		       &srv->sender_restr, 0);
 	srv->relay_logins = var_intake_relay_logins;
 	srv->myhostname = var_myhostname;
 	srv->name = "submission";

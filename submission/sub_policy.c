@@ -202,6 +202,15 @@ enum sub_policy_verdict sub_policy_eval(const struct sub_policy_restr *r,
 	return SUB_V_DUNNO;
 }
 
+int sub_policy_restr_has(const struct sub_policy_restr *r,
+			 enum sub_policy_word w)
+{
+	for (int i = 0; i < r->n; i++)
+		if (r->w[i] == w)
+			return 1;
+	return 0;
+}
+
 size_t sub_policy_hdr_len(const char *msg, size_t len)
 {
 	size_t i = 0;

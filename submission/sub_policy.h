@@ -52,6 +52,9 @@ enum sub_policy_verdict {
 };
 enum sub_policy_verdict sub_policy_eval(const struct sub_policy_restr *r,
 					const struct sub_policy_facts *f);
+/* 1 when the list holds word w (start-up checks), else 0. */
+int sub_policy_restr_has(const struct sub_policy_restr *r,
+			 enum sub_policy_word w);
 
 /* ---- headers ---------------------------------------------------------- */
 /* Length of the header section of msg (up to and including the empty

@@ -32,7 +32,7 @@ struct sub_sess {
 	struct sub_listener *l;
 	int refs;
 	int gone;
-	int mynet;
+	int mynet;              /* trusted by address (intake only) */
 	int auth_fails;
 	struct event *delay;
 	char addr[64];
@@ -111,7 +111,14 @@ static void sub_session_connect(struct smtpd_session *s, void *ctx)
 		 smtpd_session_client_addr(s));
 	snprintf(ss->name, sizeof(ss->name), "%s",
 		 smtpd_session_client_name(s));
-	ss->mynet = sub_policy_net_match(l->srv->mynetworks, ss->addr);
+	/* Trust by address exists on the intake only, and only when
+	 * intake_client_restrictions says permit_mynetworks (the default
+	 * does not); on 587/465 every client logs in, as in Postfix's
+	 * submission service. The flag also gates XFORWARD and IDENT. */
+	ss->mynet = l->kind == SUB_KIND_INTAKE &&
+		    sub_policy_restr_has(&l->srv->intake_client_restr,
+					 SUB_R_PERMIT_MYNETWORKS) &&
+		    sub_policy_net_match(l->srv->mynetworks, ss->addr);
 	smtpd_session_set_data(s, ss);
 	sub_session_live++;
 	smtpd_resume(l->smtpd, ss->sid, 0, NULL);
@@ -234,7 +241,8 @@ static void sub_session_auth_result(struct smtpd_session *s, const char *mech,
  * not logged in yet; once logged in, only a relay login keeps it (the
  * engine asks again), a login other than a relay login cannot send mail
  * there (sub_session_mail), and IDENT is honoured only for relay logins
- * and mynetworks (sub_session_message). */
+ * and intake clients in mynetworks that intake_client_restrictions let
+ * send (sub_session_message). */
 static int sub_session_xforward_ok(struct smtpd_session *s, void *ctx)
 {
 	struct sub_sess *ss = smtpd_session_data(s);
@@ -313,6 +321,25 @@ static void sub_session_mail_done(void *arg)
 	free(j);
 }
 
+/* The client (MAIL) and relay (RCPT) lists of the session's port. */
+static const struct sub_policy_restr *sub_session_client_restr(
+	const struct sub_sess *ss)
+{
+	const struct sub_server *srv = ss->l->srv;
+
+	return ss->l->kind == SUB_KIND_INTAKE ? &srv->intake_client_restr :
+						&srv->client_restr;
+}
+
+static const struct sub_policy_restr *sub_session_relay_restr(
+	const struct sub_sess *ss)
+{
+	const struct sub_server *srv = ss->l->srv;
+
+	return ss->l->kind == SUB_KIND_INTAKE ? &srv->intake_relay_restr :
+						&srv->relay_restr;
+}
+
 /* Facts of the client side; rcpt-dependent ones are filled later. */
 static void sub_session_facts(struct smtpd_session *s, struct sub_sess *ss,
 			      struct sub_policy_facts *f)
@@ -335,7 +362,8 @@ static void sub_session_mail(struct smtpd_session *s, const char *sender,
 
 	sub_session_facts(s, ss, &f);
 	/* The intake is for the MX forwarder: AUTH is required (or a
-	 * client in mynetworks), whatever the client restrictions say. */
+	 * client in mynetworks, if intake_client_restrictions trust it),
+	 * whatever that list says otherwise. */
 	if (ss->l->kind == SUB_KIND_INTAKE && !f.authenticated && !f.mynetworks)
 		v = SUB_V_REJECT;
 	else if (ss->l->kind == SUB_KIND_INTAKE && f.authenticated &&
@@ -344,7 +372,8 @@ static void sub_session_mail(struct smtpd_session *s, const char *sender,
 				   "login; submit on the submission port");
 		return;
 	} else
-		v = sub_policy_eval(&srv->client_restr, &f);
+		v = sub_policy_eval(sub_session_client_restr(ss), &f);
+	/* RFC 4954 §6: 530 when policy wants a login first. */
 	if (v == SUB_V_REJECT || v == SUB_V_REJECT_RELAY) {
 		if (!f.authenticated)
 			sub_session_resume(ss, 530, "5.7.0 Authentication "
@@ -382,6 +411,7 @@ static void sub_session_mail(struct smtpd_session *s, const char *sender,
 
 struct sub_rjob {
 	struct sub_sess *ss;
+	const struct sub_policy_restr *relay_restr;
 	char *rcpt;
 	struct sub_policy_facts f;
 	long long size;
@@ -407,9 +437,17 @@ static void sub_session_rcpt_check(struct sub_rjob *j,
 		return;
 	}
 	j->f.local_dest = dom == MAP_FOUND;
-	switch (sub_policy_eval(&srv->relay_restr, &j->f)) {
-	case SUB_V_REJECT_RELAY:
+	switch (sub_policy_eval(j->relay_restr, &j->f)) {
 	case SUB_V_REJECT:
+		if (!j->f.authenticated) {
+			/* RFC 4954 §6, as at MAIL */
+			j->code = 530;
+			snprintf(j->text, sizeof(j->text), "5.7.0 "
+				 "Authentication required");
+			return;
+		}
+		/* fall through */
+	case SUB_V_REJECT_RELAY:
 	case SUB_V_REJECT_LOGIN:
 		j->code = 554;
 		snprintf(j->text, sizeof(j->text), "5.7.1 <%s>: Relay access "
@@ -477,6 +515,7 @@ static void sub_session_rcpt(struct smtpd_session *s, const char *rcpt,
 		return;
 	}
 	sub_session_facts(s, ss, &j->f);
+	j->relay_restr = sub_session_relay_restr(ss);
 	j->size = (long long)smtpd_session_declared_size(s);
 	j->ss = sub_session_ref(ss);
 	if (work_submit(ss->l->srv->pool, sub_session_rcpt_work,

@@ -29,8 +29,11 @@ struct sub_server {
 	struct queue *outq;              /* "out" queue, NULL: none */
 	struct sub_resolve resolve;
 	struct map *sender_login_maps;   /* may be NULL */
-	struct sub_policy_net *mynetworks;
-	struct sub_policy_restr client_restr, relay_restr, sender_restr;
+	struct sub_policy_net *mynetworks;  /* consulted on the intake only */
+	/* client (MAIL) and relay (RCPT) lists: on 587/465, on the intake */
+	struct sub_policy_restr client_restr, relay_restr;
+	struct sub_policy_restr intake_client_restr, intake_relay_restr;
+	struct sub_policy_restr sender_restr;
 	const char *relay_logins;        /* intake_relay_logins list */
 	const char *myhostname;
 	const char *name;                /* "submission" (logs) */

@@ -228,13 +228,96 @@ def test_unauthenticated_mail_refused_by_default(sub):
 
 
 def test_unauthenticated_relay_refused(sub):
-    e = sub(params={"smtpd_client_restrictions": ""})
+    e = sub(params={"smtpd_client_restrictions": "",
+                    "smtpd_relay_restrictions":
+                        "permit_sasl_authenticated, reject_unauth_destination"})
     with e.smtp() as s:
         assert s.mail("someone@remote.example")[0] == 250
         code, text = s.rcpt("victim@elsewhere.example")
         assert code == 554 and b"5.7.1" in text and b"Relay access denied" in text
         # mail for our own users is fine (reject_unauth_destination)
         assert s.rcpt("alice@demo.test")[0] == 250
+
+
+# Issue #9: with the old defaults (permit_mynetworks first, mynetworks =
+# 127.0.0.0/8) every local process had an open relay on 587/465. Postfix's
+# submission service requires AUTH whatever the address; so do we, and the
+# client here is 127.0.0.1, inside mynetworks.
+LOOPBACK_NETS = {"mynetworks": "127.0.0.0/8 [::1]/128"}
+
+
+def check_auth_required_then_allowed(s, login):
+    code, text = s.mail("alice@demo.test")
+    assert code == 530 and text.startswith(b"5.7.0 Authentication required"), text
+    assert s.rcpt("victim@elsewhere.example")[0] >= 500
+    assert s.rcpt("bob@demo.test")[0] >= 500
+    s.rset()
+    s.login(login, USERS[login][0])
+    assert s.mail("alice@demo.test")[0] == 250
+    assert s.rcpt("victim@elsewhere.example")[0] == 250
+    assert s.rcpt("bob@demo.test")[0] == 250
+
+
+def test_no_relay_by_address_on_587(sub):
+    e = sub(params=LOOPBACK_NETS)
+    with e.smtp() as s:
+        check_auth_required_then_allowed(s, "alice@demo.test")
+
+
+def test_no_relay_by_address_on_465(sub):
+    e = sub(params=LOOPBACK_NETS)
+    with e.smtps() as s:
+        check_auth_required_then_allowed(s, "alice@demo.test")
+
+
+def test_no_local_delivery_without_auth_on_587(sub):
+    """Postfix submission requires AUTH for all mail, local too; also when
+    an operator empties the client list, the relay list still asks for
+    a login at RCPT."""
+    e = sub(params=dict(LOOPBACK_NETS, smtpd_client_restrictions=""))
+    with e.smtp() as s:
+        assert s.mail("someone@example.net")[0] == 250
+        code, text = s.rcpt("bob@demo.test")
+        assert code == 530 and b"5.7.0" in text, text
+        code, text = s.rcpt("victim@elsewhere.example")
+        assert code == 530 and b"5.7.0" in text, text
+    assert e.messages("bob@demo.test") == []
+
+
+def test_permit_mynetworks_refused_on_submission_ports(build, redis, tls_cert):
+    for name in ("smtpd_client_restrictions", "smtpd_relay_restrictions"):
+        e = SubEnv(build, redis, tls_cert, params={
+            name: "permit_mynetworks, permit_sasl_authenticated, reject"})
+        try:
+            with pytest.raises(RuntimeError):
+                e.start()
+            assert e.proc.wait(5) == 1
+            log = e.log()
+            assert name in log and "permit_mynetworks is not allowed" in log
+            assert "intake_client_restrictions" in log
+        finally:
+            e.cleanup()
+
+
+def test_intake_trusts_address_only_when_configured(sub):
+    """On the intake a client in mynetworks may send without AUTH once
+    intake_client_restrictions says so, to our domains only (the intake
+    relay list); XFORWARD IDENT is honoured for it."""
+    e = sub(params=dict(LOOPBACK_NETS, intake_client_restrictions=
+                        "permit_mynetworks, permit_sasl_authenticated, reject"))
+    with e.smtp(port=e.intake_port) as s:
+        assert b"XFORWARD" in s.ehlo_resp
+        assert s.docmd("XFORWARD IDENT=ADDR0001")[0] == 250
+        assert s.mail("someone@example.net")[0] == 250
+        code, text = s.rcpt("victim@elsewhere.example")
+        assert code == 554 and b"Relay access denied" in text, text
+        assert s.rcpt("carol@demo.test")[0] == 250
+        assert s.data(msg("by address"))[0] == 250
+    assert len(e.wait_messages("carol@demo.test", 1)) == 1
+    assert "ident=ADDR0001" in e.log()
+    # 587 is not the intake: no trust by address there
+    with e.smtp() as s:
+        assert s.mail("someone@example.net")[0] == 530
 
 
 def test_authenticated_relay_allowed(sub, redis):
@@ -391,8 +474,9 @@ def intake_send(e, ident, data, rcpt="carol@demo.test"):
         return s.data(data)
 
 
-def test_intake_requires_tls_and_auth(sub):
-    e = sub()
+@pytest.mark.parametrize("nets", ["", LOOPBACK_NETS["mynetworks"]])
+def test_intake_requires_tls_and_auth(sub, nets):
+    e = sub(params={"mynetworks": nets})
     with smtplib.SMTP("127.0.0.1", e.intake_port) as s:
         s.ehlo("mx")
         code, _ = s.mail("a@example.net")
@@ -401,8 +485,11 @@ def test_intake_requires_tls_and_auth(sub):
         assert s.mail("a@example.net")[0] == 530
 
 
-def test_xforward_only_for_relay_login(sub):
-    e = sub()
+@pytest.mark.parametrize("nets", ["", LOOPBACK_NETS["mynetworks"]])
+def test_xforward_only_for_relay_login(sub, nets):
+    # a client in mynetworks gets no XFORWARD on 587 either (an IDENT
+    # sent there could make the intake discard the MX's message later)
+    e = sub(params={"mynetworks": nets})
     with e.smtp(port=e.submission_port, login="alice@demo.test") as s:
         code, caps = s.ehlo("x")
         assert b"XFORWARD" not in caps
@@ -417,11 +504,13 @@ def test_xforward_only_for_relay_login(sub):
         assert code == 554 and b"5.7.1" in text
 
 
-def test_intake_xforward_refused_after_user_login(sub):
+@pytest.mark.parametrize("nets", ["", LOOPBACK_NETS["mynetworks"]])
+def test_intake_xforward_refused_after_user_login(sub, nets):
     """XFORWARD is offered on the intake before AUTH (the forwarder says
     EHLO only then), but the engine asks again at the command: a user
-    login is refused, a relay login accepted."""
-    e = sub()
+    login is refused, a relay login accepted; mynetworks alone (not
+    named in intake_client_restrictions) changes nothing."""
+    e = sub(params={"mynetworks": nets})
     with e.smtp(port=e.intake_port) as s:
         assert b"XFORWARD" in s.ehlo_resp
         s.login("alice@demo.test", e.users["alice@demo.test"][0])
