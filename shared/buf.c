@@ -25,7 +25,8 @@ void buf_reset(struct buf *b)
 		b->p[0] = '\0';
 }
 
-int buf_reserve(struct buf *b, size_t extra)
+/* step 0: doubling; else doubling up to step, then whole steps. */
+static int buf_grow(struct buf *b, size_t extra, size_t step)
 {
 	size_t need, ncap;
 	char *np;
@@ -37,9 +38,19 @@ int buf_reserve(struct buf *b, size_t extra)
 		return -1;
 	if (need + 1 <= b->cap)
 		return 0;
-	ncap = b->cap ? b->cap : 64;
-	while (ncap < need + 1)
-		ncap *= 2;
+	if (step > (size_t)-1 / 4)
+		step = 0;
+	if (step == 0) {
+		ncap = b->cap ? b->cap : 64;
+		while (ncap < need + 1)
+			ncap *= 2;
+	} else {
+		/* doubling while small, then whole steps; a bigger need is
+		 * met exactly, not rounded up */
+		ncap = b->cap + (b->cap >= step ? step : b->cap ? b->cap : 64);
+		if (ncap < need + 1)
+			ncap = need + 1;
+	}
 	if (b->max != 0 && ncap > b->max + 1)
 		ncap = b->max + 1;
 	np = realloc(b->p, ncap);
@@ -48,6 +59,16 @@ int buf_reserve(struct buf *b, size_t extra)
 	b->p = np;
 	b->cap = ncap;
 	return 0;
+}
+
+int buf_reserve(struct buf *b, size_t extra)
+{
+	return buf_grow(b, extra, 0);
+}
+
+int buf_reserve_step(struct buf *b, size_t extra, size_t step)
+{
+	return buf_grow(b, extra, step);
 }
 
 int buf_append(struct buf *b, const void *data, size_t len)

@@ -18,6 +18,11 @@ void buf_reset(struct buf *b);                /* len = 0, keeps memory */
 /* Each returns 0, or -1 when the result would exceed max or memory ran out
  * (the buffer is then unchanged). */
 int buf_reserve(struct buf *b, size_t extra);
+/* The same, but the capacity doubles only up to step bytes, then grows by
+ * step, and a need beyond that is met exactly: a big buffer (a message)
+ * holds at most step bytes it does not use, and never more than max + 1.
+ * step 0: as buf_reserve(). */
+int buf_reserve_step(struct buf *b, size_t extra, size_t step);
 int buf_append(struct buf *b, const void *data, size_t len);
 int buf_puts(struct buf *b, const char *s);
 int buf_putc(struct buf *b, char c);

@@ -47,6 +47,43 @@ enum smtp_rc smtp_line_skip(const char *buf, size_t len, size_t *used_r)
 	return SMTP_OK;
 }
 
+void smtp_line_reader_init(struct smtp_line_reader *r, int bare_lf_ok)
+{
+	r->skipping = 0;
+	r->bare_lf_ok = bare_lf_ok;
+}
+
+enum smtp_rc smtp_line_read(struct smtp_line_reader *r, const char *buf,
+                            size_t len, size_t max, size_t *linelen_r,
+                            size_t *used_r)
+{
+	enum smtp_rc rc;
+	const char *lf;
+
+	*linelen_r = *used_r = 0;
+	if (r->skipping) {
+		/* Postfix's "resync at LF": the tail of the refused line is
+		 * dropped in pieces; any piece is progress. */
+		if (smtp_line_skip(buf, len, used_r) == SMTP_OK)
+			r->skipping = 0;
+		return SMTP_NEED_MORE;
+	}
+	if (len > max)
+		len = max;
+	rc = smtp_line_next(buf, len, max, linelen_r, used_r);
+	if (rc == SMTP_ERR_TOO_LONG) {
+		*used_r = len;
+		r->skipping = 1;
+	} else if (rc == SMTP_ERR_BARE_LF && r->bare_lf_ok) {
+		/* no CR before this LF, or smtp_line_next would have said so */
+		lf = memchr(buf, '\n', len);
+		*linelen_r = (size_t)(lf - buf);
+		*used_r = *linelen_r + 1;
+		rc = SMTP_OK;
+	}
+	return rc;
+}
+
 void smtp_line_data_init(struct smtp_line_data *d)
 {
 	d->state = SMTP_LINE_D_BOL;

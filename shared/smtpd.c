@@ -27,14 +27,22 @@
 #include "sasl_glue.h"
 #include "smtp_cmd.h"
 #include "smtp_line.h"
+#include "smtp_xforward.h"
 #include "smtpd.h"
+#include "smtpd_input.h"
 #include "tls.h"
 #include "work.h"
 
 #define SMTPD_MAX_LISTEN   16
 #define SMTPD_AUTH_LINE    (12288 + 2)   /* RFC 4954 §4 */
 #define SMTPD_READ_HIWAT   (64 * 1024)
+/* Replies not yet sent beyond which no more input is read: a client that
+ * pipelines without reading could otherwise grow them without end. */
+#define SMTPD_WRITE_HIWAT  (64 * 1024)
+#define SMTPD_OUT_POLL_MS  50
 #define SMTPD_LINGER_MS    20
+/* The message buffer grows by doubling up to this, then by this much. */
+#define SMTPD_MSG_STEP     (1024 * 1024)
 #define SMTPD_NVERBS       (SMTP_CMD_HTTP + 1)
 
 enum smtpd_state {
@@ -57,7 +65,7 @@ enum smtpd_wait {
 #define SMTPD_F_TLS        0x0002
 #define SMTPD_F_GREET_WAIT 0x0004   /* greet timer still running */
 #define SMTPD_F_GREET_OK   0x0008   /* connect hook said yes */
-#define SMTPD_F_SKIPPING   0x0010   /* discarding a too-long line */
+#define SMTPD_F_OUT_FULL   0x0010   /* input paused: replies unsent */
 #define SMTPD_F_TOO_BIG    0x0020   /* message over the size limit */
 #define SMTPD_F_BDAT       0x0040   /* this transaction uses BDAT */
 #define SMTPD_F_BDAT_BAD   0x0080   /* BDAT chunk to discard (no txn) */
@@ -67,14 +75,21 @@ enum smtpd_wait {
 #define SMTPD_F_SMTPUTF8   0x0800
 #define SMTPD_F_XFWD       0x1000
 
-enum smtpd_xf { SMTPD_XF_NAME, SMTPD_XF_ADDR, SMTPD_XF_HELO, SMTPD_XF_IDENT,
-                SMTPD_XF_PROTO, SMTPD_XF_N };
+/* XFORWARD attributes kept, indexed by enum smtp_xforward_attr */
+#define SMTPD_XF_NAME  SMTP_XFORWARD_NAME
+#define SMTPD_XF_ADDR  SMTP_XFORWARD_ADDR
+#define SMTPD_XF_HELO  SMTP_XFORWARD_HELO
+#define SMTPD_XF_IDENT SMTP_XFORWARD_IDENT
+#define SMTPD_XF_PROTO SMTP_XFORWARD_PROTO
+#define SMTPD_XF_N     SMTP_XFORWARD_NKEPT
 
 struct smtpd_session {
 	uint64_t id;
 	struct smtpd_server *srv;
 	struct bufferevent *bev;
-	struct event *timer;          /* greet wait / linger; lazily made */
+	struct event *timer;          /* greet wait, output wait, linger;
+	                                 lazily made */
+	struct timeval since;         /* output wait / linger began */
 	enum smtpd_state state;
 	enum smtpd_wait wait;
 	int flags;
@@ -99,12 +114,17 @@ struct smtpd_session {
 	char *auth_mech, *auth_in;    /* AUTH waiting for auth_check */
 	struct buf msg;               /* only during DATA / BDAT */
 	size_t hdr_len;               /* our Received: at the start of msg */
+	struct smtp_line_reader lr;
 	struct smtp_line_data dr;
 	uint64_t bdat_left;
 	int bdat_last;
 	int resume_code;              /* smtpd_resume() during the hook */
 	char *resume_text;
+	/* Ownership: while a SASL job is out, the job owns the
+	 * sasl_glue_server (s->sasl is NULL); its completion gives it back
+	 * only to the session that still waits for that job, else frees it. */
 	struct sasl_glue_server *sasl;
+	struct smtpd_auth_job *auth_job;  /* borrowed: identifies the job */
 	enum smtp_verb last_verb;
 	uint16_t cmd_ok[SMTPD_NVERBS], cmd_all[SMTPD_NVERBS];
 	void *data;
@@ -132,7 +152,7 @@ struct smtpd_server {
 struct smtpd_auth_job {
 	struct smtpd_server *srv;
 	uint64_t sid;
-	struct sasl_glue_server *sasl;
+	struct sasl_glue_server *sasl;  /* owned while the job is out */
 	char *mech;                   /* NULL: a step */
 	char *in;
 	char *out;
@@ -410,9 +430,8 @@ static void smtpd_session_free(struct smtpd_session *s)
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	smtpd_txn_reset(s);
-	/* A SASL step running on a worker owns s->sasl: its done frees it. */
-	if (s->wait != SMTPD_W_AUTH_JOB)
-		sasl_glue_server_free(s->sasl);
+	/* NULL while a job is out: that job's completion frees it */
+	sasl_glue_server_free(s->sasl);
 	free(s->helo);
 	free(s->auth_user);
 	free(s->auth_mech);
@@ -449,6 +468,16 @@ static int smtpd_timer_arm(struct smtpd_session *s, int ms)
 	return evtimer_add(s->timer, &tv);
 }
 
+/* Milliseconds since s->since. */
+static long smtpd_since_ms(struct smtpd_session *s)
+{
+	struct timeval now, d;
+
+	event_base_gettimeofday_cached(s->srv->base, &now);
+	timersub(&now, &s->since, &d);
+	return (long)d.tv_sec * 1000 + d.tv_usec / 1000;
+}
+
 /* Send what is queued, then free: from a callback later, never here, so
  * that no caller up the stack sees a freed session. */
 static void smtpd_close(struct smtpd_session *s)
@@ -456,6 +485,8 @@ static void smtpd_close(struct smtpd_session *s)
 	if (s->state == SMTPD_ST_CLOSING)
 		return;
 	smtpd_set_state(s, SMTPD_ST_CLOSING);
+	s->flags &= ~SMTPD_F_OUT_FULL;
+	event_base_gettimeofday_cached(s->srv->base, &s->since);
 	bufferevent_disable(s->bev, EV_READ);
 	if (smtpd_timer_arm(s, 0) < 0)
 		log_warn("%s[%s]: cannot arm a timer", smtpd_client_name(s),
@@ -487,14 +518,43 @@ static void smtpd_greet(struct smtpd_session *s)
 	smtpd_set_state(s, SMTPD_ST_CMD);
 }
 
+/* Input paused until the client reads its replies (SMTPD_F_OUT_FULL):
+ * go on once they are out, give up after the idle timeout. Polled, as a
+ * TLS session's bytes wait on the bufferevent under the filter, whose
+ * callbacks are not ours. */
+static void smtpd_out_check(struct smtpd_session *s)
+{
+	if (smtpd_unsent(s) <= SMTPD_WRITE_HIWAT / 2) {
+		s->flags &= ~SMTPD_F_OUT_FULL;
+		smtpd_process(s);
+		return;
+	}
+	if (smtpd_since_ms(s) >= s->srv->set.timeout * 1000L) {
+		log_info("timeout after %s from %s[%s]: replies not read",
+		         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
+		         s->addr);
+		smtpd_close(s);
+		return;
+	}
+	if (smtpd_timer_arm(s, SMTPD_OUT_POLL_MS) < 0)
+		smtpd_close(s);
+}
+
 static void smtpd_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtpd_session *s = arg;
 
 	if (s->state == SMTPD_ST_CLOSING) {
+		/* a client that reads nothing (and a TLS filter has no write
+		 * timeout of its own) is not waited for past the timeout */
 		if (smtpd_unsent(s) == 0 ||
+		    smtpd_since_ms(s) >= s->srv->set.timeout * 1000L ||
 		    smtpd_timer_arm(s, SMTPD_LINGER_MS) < 0)
 			smtpd_session_free(s);
+		return;
+	}
+	if (s->flags & SMTPD_F_OUT_FULL) {
+		smtpd_out_check(s);
 		return;
 	}
 	if (s->state == SMTPD_ST_CONNECT && (s->flags & SMTPD_F_GREET_WAIT)) {
@@ -519,6 +579,8 @@ static void smtpd_write_cb(struct bufferevent *bev, void *arg)
 
 	if (s->state == SMTPD_ST_CLOSING && smtpd_unsent(s) == 0)
 		smtpd_session_free(s);
+	else if (s->flags & SMTPD_F_OUT_FULL)
+		smtpd_out_check(s);
 }
 
 static void smtpd_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -597,6 +659,7 @@ int smtpd_server_accept(struct smtpd_server *srv, int fd,
 		return -1;
 	}
 	buf_init(&s->msg, 0);
+	smtp_line_reader_init(&s->lr, srv->set.allow_bare_newline);
 	smtpd_bev_setup(s);
 	log_info("connect from %s[%s]", smtpd_client_name(s), s->addr);
 	smtpd_set_state(s, SMTPD_ST_CONNECT);
@@ -664,7 +727,9 @@ int smtpd_resume(struct smtpd_server *srv, uint64_t sid, int code,
 
 static void smtpd_ok(struct smtpd_session *s)
 {
-	s->cmd_ok[s->last_verb]++;
+	/* saturates like cmd_all: "help=65535" rather than a wrapped count */
+	if (s->cmd_ok[s->last_verb] < UINT16_MAX)
+		s->cmd_ok[s->last_verb]++;
 }
 
 static void smtpd_auth_start(struct smtpd_session *s);
@@ -794,22 +859,27 @@ static int smtpd_received(struct smtpd_session *s)
 	return buf_printf(&s->msg, "\t%s\r\n", date);
 }
 
+/* The message buffer: what the client declared (a claim, not a promise,
+ * so at most SMTPD_MSG_STEP at first), growing in bounded steps and never
+ * past the size limit: our Received: header, the limit, one byte to tell
+ * "over" and what the DATA reader may hold back. */
 static int smtpd_msg_begin(struct smtpd_session *s)
 {
 	size_t limit = s->srv->set.message_size_limit;
 	size_t want = s->declared_size > 0 ? (size_t)s->declared_size : 4096;
 
-	if (want > 1024 * 1024)
-		want = 1024 * 1024;   /* a claim, not a promise: grow later */
-
+	if (want > SMTPD_MSG_STEP)
+		want = SMTPD_MSG_STEP;
 	if (limit > 0 && want > limit)
 		want = limit;
 	buf_init(&s->msg, 0);
-	if (buf_reserve(&s->msg, want + 1024) < 0)
+	if (buf_reserve_step(&s->msg, want + 1024, SMTPD_MSG_STEP) < 0)
 		return -1;
 	if (!s->srv->set.no_received && smtpd_received(s) < 0)
 		return -1;
 	s->hdr_len = s->msg.len;
+	if (limit > 0)
+		s->msg.max = s->hdr_len + limit + 1 + SMTP_LINE_DATA_HELD;
 	return 0;
 }
 
@@ -1262,8 +1332,9 @@ static void smtpd_cmd_starttls(struct smtpd_session *s)
 static void smtpd_cmd_xforward(struct smtpd_session *s,
                                const struct smtp_cmd *c)
 {
-	static const char *const names[SMTPD_XF_N] = { "NAME", "ADDR", "HELO",
-	                                               "IDENT", "PROTO" };
+	char v[SMTP_XFORWARD_VALUE_MAX + 1];
+	char *keep[SMTPD_XF_N] = { NULL };
+	int set[SMTPD_XF_N] = { 0 };
 	int i, k;
 
 	/* Offered at the last EHLO and still allowed now: the login may
@@ -1272,26 +1343,36 @@ static void smtpd_cmd_xforward(struct smtpd_session *s,
 		return smtpd_reply_error(s, 550, "5.7.0 Error: insufficient authorization");
 	if (s->sender != NULL)
 		return smtpd_reply_error(s, 503, "5.5.1 Error: MAIL transaction in progress");
+	/* all attributes or none: judge them all before keeping any */
 	for (i = 0; i < c->nxattr; i++) {
 		const struct smtp_cmd_xattr *x = &c->xattr[i];
-		char *v;
+		enum smtp_xforward_attr a = smtp_xforward_attr(x->name,
+		                                                x->name_len);
+		int rc;
 
-		for (k = 0; k < SMTPD_XF_N; k++)
-			if (x->name_len == strlen(names[k]) &&
-			    strncasecmp(x->name, names[k], x->name_len) == 0)
-				break;
-		if (k == SMTPD_XF_N)
+		if (a >= SMTP_XFORWARD_NKEPT)
 			continue;   /* PORT, SOURCE: accepted, not kept */
-		if (smtpd_xtext(x->value, x->value_len, &v) < 0)
+		rc = smtp_xforward_value(a, x->value, x->value_len, v,
+		                         sizeof(v));
+		k = (int)a;
+		free(keep[k]);
+		keep[k] = NULL;
+		set[k] = 1;
+		if (rc > 0 && (keep[k] = strdup(v)) == NULL)
+			rc = -2;
+		if (rc < 0) {
+			for (k = 0; k < SMTPD_XF_N; k++)
+				free(keep[k]);
+			if (rc == -2)
+				return smtpd_reply_error(s, 451, "4.3.0 Error: out of memory");
 			return smtpd_reply_error(s, 501, "5.5.4 Bad XFORWARD attribute value");
+		}
+	}
+	for (k = 0; k < SMTPD_XF_N; k++) {
+		if (!set[k])
+			continue;
 		free(s->xf[k]);
-		s->xf[k] = NULL;
-		if (strcmp(v, "[UNAVAILABLE]") != 0 &&
-		    strcmp(v, "[TEMPUNAVAIL]") != 0)
-			s->xf[k] = smtpd_clean_dup(strncasecmp(v, "IPV6:", 5) == 0 &&
-			                           k == SMTPD_XF_ADDR ? v + 5 : v,
-			                           strlen(v));
-		free(v);
+		s->xf[k] = keep[k];
 	}
 	smtpd_ok(s);
 	smtpd_reply(s, "250 2.0.0 Ok");
@@ -1521,12 +1602,17 @@ static void smtpd_auth_done(void *arg)
 			free(srv);
 		return;
 	}
+	/* gone, timed out or closing meanwhile: nobody takes the SASL
+	 * state back, so the job frees it */
 	s = smtpd_find(srv, j->sid);
-	if (s == NULL || s->wait != SMTPD_W_AUTH_JOB || s->sasl != j->sasl) {
+	if (s == NULL || s->wait != SMTPD_W_AUTH_JOB || s->auth_job != j) {
 		sasl_glue_server_free(j->sasl);
 		smtpd_auth_job_free(j);
 		return;
 	}
+	s->sasl = j->sasl;
+	j->sasl = NULL;
+	s->auth_job = NULL;
 	s->wait = SMTPD_W_NONE;
 	smtpd_auth_result(s, j);
 	smtpd_auth_job_free(j);
@@ -1555,6 +1641,9 @@ static void smtpd_auth_submit(struct smtpd_session *s, const char *mech,
 		smtpd_reply_error(s, 454, "4.7.0 Temporary authentication failure");
 		return;
 	}
+	/* the job owns the SASL state now (see struct smtpd_session) */
+	s->sasl = NULL;
+	s->auth_job = j;
 	s->srv->jobs++;
 	smtpd_set_state(s, SMTPD_ST_WAIT);
 	s->wait = SMTPD_W_AUTH_JOB;
@@ -1610,59 +1699,18 @@ static void smtpd_auth_response(struct smtpd_session *s, const char *line,
 
 /* ---- input ----------------------------------------------------------- */
 
-/* After a line longer than the limit: drop bytes up to its LF. */
-static int smtpd_read_skip(struct smtpd_session *s, struct evbuffer *in)
-{
-	struct evbuffer_iovec v;
-	size_t used;
-
-	while (evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
-		enum smtp_rc rc = smtp_line_skip(v.iov_base, v.iov_len, &used);
-
-		evbuffer_drain(in, used);
-		if (rc == SMTP_OK) {
-			s->flags &= ~SMTPD_F_SKIPPING;
-			return 1;
-		}
-	}
-	return 0;
-}
-
-/* Bare LF in a command with allow_bare_newline: the LF ends the line. */
-static size_t smtpd_lf_line(const char *p, size_t n, size_t *used_r)
-{
-	const char *lf = memchr(p, '\n', n);
-	size_t len = (size_t)(lf - p);
-
-	*used_r = len + 1;
-	return len > 0 && p[len - 1] == '\r' ? len - 1 : len;
-}
-
 static int smtpd_read_line(struct smtpd_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
-	size_t len = evbuffer_get_length(in), max, take, n, used;
+	size_t max, n;
 	char line[SMTPD_AUTH_LINE];
-	const char *p;
 	enum smtp_rc rc;
 
-	if (s->flags & SMTPD_F_SKIPPING)
-		return smtpd_read_skip(s, in);
-	if (len == 0)
-		return 0;
 	max = s->state == SMTPD_ST_AUTH ? SMTPD_AUTH_LINE : s->srv->set.line_limit;
-	take = len < max ? len : max;
-	p = (const char *)evbuffer_pullup(in, take);
-	rc = smtp_line_next(p, take, max, &n, &used);
+	rc = smtpd_input_line(in, &s->lr, max, line, &n);
 	if (rc == SMTP_NEED_MORE)
 		return 0;
-	if (rc == SMTP_ERR_BARE_LF && s->srv->set.allow_bare_newline) {
-		n = smtpd_lf_line(p, take, &used);
-		rc = SMTP_OK;
-	}
 	if (rc == SMTP_ERR_TOO_LONG) {
-		evbuffer_drain(in, take);
-		s->flags |= SMTPD_F_SKIPPING;
 		if (s->state == SMTPD_ST_AUTH)
 			smtpd_auth_finish(s);
 		smtpd_reply_error(s, 500, "5.5.2 Error: line too long");
@@ -1679,8 +1727,6 @@ static int smtpd_read_line(struct smtpd_session *s)
 		smtpd_close(s);
 		return 0;
 	}
-	memcpy(line, p, n);
-	evbuffer_drain(in, used);
 	if (s->state == SMTPD_ST_AUTH)
 		smtpd_auth_response(s, line, n);
 	else
@@ -1698,37 +1744,21 @@ static int smtpd_over_limit(struct smtpd_session *s, size_t more)
 static int smtpd_read_data(struct smtpd_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
-	struct evbuffer_iovec v[8];
-	int n = evbuffer_peek(in, -1, NULL, v, 8), i;
-	enum smtp_rc rc = SMTP_NEED_MORE;
-	size_t total = 0;
+	enum smtp_rc rc;
 
-	if (n > 8)
-		n = 8;
-	for (i = 0; i < n && rc == SMTP_NEED_MORE; i++) {
-		size_t olen = 0, used;
-		char *out = NULL;
-
-		if (!(s->flags & SMTPD_F_TOO_BIG)) {
-			if (smtpd_over_limit(s, 0) ||
-			    buf_reserve(&s->msg, v[i].iov_len) < 0) {
-				s->flags |= SMTPD_F_TOO_BIG;
-				buf_free(&s->msg);
-			} else {
-				out = s->msg.p + s->msg.len;
-			}
-		}
-		rc = smtp_line_data_feed(&s->dr, v[i].iov_base, v[i].iov_len,
-		                         out, &olen, &used);
-		if (out != NULL) {
-			s->msg.len += olen;
-			s->msg.p[s->msg.len] = '\0';
-		}
-		total += used;
+	if (s->flags & SMTPD_F_TOO_BIG)
+		rc = smtpd_input_data(in, &s->dr, NULL, 0);
+	else
+		rc = smtpd_input_data(in, &s->dr, &s->msg, SMTPD_MSG_STEP);
+	if (rc == SMTP_ERR_TOO_LONG) {
+		/* over the limit (or out of memory): read on to the end of
+		 * data without keeping it, then refuse */
+		s->flags |= SMTPD_F_TOO_BIG;
+		buf_free(&s->msg);
+		return 1;
 	}
-	evbuffer_drain(in, total);
 	if (rc == SMTP_NEED_MORE)
-		return total > 0;
+		return 0;
 	if (!(s->flags & SMTPD_F_TOO_BIG) && smtpd_over_limit(s, 0))
 		s->flags |= SMTPD_F_TOO_BIG;
 	smtpd_set_state(s, SMTPD_ST_CMD);
@@ -1766,7 +1796,8 @@ static int smtpd_read_bdat(struct smtpd_session *s)
 
 	if (n > 0) {
 		if (!(s->flags & (SMTPD_F_BDAT_BAD | SMTPD_F_TOO_BIG)) &&
-		    (smtpd_over_limit(s, n) || buf_reserve(&s->msg, n) < 0)) {
+		    (smtpd_over_limit(s, n) ||
+		     buf_reserve_step(&s->msg, n, SMTPD_MSG_STEP) < 0)) {
 			s->flags |= SMTPD_F_TOO_BIG;
 			buf_free(&s->msg);
 		}
@@ -1785,11 +1816,28 @@ static int smtpd_read_bdat(struct smtpd_session *s)
 	return 1;
 }
 
+/* Pause input while the client leaves too many replies unread (RFC 2920
+ * §3.1 asks clients to read them; a hostile one does not). */
+static int smtpd_out_full(struct smtpd_session *s)
+{
+	if (s->flags & SMTPD_F_OUT_FULL)
+		return 1;
+	if (smtpd_unsent(s) <= SMTPD_WRITE_HIWAT)
+		return 0;
+	s->flags |= SMTPD_F_OUT_FULL;
+	event_base_gettimeofday_cached(s->srv->base, &s->since);
+	if (smtpd_timer_arm(s, SMTPD_OUT_POLL_MS) < 0)
+		smtpd_close(s);
+	return 1;
+}
+
 static void smtpd_process(struct smtpd_session *s)
 {
 	int more = 1;
 
 	while (more) {
+		if (s->state != SMTPD_ST_CLOSING && smtpd_out_full(s))
+			return;
 		switch (s->state) {
 		case SMTPD_ST_CMD:
 		case SMTPD_ST_AUTH:

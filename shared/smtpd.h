@@ -29,7 +29,9 @@ struct smtpd_settings {
 	const char *name;            /* log/service name ("mx-relay"); Received */
 	const char *myhostname;      /* greeting, EHLO, Received: by */
 	const char *banner;          /* after "220 myhostname "; "ESMTP" */
-	size_t message_size_limit;   /* bytes (with Received:); 0: unlimited */
+	size_t message_size_limit;   /* body bytes (without our Received:);
+	                                the message buffer never grows past
+	                                it; 0: unlimited */
 	int recipient_limit;         /* RCPTs per transaction; 0: 1000 */
 	int timeout;                 /* seconds idle per read/write; 0: 300 */
 	int hard_error_limit;        /* errors before 421 + close; 0: 20 */
@@ -88,6 +90,9 @@ void smtpd_msg_free(struct smtpd_msg *m);
  *   too many recipients   452 4.5.3      idle: 421 4.4.2 (then close)
  *   smtpd_hard_error_limit reached: 421 4.7.0 (then close)
  *   STARTTLS: 220 2.0.0, pipelined plaintext discarded, all state reset
+ *   replies left unread past 64 KB: no more input is read until they go;
+ *   after the timeout the session closes ("replies not read")
+ *   XFORWARD: all attributes or none (501 5.5.4 for a bad one)
  * Logs: "connect from", "QID: client=", "QID: reject: ...",
  * "QID: from=<>, size=, nrcpt=", "disconnect from ... commands=". */
 

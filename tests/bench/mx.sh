@@ -6,7 +6,9 @@
 #     concurrent sessions, and 100 KB messages over 20 sessions: msg/s;
 #   - redis-benchmark SET of the same size and client count: the physical
 #     limit, and mx-relay's rate as a fraction of it;
-#   - mx-relay's memory per idle session with 1,000 idle sessions.
+#   - mx-relay's memory per idle session with 1,000 idle sessions;
+#   - mx-relay's memory per DATA session: 200 sessions that each sent a
+#     1 MB message but not its final dot (PSS from smaps_rollup).
 # Usage: tests/bench/mx.sh BUILD_DIR   (run.sh passes the build folder)
 # MX_BENCH_N (default 20000) messages per 4 KB case, MX_BENCH_N1 (5000)
 # for the 1-session case, MX_BENCH_NBIG (5000) for the 100 KB case.
@@ -17,6 +19,8 @@ N=${MX_BENCH_N:-20000}
 N1=${MX_BENCH_N1:-5000}
 NBIG=${MX_BENCH_NBIG:-5000}
 IDLE=${MX_BENCH_IDLE:-1000}
+NDATA=${MX_BENCH_DATA:-200}
+DSIZE=${MX_BENCH_DATA_SIZE:-1048576}
 LOAD="$B/bench/smtp_load"
 [ -x "$LOAD" ] || { echo "mx.sh: $LOAD missing (make bench)" >&2; exit 1; }
 [ -x "$B/mx-relay" ] || { echo "mx.sh: $B/mx-relay missing" >&2; exit 1; }
@@ -124,10 +128,36 @@ awk -v b="$before" -v a="$after" -v n="$IDLE" 'BEGIN {
 	       n, b, a, (a - b) / n }'
 grep "idle sessions ready" "$T/idle.out" || true
 
+# DATA sessions: each has sent DSIZE bytes of its message, not the final
+# dot, so mx-relay holds them all at once. PSS counts what is really
+# resident (shared pages split); VmRSS when smaps_rollup is unreadable.
+pss() {
+	awk '/^Pss:/ { print $2; f = 1 } END { if (!f) exit 1 }' \
+	  "/proc/$MPID/smaps_rollup" 2>/dev/null || rss
+}
+before=$(pss)
+"$LOAD" -p "$MPORT" -D "$NDATA" -s "$DSIZE" -w 20 >"$T/data.out" 2>&1 &
+LPID=$!
+i=0
+until grep -q "data sessions ready" "$T/data.out" 2>/dev/null; do
+	i=$((i + 1)); [ $i -gt 200 ] && break
+	sleep 0.1
+done
+sleep 1
+after=$(pss)
+kill "$LPID" 2>/dev/null || true
+wait "$LPID" 2>/dev/null || true
+awk -v b="$before" -v a="$after" -v n="$NDATA" -v s="$DSIZE" 'BEGIN {
+	printf "DATA sessions: %d x %d KB sent without the final dot, mx-relay PSS %d KB -> %d KB: %.0f KB per DATA session (%.2f x the message)\n",
+	       n, s / 1024, b, a, (a - b) / n, (a - b) / n / (s / 1024) }'
+grep "data sessions ready" "$T/data.out" || echo "  (not all data sessions got ready: $(tail -1 "$T/data.out"))"
+
 echo "mx-relay benchmark ($(nproc) cores; Redis appendfsync always; one connection per message)"
 row "4 KB, 20 sessions, $N msgs" 20 4096 "$N"
 row "4 KB, 1 session, $N1 msgs" 1 4096 "$N1"
 row "4 KB, 100 sessions, $N msgs" 100 4096 "$N"
 row "100 KB, 20 sessions, $NBIG msgs" 20 102400 "$NBIG"
 redis-cli -p "$RPORT" flushall >/dev/null
+sleep 1
+echo "mx-relay PSS after the runs above: $(pss) KB (what the heap kept)"
 

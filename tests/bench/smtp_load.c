@@ -3,11 +3,14 @@
  * (EHLO; MAIL, RCPT, DATA pipelined; body; QUIT), until N messages were
  * tried; prints messages per second accepted with 250. With -i it opens
  * idle sessions instead (greeting + EHLO, then nothing) and holds them,
- * for measuring the server's memory per idle session.
+ * for measuring the server's memory per idle session. With -D it opens
+ * sessions that each send a message of -s bytes but not its final dot
+ * and hold there: the server's memory per concurrent DATA session.
  *
  *   smtp_load -p PORT [-H 127.0.0.1] [-n 20000] [-c 20] [-s 4096]
  *             [-f from@example.net] [-t rcpt@demo.test]
- *   smtp_load -p PORT -i 1000 [-w SECONDS]      (idle sessions) */
+ *   smtp_load -p PORT -i 1000 [-w SECONDS]      (idle sessions)
+ *   smtp_load -p PORT -D 200 -s 1048576 [-w SECONDS]  (DATA sessions) */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,14 +27,14 @@
 
 enum smtp_load_state {
 	SMTP_LOAD_GREET, SMTP_LOAD_EHLO, SMTP_LOAD_ENV, SMTP_LOAD_BODY,
-	SMTP_LOAD_QUIT, SMTP_LOAD_IDLE,
+	SMTP_LOAD_QUIT, SMTP_LOAD_IDLE, SMTP_LOAD_HELD,
 };
 
 struct smtp_load {
 	struct event_base *base;
 	struct sockaddr_in sin;
 	long total, started, done, ok, failed, active, idle_ready;
-	long concurrency, idle;
+	long concurrency, idle, held;
 	const char *from, *rcpt;
 	char *body;
 	size_t body_len;
@@ -56,6 +59,19 @@ static double smtp_load_now(void)
 }
 
 static void smtp_load_start(struct smtp_load *L);
+static void smtp_load_read(struct bufferevent *bev, void *arg);
+static void smtp_load_event(struct bufferevent *bev, short what, void *arg);
+
+/* -D: the body (without its dot) is all written: one more held session. */
+static void smtp_load_written(struct bufferevent *bev, void *arg)
+{
+	struct smtp_load_sess *s = arg;
+
+	if (s->state != SMTP_LOAD_HELD || s->want == 0)
+		return;
+	s->want = 0;
+	s->L->idle_ready++;
+}
 
 static void smtp_load_end(struct smtp_load_sess *s, int ok)
 {
@@ -106,7 +122,7 @@ static int smtp_load_step(struct smtp_load_sess *s, int code)
 		s->want = 1;
 		return 0;
 	case SMTP_LOAD_EHLO:
-		if (L->idle > 0) {
+		if (L->idle > 0 && L->held == 0) {
 			s->state = SMTP_LOAD_IDLE;
 			L->idle_ready++;
 			return 0;
@@ -126,6 +142,16 @@ static int smtp_load_step(struct smtp_load_sess *s, int code)
 			smtp_load_end(s, 0);
 			return 1;
 		}
+		if (L->held > 0) {
+			/* everything but the final ".<CRLF>" */
+			evbuffer_add_reference(out, L->body, L->body_len - 3,
+			                       NULL, NULL);
+			s->state = SMTP_LOAD_HELD;
+			s->want = 1;
+			bufferevent_setcb(s->bev, smtp_load_read,
+			                  smtp_load_written, smtp_load_event, s);
+			return 0;
+		}
 		evbuffer_add(out, L->body, L->body_len);
 		s->state = SMTP_LOAD_BODY;
 		s->want = 1;
@@ -139,6 +165,7 @@ static int smtp_load_step(struct smtp_load_sess *s, int code)
 		smtp_load_end(s, !s->bad);
 		return 1;
 	case SMTP_LOAD_IDLE:
+	case SMTP_LOAD_HELD:
 		return 0;
 	}
 	return 0;
@@ -229,8 +256,8 @@ static void smtp_load_idle_check(evutil_socket_t fd, short what, void *arg)
 	static int printed;
 
 	if (!printed && L->idle_ready + L->failed >= L->idle) {
-		printf("idle sessions ready: %ld (failed %ld)\n", L->idle_ready,
-		       L->failed);
+		printf("%s sessions ready: %ld (failed %ld)\n",
+		       L->held > 0 ? "data" : "idle", L->idle_ready, L->failed);
 		fflush(stdout);
 		printed = 1;
 	}
@@ -240,7 +267,7 @@ static void smtp_load_usage(void)
 {
 	fprintf(stderr, "usage: smtp_load -p PORT [-H host] [-n total] "
 	        "[-c concurrency] [-s size] [-f from] [-t rcpt] "
-	        "[-i idle -w seconds]\n");
+	        "[-i idle -w seconds] [-D data-sessions -w seconds]\n");
 	exit(2);
 }
 
@@ -256,7 +283,7 @@ int main(int argc, char **argv)
 	L.concurrency = 20;
 	L.from = "load@example.net";
 	L.rcpt = "alice@demo.test";
-	while ((c = getopt(argc, argv, "H:p:n:c:s:f:t:i:w:")) != -1) {
+	while ((c = getopt(argc, argv, "H:p:n:c:s:f:t:i:w:D:")) != -1) {
 		switch (c) {
 		case 'H': host = optarg; break;
 		case 'p': port = strtol(optarg, NULL, 10); break;
@@ -267,6 +294,7 @@ int main(int argc, char **argv)
 		case 't': L.rcpt = optarg; break;
 		case 'i': L.idle = strtol(optarg, NULL, 10); break;
 		case 'w': wait_s = strtol(optarg, NULL, 10); break;
+		case 'D': L.held = strtol(optarg, NULL, 10); break;
 		default: smtp_load_usage();
 		}
 	}
@@ -278,6 +306,8 @@ int main(int argc, char **argv)
 		smtp_load_usage();
 	L.base = event_base_new();
 	smtp_load_body(&L, (size_t)size);
+	if (L.held > 0)
+		L.idle = L.held;
 	if (L.idle > 0) {
 		struct timeval tv = { wait_s, 0 }, tick = { 0, 100000 };
 		struct event *ck = event_new(L.base, -1, EV_PERSIST,
@@ -290,7 +320,8 @@ int main(int argc, char **argv)
 		L.hold = evtimer_new(L.base, smtp_load_hold_done, &L);
 		evtimer_add(L.hold, &tv);
 		event_base_dispatch(L.base);
-		printf("idle sessions held: %ld\n", L.idle_ready);
+		printf("%s sessions held: %ld\n", L.held > 0 ? "data" : "idle",
+		       L.idle_ready);
 		return L.idle_ready == L.idle ? 0 : 1;
 	}
 	t0 = smtp_load_now();

@@ -576,3 +576,123 @@ def test_kill9_under_load_loses_nothing_acknowledged(mx):
     assert acked and set(acked) <= have
     for qid in acked[:20]:
         assert mx.data(qid).endswith(b"\r\n")
+
+
+# ---- hostile input: no spin, no stall (issue #9) -----------------------------
+
+def tls_wrap(r):
+    """STARTTLS on a Raw client after EHLO; the Raw keeps working over TLS."""
+    r.send(b"STARTTLS\r\n")
+    assert r.reply()[0] == 220
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    r.sock = ctx.wrap_socket(r.sock, server_hostname="localhost")
+    r.send(b"EHLO c\r\n")
+    assert r.reply()[0] == 250
+
+
+def greeting_within(port, seconds):
+    t0 = time.time()
+    r = Raw(port, greet=False, timeout=seconds)
+    try:
+        code, _ = r.reply()
+    finally:
+        r.close()
+    return code == 220 and time.time() - t0 < seconds
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "starttls"])
+def test_overlong_line_no_spin(mx, tls):
+    """A 100,000-byte command line (after STARTTLS, bufferevent_openssl
+    can hand over an input buffer whose first chain is empty): one 500,
+    back in sync, and the loop still serves others."""
+    r = Raw(mx.port)
+    r.send(b"EHLO c\r\n")
+    assert r.reply()[0] == 250
+    if tls:
+        tls_wrap(r)
+    r.send(b"NOOP " + b"x" * 100000 + b"\r\n")
+    code, text = r.reply()
+    assert code == 500 and text.startswith(b"5.5.2")
+    assert greeting_within(mx.port, 1.0)
+    r.send(b"NOOP\r\n")
+    assert r.reply()[0] == 250
+    r.close()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "starttls"])
+def test_overlong_line_in_pieces_no_spin(mx, tls):
+    """The same line sent in 1,000-byte pieces with pauses: the skip goes
+    on across reads, whatever the TLS record boundaries."""
+    r = Raw(mx.port)
+    r.send(b"EHLO c\r\n")
+    assert r.reply()[0] == 250
+    if tls:
+        tls_wrap(r)
+    r.send(b"NOOP ")
+    for _ in range(100):
+        r.send(b"y" * 1000)
+    time.sleep(0.1)
+    assert greeting_within(mx.port, 1.0)
+    r.send(b"\r\nNOOP\r\n")
+    code, text = r.reply()
+    assert code == 500 and text.startswith(b"5.5.2")
+    assert r.reply()[0] == 250
+    r.close()
+
+
+def body_of(n):
+    """n bytes of message: CRLF lines, ending in CRLF, no leading dots."""
+    head = b"Subject: edge\r\n\r\n"
+    line = b"y" * 98 + b"\r\n"
+    body = head + line * ((n - len(head) - 2) // len(line))
+    return body + b"z" * (n - len(body) - 2) + b"\r\n"
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "starttls"])
+def test_size_limit_exact_edge(mx, tls):
+    """message_size_limit bytes of body are taken, one more is not: the
+    buffer is capped at the limit, so the edge must still be exact."""
+    limit = int(mx.conf["message_size_limit"])
+    for n, want in ((limit, 250), (limit + 1, 552)):
+        r = Raw(mx.port)
+        r.send(b"EHLO c\r\n")
+        assert r.reply()[0] == 250
+        if tls:
+            tls_wrap(r)
+        r.send(b"MAIL FROM:<a@example.net>\r\nRCPT TO:<alice@demo.test>\r\nDATA\r\n")
+        assert [r.reply()[0] for _ in range(3)] == [250, 250, 354]
+        body = body_of(n)
+        assert len(body) == n
+        r.send(body + b".\r\n")
+        code, text = r.reply()
+        assert code == want, text
+        if code == 250:
+            assert mx.data(queued_id(text)).endswith(body)
+        r.send(b"QUIT\r\n")
+        assert r.reply()[0] == 221
+        r.close()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "starttls"])
+def test_data_dot_cr_split_across_reads(mx_factory, tls):
+    """A read that ends in <CRLF>.<CR>, the next starting with another
+    byte: the held CR comes out in the right place and the message is
+    refused for its bare CR (or kept whole where bare newlines are
+    allowed), never written past its buffer."""
+    m = mx_factory("dotcr", smtpd_forbid_bare_newline="no")
+    r = Raw(m.port)
+    r.send(b"EHLO c\r\n")
+    assert r.reply()[0] == 250
+    if tls:
+        tls_wrap(r)
+    r.send(b"MAIL FROM:<a@example.net>\r\nRCPT TO:<alice@demo.test>\r\nDATA\r\n")
+    assert [r.reply()[0] for _ in range(3)] == [250, 250, 354]
+    r.send(b"Subject: cr\r\n\r\na\r\n.\r")
+    time.sleep(0.2)
+    r.send(b"x\r\n.\r\n")
+    code, text = r.reply()
+    assert code == 250, text
+    assert m.data(queued_id(text)).endswith(b"\r\n\r\na\r\n\rx\r\n")
+    r.close()

@@ -209,6 +209,135 @@ static void test_data_discard(void **st)
 	assert_int_equal(d.lines, 2);
 }
 
+/* Issue #9: "<CRLF>.<CR>" ends one read, the next starts with a byte other
+ * than LF. The held CR comes out with the second feed: one byte more than
+ * that feed's input, which SMTP_LINE_DATA_HELD announces. */
+static void test_data_held_cr_across_feeds(void **st)
+{
+	struct smtp_line_data d;
+	size_t ol, used, total_in = 0, total_out = 0;
+	char *out;
+
+	smtp_line_data_init(&d);
+	out = malloc(5 + SMTP_LINE_DATA_HELD);
+	assert_non_null(out);
+	assert_int_equal(smtp_line_data_feed(&d, "a\r\n.\r", 5, out, &ol,
+	                                     &used), SMTP_NEED_MORE);
+	assert_int_equal(used, 5);
+	assert_int_equal(ol, 3);
+	assert_memory_equal(out, "a\r\n", 3);
+	total_in += used;
+	total_out += ol;
+	free(out);
+	/* exactly what the contract asks for: ASan sees any byte more */
+	out = malloc(1 + SMTP_LINE_DATA_HELD);
+	assert_non_null(out);
+	assert_int_equal(smtp_line_data_feed(&d, "x", 1, out, &ol, &used),
+	                 SMTP_NEED_MORE);
+	assert_int_equal(used, 1);
+	assert_int_equal(ol, 2);
+	assert_true(ol <= used + SMTP_LINE_DATA_HELD);
+	assert_memory_equal(out, "\rx", 2);
+	assert_int_equal(d.flags, SMTP_LINE_DATA_BARE_CR);
+	total_in += used;
+	total_out += ol;
+	free(out);
+	/* over the whole body, output never exceeds input */
+	assert_true(total_out <= total_in);
+	out = malloc(5 + SMTP_LINE_DATA_HELD);
+	assert_non_null(out);
+	assert_int_equal(smtp_line_data_feed(&d, "\r\n.\r\n", 5, out, &ol,
+	                                     &used), SMTP_OK);
+	assert_int_equal(ol, 2);
+	assert_int_equal(used, 5);
+	free(out);
+}
+
+/* "." CR then LF in the next feed: the end of data, nothing held comes
+ * out; "." CR then CR: the first CR is bare, the second may end a line. */
+static void test_data_held_cr_variants(void **st)
+{
+	struct smtp_line_data d;
+	char out[16];
+	size_t ol, used;
+
+	smtp_line_data_init(&d);
+	assert_int_equal(smtp_line_data_feed(&d, ".\r", 2, out, &ol, &used),
+	                 SMTP_NEED_MORE);
+	assert_int_equal(ol, 0);
+	assert_int_equal(smtp_line_data_feed(&d, "\nX", 2, out, &ol, &used),
+	                 SMTP_OK);
+	assert_int_equal(ol, 0);
+	assert_int_equal(used, 1);
+
+	smtp_line_data_init(&d);
+	assert_int_equal(smtp_line_data_feed(&d, ".\r", 2, out, &ol, &used),
+	                 SMTP_NEED_MORE);
+	assert_int_equal(smtp_line_data_feed(&d, "\r", 1, out, &ol, &used),
+	                 SMTP_NEED_MORE);
+	assert_int_equal(ol, 2);
+	assert_memory_equal(out, "\r\r", 2);
+	assert_int_equal(smtp_line_data_feed(&d, "\n.\r\n", 4, out, &ol,
+	                                     &used), SMTP_OK);
+	assert_int_equal(ol, 1);
+	assert_int_equal(used, 4);
+	assert_int_equal(d.flags, SMTP_LINE_DATA_BARE_CR);
+}
+
+/* The session's reader: progress on every step, whatever the pieces. */
+static void test_reader_skip_progress(void **st)
+{
+	struct smtp_line_reader r;
+	char big[1200];
+	size_t n, used;
+
+	smtp_line_reader_init(&r, 0);
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(smtp_line_read(&r, big, sizeof(big), 512, &n, &used),
+	                 SMTP_ERR_TOO_LONG);
+	assert_int_equal(used, 512);
+	/* the rest of the line goes in pieces, one byte at a time too */
+	assert_int_equal(smtp_line_read(&r, big, 1, 512, &n, &used),
+	                 SMTP_NEED_MORE);
+	assert_int_equal(used, 1);
+	assert_int_equal(smtp_line_read(&r, big, 600, 512, &n, &used),
+	                 SMTP_NEED_MORE);
+	assert_int_equal(used, 600);
+	assert_int_equal(smtp_line_read(&r, "yy\r\nNOOP\r\n", 12, 512, &n,
+	                                &used), SMTP_NEED_MORE);
+	assert_int_equal(used, 4);
+	assert_int_equal(smtp_line_read(&r, "NOOP\r\n", 6, 512, &n, &used),
+	                 SMTP_OK);
+	assert_int_equal(n, 4);
+	assert_int_equal(used, 6);
+	/* a partial line waits, without taking anything */
+	assert_int_equal(smtp_line_read(&r, "NO", 2, 512, &n, &used),
+	                 SMTP_NEED_MORE);
+	assert_int_equal(used, 0);
+	assert_int_equal(smtp_line_read(&r, "", 0, 512, &n, &used),
+	                 SMTP_NEED_MORE);
+	assert_int_equal(used, 0);
+}
+
+static void test_reader_bare_lf(void **st)
+{
+	struct smtp_line_reader r;
+	size_t n, used;
+
+	smtp_line_reader_init(&r, 0);
+	assert_int_equal(smtp_line_read(&r, "NOOP\nX", 6, 512, &n, &used),
+	                 SMTP_ERR_BARE_LF);
+	assert_int_equal(used, 0);
+	smtp_line_reader_init(&r, 1);
+	assert_int_equal(smtp_line_read(&r, "NOOP\nX", 6, 512, &n, &used),
+	                 SMTP_OK);
+	assert_int_equal(n, 4);
+	assert_int_equal(used, 5);
+	/* a bare CR stays refused */
+	assert_int_equal(smtp_line_read(&r, "NO\rOP\n", 7, 512, &n, &used),
+	                 SMTP_ERR_BARE_CR);
+}
+
 int main(void)
 {
 	const struct CMUnitTest t[] = {
@@ -224,6 +353,10 @@ int main(void)
 		cmocka_unit_test(test_data_smuggling),
 		cmocka_unit_test(test_data_8bit_binary),
 		cmocka_unit_test(test_data_discard),
+		cmocka_unit_test(test_data_held_cr_across_feeds),
+		cmocka_unit_test(test_data_held_cr_variants),
+		cmocka_unit_test(test_reader_skip_progress),
+		cmocka_unit_test(test_reader_bare_lf),
 	};
 	return cmocka_run_group_tests(t, NULL, NULL);
 }
