@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include "imap_cmd.h"
 #include "log.h"
 #include "mstore.h"
@@ -29,6 +31,8 @@ static void imap_cmd_namespace(struct imap_cmd *c);
 #define P IMAP_CMD_POOL
 #define NE IMAP_CMD_NOEXPUNGE
 #define SY IMAP_CMD_SYNC
+#define M1 IMAP_CMD_MBOX1
+#define M2 IMAP_CMD_MBOX2
 static const struct imap_cmd_def imap_cmd_table[] = {
 	{ "CAPABILITY", IMAP_CMD_S_ANY, 0, imap_cmd_capability },
 	{ "NOOP", IMAP_CMD_S_ANY, P, imap_cmd_msg_noop },
@@ -40,18 +44,21 @@ static const struct imap_cmd_def imap_cmd_table[] = {
 	{ "ENABLE", IMAP_CMD_S_LOGGEDIN, 0, imap_cmd_enable },
 	{ "NAMESPACE", IMAP_CMD_S_LOGGEDIN, 0, imap_cmd_namespace },
 	{ "IDLE", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_msg_idle_sync },
-	{ "SELECT", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_select },
-	{ "EXAMINE", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_select },
-	{ "CREATE", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_create },
-	{ "DELETE", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_delete },
-	{ "RENAME", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_rename },
-	{ "SUBSCRIBE", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_subscribe },
-	{ "UNSUBSCRIBE", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_subscribe },
+	{ "SELECT", IMAP_CMD_S_LOGGEDIN, P | M1, imap_cmd_mbox_select },
+	{ "EXAMINE", IMAP_CMD_S_LOGGEDIN, P | M1, imap_cmd_mbox_select },
+	{ "CREATE", IMAP_CMD_S_LOGGEDIN, P | SY | M1, imap_cmd_mbox_create },
+	{ "DELETE", IMAP_CMD_S_LOGGEDIN, P | SY | M1, imap_cmd_mbox_delete },
+	{ "RENAME", IMAP_CMD_S_LOGGEDIN, P | SY | M1 | M2,
+	  imap_cmd_mbox_rename },
+	{ "SUBSCRIBE", IMAP_CMD_S_LOGGEDIN, P | SY | M1,
+	  imap_cmd_mbox_subscribe },
+	{ "UNSUBSCRIBE", IMAP_CMD_S_LOGGEDIN, P | SY | M1,
+	  imap_cmd_mbox_subscribe },
 	{ "LIST", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_list },
 	{ "LSUB", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_list },
-	{ "STATUS", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_status },
-	{ "APPEND", IMAP_CMD_S_LOGGEDIN, P, imap_cmd_mbox_append },
-	{ "GETQUOTAROOT", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_quota },
+	{ "STATUS", IMAP_CMD_S_LOGGEDIN, P | SY | M1, imap_cmd_mbox_status },
+	{ "APPEND", IMAP_CMD_S_LOGGEDIN, P | M1, imap_cmd_mbox_append },
+	{ "GETQUOTAROOT", IMAP_CMD_S_LOGGEDIN, P | SY | M1, imap_cmd_mbox_quota },
 	{ "GETQUOTA", IMAP_CMD_S_LOGGEDIN, P | SY, imap_cmd_mbox_quota },
 	{ "CHECK", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_noop },
 	{ "CLOSE", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_close },
@@ -64,14 +71,16 @@ static const struct imap_cmd_def imap_cmd_table[] = {
 	{ "UID FETCH", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_fetch },
 	{ "STORE", IMAP_CMD_S_SELECTED, P | NE, imap_cmd_msg_store },
 	{ "UID STORE", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_store },
-	{ "COPY", IMAP_CMD_S_SELECTED, P | NE, imap_cmd_msg_copy },
-	{ "UID COPY", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_copy },
-	{ "MOVE", IMAP_CMD_S_SELECTED, P | NE, imap_cmd_msg_copy },
-	{ "UID MOVE", IMAP_CMD_S_SELECTED, P, imap_cmd_msg_copy },
+	{ "COPY", IMAP_CMD_S_SELECTED, P | NE | M2, imap_cmd_msg_copy },
+	{ "UID COPY", IMAP_CMD_S_SELECTED, P | M2, imap_cmd_msg_copy },
+	{ "MOVE", IMAP_CMD_S_SELECTED, P | NE | M2, imap_cmd_msg_copy },
+	{ "UID MOVE", IMAP_CMD_S_SELECTED, P | M2, imap_cmd_msg_copy },
 };
 #undef P
 #undef NE
 #undef SY
+#undef M1
+#undef M2
 
 const struct imap_cmd_def imap_cmd_idle_sync_def = {
 	"IDLE", IMAP_CMD_S_LOGGEDIN, IMAP_CMD_POOL, imap_cmd_msg_idle_sync
@@ -94,6 +103,8 @@ void imap_cmd_free(struct imap_cmd *c)
 		return;
 	if (c->priv_free != NULL)
 		c->priv_free(c->priv);
+	if (c->lit_arg != NULL && c->lit_fd >= 0)
+		close(c->lit_fd);
 	if (c->bytes != NULL) {
 		/* it may have held a password */
 		explicit_bzero(c->bytes, c->nbytes);
@@ -315,6 +326,11 @@ static void imap_cmd_starttls(struct imap_cmd *c)
 	} else {
 		s->bev = nb;
 		s->tls = 1;
+		/* the filter moves our output into the socket bufferevent at
+		 * once; bound that, so that a client that does not read is
+		 * still held back by the session's output limit */
+		bufferevent_setwatermark(bufferevent_get_underlying(nb),
+					 EV_WRITE, 0, 128 * 1024);
 	}
 	imap_session_cmd_done(c);
 }
@@ -465,6 +481,14 @@ static void imap_cmd_login(struct imap_cmd *c)
 	if (c->nargs != 2 || !imap_arg_is_string(u) ||
 	    !imap_arg_is_string(p)) {
 		imap_cmd_bad(c, "LOGIN needs user name and password.");
+		imap_session_cmd_done(c);
+		return;
+	}
+	/* RFC 3501 §9: no NUL in a string; as a C string it would log in
+	 * "alice\0x" as "alice" */
+	if (memchr(u->s, '\0', u->len) != NULL ||
+	    memchr(p->s, '\0', p->len) != NULL) {
+		imap_cmd_bad(c, "NUL character in user name or password.");
 		imap_session_cmd_done(c);
 		return;
 	}
@@ -775,12 +799,26 @@ static int imap_cmd_put_utf8(uint32_t cp, char *out, size_t size, size_t *o)
 	return 0;
 }
 
+/* RFC 3501 §5.1.3, strictly: printable US-ASCII but "&" stands for
+ * itself and MUST NOT be base64-encoded, "&-" is "&", a base64 run ends
+ * in "-" with fewer than 6 zero padding bits, surrogates come in pairs.
+ * Control characters (C0 with NUL, DEL, C1) are refused however they are
+ * written: a name is text, and an encoded NUL would cut it short. */
+static int imap_cmd_mutf7_char_ok(uint32_t u)
+{
+	if (u < 0x20 || (u >= 0x7f && u <= 0x9f))
+		return 0;
+	return 1;
+}
+
 int imap_cmd_mutf7_decode(const char *in, char *out, size_t size)
 {
 	size_t o = 0;
 	uint32_t bits, nbits, hi;
 	const char *p;
 
+	if (size == 0)
+		return -1;
 	while (*in != '\0') {
 		unsigned char ch = (unsigned char)*in;
 
@@ -806,7 +844,8 @@ int imap_cmd_mutf7_decode(const char *in, char *out, size_t size)
 			p = *in != '\0' ? strchr(imap_cmd_b64, *in) : NULL;
 			if (p == NULL)
 				return -1;
-			bits = (bits << 6) | (uint32_t)(p - imap_cmd_b64);
+			bits = ((bits << 6) | (uint32_t)(p - imap_cmd_b64)) &
+				0xffffff;
 			nbits += 6;
 			in++;
 			if (nbits < 16)
@@ -826,13 +865,20 @@ int imap_cmd_mutf7_decode(const char *in, char *out, size_t size)
 					continue;
 				} else if (u >= 0xdc00 && u <= 0xdfff) {
 					return -1;
+				} else if (u >= 0x20 && u <= 0x7e) {
+					/* it could have stood for itself */
+					return -1;
+				} else if (!imap_cmd_mutf7_char_ok(u)) {
+					return -1;
 				}
 				if (imap_cmd_put_utf8(u, out, size, &o) < 0)
 					return -1;
 			}
 		}
 		in++;
-		if (hi != 0 || (bits & ((1u << nbits) - 1)) != 0)
+		/* nothing but zero padding (under 6 bits) may be left over */
+		if (hi != 0 || nbits >= 6 ||
+		    (bits & ((1u << nbits) - 1)) != 0)
 			return -1;
 	}
 	out[o] = '\0';
@@ -924,7 +970,8 @@ int imap_cmd_mailbox(const char *wire, char *out, size_t size,
 		     struct err *err)
 {
 	if (imap_cmd_mutf7_decode(wire, out, size) < 0)
-		return err_set(err, 0, "Invalid mailbox name encoding");
+		return err_set(err, 0, "Invalid mailbox name: not modified "
+			       "UTF-7, or a control character");
 	if (strcasecmp(out, "INBOX") == 0) {
 		snprintf(out, size, "INBOX");
 		return 0;
@@ -933,4 +980,46 @@ int imap_cmd_mailbox(const char *wire, char *out, size_t size,
 	if (strncasecmp(out, "INBOX.", 6) == 0)
 		memcpy(out, "INBOX", 5);
 	return mstore_name_check(out, err);
+}
+
+int imap_cmd_mailbox_arg(const struct imap_arg *a, struct err *err)
+{
+	char tmp[2048];
+
+	if (!imap_arg_is_string(a))
+		return err_set(err, 0, "Missing mailbox name");
+	/* RFC 3501 §9: literal is *CHAR8, which excludes NUL; as a C string
+	 * the name would silently end at it */
+	if (memchr(a->s, '\0', a->len) != NULL)
+		return err_set(err, 0, "NUL character in mailbox name");
+	if (a->len >= sizeof(tmp) ||
+	    imap_cmd_mutf7_decode(a->s, tmp, sizeof(tmp)) < 0)
+		return err_set(err, 0, "Invalid mailbox name: not modified "
+			       "UTF-7, or a control character");
+	return 0;
+}
+
+/* Mailbox arguments by position (IMAP_CMD_MBOX1/2 in the table), checked
+ * before the handler runs, so that every command that names a mailbox
+ * refuses a NUL, a control character or a broken encoding the same way:
+ * a NUL is a syntax error (BAD), a bad name is NO [CANNOT]. */
+int imap_cmd_check_mailboxes(struct imap_cmd *c)
+{
+	struct imap_arg *a[2] = { c->a, c->a != NULL ? c->a->next : NULL };
+	unsigned flag[2] = { IMAP_CMD_MBOX1, IMAP_CMD_MBOX2 };
+	struct err err;
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if (!(c->def->flags & flag[i]) || !imap_arg_is_string(a[i]))
+			continue;   /* missing: the handler says what it needs */
+		if (imap_cmd_mailbox_arg(a[i], &err) == 0)
+			continue;
+		if (memchr(a[i]->s, '\0', a[i]->len) != NULL)
+			imap_cmd_bad(c, "%s.", err.msg);
+		else
+			imap_cmd_no(c, "[CANNOT] %s.", err.msg);
+		return -1;
+	}
+	return 0;
 }

@@ -26,6 +26,8 @@ typedef void imap_cmd_fn(struct imap_cmd *c);
 #define IMAP_CMD_NOEXPUNGE 0x02  /* RFC 3501 §7.4.1: no EXPUNGE during */
 #define IMAP_CMD_SYNC     0x04   /* report the selected folder's changes
 				  * before running */
+#define IMAP_CMD_MBOX1    0x08   /* the first argument is a mailbox name */
+#define IMAP_CMD_MBOX2    0x10   /* the second argument is a mailbox name */
 
 struct imap_cmd_def {
 	const char *name;
@@ -52,6 +54,11 @@ struct imap_cmd {
 	int idle_enter;              /* enter IDLE after sending out */
 	int no_tagged;               /* internal sync: no tagged reply */
 	int idle_restore;            /* DONE: reopen the folder for good */
+	struct imap_arg *lit_arg;    /* APPEND: the message argument whose
+				      * bytes are in lit_fd, not in bytes */
+	int lit_fd;                  /* -1 unless lit_arg; closed with c */
+	int lit_err;                 /* the stream failed (errno) */
+	uint64_t lit_size;
 	void *priv;                  /* handler's own */
 	void (*priv_free)(void *);   /* frees priv with the command */
 };
@@ -103,6 +110,20 @@ int imap_cmd_mutf7_encode(const char *in, char *out, size_t out_size);
  * "INBOX", checks with mstore_name_check(). 0 or -1 with a reason. */
 int imap_cmd_mailbox(const char *wire, char *out, size_t out_size,
 		     struct err *err);
+/* A mailbox (or LIST pattern) argument as sent: a string without a NUL
+ * (an embedded NUL would silently shorten the name), in valid modified
+ * UTF-7 without control characters. 0, or -1 with the reason. */
+int imap_cmd_mailbox_arg(const struct imap_arg *a, struct err *err);
+/* Check c's mailbox arguments (IMAP_CMD_MBOX1/2 of its definition); on a
+ * bad one, put the BAD/NO reply in c->out and return -1. */
+int imap_cmd_check_mailboxes(struct imap_cmd *c);
+
+/* RFC 3501 §6.3.8 LIST/LSUB pattern match of a store name: "*" matches
+ * any characters, "%" any but the hierarchy separator sep. Pure; time
+ * O(strlen(pat) * strlen(name)) whatever the wildcards; a name longer
+ * than IMAP_CMD_MATCH_NAME_MAX never matches. Returns 1 or 0. */
+#define IMAP_CMD_MATCH_NAME_MAX 1024
+int imap_cmd_mbox_match(const char *pat, const char *name, char sep);
 
 /* Handlers by file. */
 void imap_cmd_mbox_select(struct imap_cmd *c);

@@ -3,11 +3,14 @@
  * QUOTA (RFC 9208). All run on the worker pool over the session's mstore.
  * Names are modified UTF-7 on the wire, UTF-8 in the store. */
 #include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/mman.h>
 #include "imap_cmd.h"
 #include "mstore.h"
 #include "quota.h"
@@ -24,7 +27,8 @@ static int imap_cmd_mbox_arg(struct imap_cmd *c, struct imap_arg *a,
 		imap_cmd_bad(c, "Missing mailbox name.");
 		return -1;
 	}
-	if (imap_cmd_mailbox(a->s, out, n, &err) < 0) {
+	if (imap_cmd_mailbox_arg(a, &err) < 0 ||
+	    imap_cmd_mailbox(a->s, out, n, &err) < 0) {
 		imap_cmd_no(c, "[CANNOT] %s", err.msg);
 		return -1;
 	}
@@ -180,24 +184,50 @@ void imap_cmd_mbox_subscribe(struct imap_cmd *c)
 	imap_cmd_ok(c, "%s completed.", on ? "Subscribe" : "Unsubscribe");
 }
 
-/* RFC 3501 §6.3.8: "*" matches anything, "%" anything but the
- * hierarchy separator. INBOX matches without regard to case. */
-static int imap_cmd_mbox_match(const char *pat, const char *name)
+/* RFC 3501 §6.3.8: "*" matches anything, "%" anything but the hierarchy
+ * separator, every other character itself. A backtracking matcher is
+ * exponential in the wildcards (seven of them against a 200-character
+ * name held a worker for minutes); this is a dynamic program over the
+ * name instead, one pass per pattern character: dp[j] says whether the
+ * pattern so far matches name[0..j). O(pattern * name) time by
+ * construction, no recursion, no allocation. */
+int imap_cmd_mbox_match(const char *pat, const char *name, char sep)
 {
-	if (*pat == '\0')
-		return *name == '\0';
-	if (*pat == '*' || *pat == '%') {
-		for (;;) {
-			if (imap_cmd_mbox_match(pat + 1, name))
-				return 1;
-			if (*name == '\0' || (*pat == '%' && *name == '.'))
-				return 0;
-			name++;
-		}
-	}
-	if (*name == '\0' || *pat != *name)
+	unsigned char dp[IMAP_CMD_MATCH_NAME_MAX + 1];
+	size_t nlen = strlen(name), lit = 0, i, j;
+	int any;
+
+	if (nlen > IMAP_CMD_MATCH_NAME_MAX)
 		return 0;
-	return imap_cmd_mbox_match(pat + 1, name + 1);
+	/* each plain character consumes one of the name's */
+	for (i = 0; pat[i] != '\0'; i++)
+		if (pat[i] != '*' && pat[i] != '%' && ++lit > nlen)
+			return 0;
+	memset(dp, 0, nlen + 1);
+	dp[0] = 1;
+	for (i = 0; pat[i] != '\0'; i++) {
+		char c = pat[i];
+
+		if (c == '*') {
+			for (j = 1; j <= nlen; j++)
+				dp[j] |= dp[j - 1];
+			continue;
+		}
+		if (c == '%') {
+			for (j = 1; j <= nlen; j++)
+				dp[j] |= dp[j - 1] & (name[j - 1] != sep);
+			continue;
+		}
+		any = 0;
+		for (j = nlen; j >= 1; j--) {
+			dp[j] = dp[j - 1] & (name[j - 1] == c);
+			any |= dp[j];
+		}
+		dp[0] = 0;
+		if (!any)
+			return 0;
+	}
+	return dp[nlen];
 }
 
 static void imap_cmd_mbox_list_one(struct imap_cmd *c, int lsub,
@@ -290,14 +320,21 @@ void imap_cmd_mbox_list(struct imap_cmd *c)
 		imap_cmd_bad(c, "%s needs a reference and a pattern.", c->name);
 		return;
 	}
+	/* the same rules as for a name: no NUL, no controls, valid mUTF-7 */
+	if (imap_cmd_mailbox_arg(ref, &err) < 0 ||
+	    imap_cmd_mailbox_arg(pat, &err) < 0) {
+		imap_cmd_bad(c, "%s.", err.msg);
+		return;
+	}
 	if (pat->len == 0) {
 		/* RFC 3501 §6.3.8: the separator and root */
 		buf_puts(&c->out, "* LIST (\\Noselect) \".\" \"\"\r\n");
 		imap_cmd_ok(c, "List completed.");
 		return;
 	}
-	snprintf(pattern, sizeof(pattern), "%s%s", ref->s, pat->s);
-	if (imap_cmd_mutf7_decode(pattern, dec, sizeof(dec)) < 0) {
+	if ((size_t)snprintf(pattern, sizeof(pattern), "%s%s", ref->s,
+			     pat->s) >= sizeof(pattern) ||
+	    imap_cmd_mutf7_decode(pattern, dec, sizeof(dec)) < 0) {
 		imap_cmd_bad(c, "Bad mailbox pattern encoding.");
 		return;
 	}
@@ -318,7 +355,7 @@ void imap_cmd_mbox_list(struct imap_cmd *c)
 			MSTORE_LIST_DRAFTS | MSTORE_LIST_TRASH |
 			MSTORE_LIST_JUNK)))
 			continue;
-		if (imap_cmd_mbox_match(dec, list[i].name))
+		if (imap_cmd_mbox_match(dec, list[i].name, '.'))
 			imap_cmd_mbox_list_one(c, lsub, &list[i]);
 	}
 	mstore_list_free(list, n);
@@ -449,6 +486,34 @@ static time_t imap_cmd_mbox_date(const char *s)
 	return t - sign * (zh * 3600 + zm * 60);
 }
 
+/* Store the message: from the command's bytes, or from the file the
+ * session streamed it to (mapped, so that it is never copied into the
+ * heap whole; the pages are the page cache's, released on unmap). */
+static int imap_cmd_mbox_append_store(struct imap_cmd *c, const char *name,
+				      const struct imap_arg *msg,
+				      unsigned flags, const char **kw,
+				      size_t nkw, time_t date, uint32_t *uid,
+				      uint32_t *uidv, struct err *err)
+{
+	void *map;
+	int rc;
+
+	if (c->lit_arg == NULL)
+		return mstore_append(c->s->ms, name, msg->s, msg->len, flags,
+				     kw, nkw, date, uid, uidv, err);
+	if (c->lit_size == 0 || c->lit_size > SIZE_MAX)
+		return err_set(err, 0, "empty message");
+	map = mmap(NULL, (size_t)c->lit_size, PROT_READ, MAP_SHARED,
+		   c->lit_fd, 0);
+	if (map == MAP_FAILED)
+		return err_set(err, 1, "mmap: %s", strerror(errno));
+	madvise(map, (size_t)c->lit_size, MADV_SEQUENTIAL);
+	rc = mstore_append(c->s->ms, name, map, (size_t)c->lit_size, flags,
+			   kw, nkw, date, uid, uidv, err);
+	munmap(map, (size_t)c->lit_size);
+	return rc;
+}
+
 void imap_cmd_mbox_append(struct imap_cmd *c)
 {
 	struct imap_session *s = c->s;
@@ -459,7 +524,7 @@ void imap_cmd_mbox_append(struct imap_cmd *c)
 	unsigned flags = 0;
 	time_t date = 0;
 	uint32_t uid = 0, uidv = 0;
-	uint64_t used = 0, count = 0;
+	uint64_t used = 0, count = 0, size;
 	struct err err;
 
 	if (c->nargs < 2) {
@@ -483,28 +548,35 @@ void imap_cmd_mbox_append(struct imap_cmd *c)
 		a = a->next;
 	}
 	msg = a;
-	if (msg == NULL || msg->type != IMAP_ARG_LITERAL || msg->next != NULL) {
+	if (msg == NULL || msg->type != IMAP_ARG_LITERAL || msg->next != NULL ||
+	    (c->lit_arg != NULL && c->lit_arg != msg)) {
 		imap_cmd_bad(c, "APPEND needs the message as a literal.");
 		return;
 	}
 	if (imap_cmd_mbox_arg(c, c->a, name, sizeof(name)) < 0)
 		return;
+	if (c->lit_arg != NULL && c->lit_err != 0) {
+		imap_cmd_no(c, "[UNAVAILABLE] Cannot store the message: %s.",
+			    strerror(c->lit_err));
+		return;
+	}
+	size = c->lit_arg != NULL ? c->lit_size : msg->len;
 	if (s->quota_limit > 0 &&
 	    mstore_quota_usage(s->ms, &used, &count, &err) == 0) {
 		s->quota_used = used;
-		if (used + msg->len > s->quota_limit) {
+		if (used + size > s->quota_limit) {
 			/* RFC 9208 §4.3: OVERQUOTA */
 			imap_cmd_no(c, "[OVERQUOTA] Quota exceeded.");
 			return;
 		}
 	}
-	if (mstore_append(s->ms, name, msg->s, msg->len, flags, kw, nkw, date,
-			  &uid, &uidv, &err) < 0) {
+	if (imap_cmd_mbox_append_store(c, name, msg, flags, kw, nkw, date,
+				       &uid, &uidv, &err) < 0) {
 		imap_cmd_no(c, "%s%s", err.temp ? "[UNAVAILABLE] " :
 			    "[TRYCREATE] ", err.msg);
 		return;
 	}
-	s->quota_used += msg->len;
+	s->quota_used += size;
 	if (s->folder != NULL && strcmp(s->folder->name, name) == 0)
 		imap_cmd_sync(c, 1);
 	/* RFC 4315 §3: APPENDUID */

@@ -14,6 +14,29 @@
 
 #define IMAP_CMD_MSG_NAME 1024
 
+/* Take back a response line begun at len: responses go out whole or not
+ * at all (STYLE §4). */
+static void imap_cmd_msg_truncate(struct buf *b, size_t len)
+{
+	b->len = len;
+	if (b->p != NULL)
+		b->p[len] = '\0';
+}
+
+/* An EXPUNGE/EXISTS/RECENT that cannot be written (out of memory) would
+ * leave the client with wrong sequence numbers: end the session instead
+ * (RFC 3501 §7.1.5 lets the server BYE at any time). */
+static void imap_cmd_msg_lost(struct imap_cmd *c, size_t len)
+{
+	imap_cmd_msg_truncate(&c->out, len);
+	log_warn("imap: user=<%s>: out of memory for untagged responses",
+		 c->s->user);
+	/* the session closes after c->out, BYE or not (a failed append
+	 * leaves c->out as it was) */
+	(void)buf_puts(&c->out, "* BYE Server out of memory.\r\n");
+	c->logout = 1;
+}
+
 void imap_cmd_msg_noop(struct imap_cmd *c)
 {
 	imap_cmd_sync(c, 1);
@@ -57,6 +80,32 @@ void imap_cmd_msg_snapshot_free(struct imap_session *s)
 	s->nsnap = 0;
 }
 
+/* "* seq FETCH ([UID u ]FLAGS (...))" for msgs[idx]; whole or not at
+ * all. */
+static int imap_cmd_msg_put_fetch_flags(struct imap_cmd *c, size_t idx,
+					int with_uid)
+{
+	const struct mstore_folder *f = c->s->folder;
+	const struct mstore_msg *m = &f->msgs[idx];
+	size_t start = c->out.len;
+	int rc;
+
+	rc = buf_printf(&c->out, "* %zu FETCH (", idx + 1);
+	if (rc == 0 && with_uid)
+		rc = buf_printf(&c->out, "UID %u ", m->uid);
+	if (rc == 0)
+		rc = buf_puts(&c->out, "FLAGS ");
+	if (rc == 0)
+		rc = imap_fetch_put_flags(&c->out,
+					  (const char *const *)f->keywords,
+					  m->flags, m->keywords);
+	if (rc == 0)
+		rc = buf_puts(&c->out, ")\r\n");
+	if (rc < 0)
+		imap_cmd_msg_truncate(&c->out, start);
+	return rc;
+}
+
 /* Reopen the folder behind a snapshot and report the difference: EXPUNGE
  * (highest first, RFC 3501 §7.4.1), EXISTS/RECENT, FETCH FLAGS. */
 static int imap_cmd_msg_restore(struct imap_cmd *c)
@@ -64,8 +113,9 @@ static int imap_cmd_msg_restore(struct imap_cmd *c)
 	struct imap_session *s = c->s;
 	struct mstore_folder *f;
 	struct err err;
-	size_t i, j, nexp = 0, recent = 0, nnew = 0;
+	size_t i, j, nexp = 0, recent = 0, nnew = 0, start;
 	size_t *exp;
+	int rc = 0;
 
 	f = mstore_folder_open(s->ms, s->snap_name, s->snap_readonly, &err);
 	if (f == NULL) {
@@ -89,33 +139,31 @@ static int imap_cmd_msg_restore(struct imap_cmd *c)
 			exp[nexp++] = i;
 		}
 	}
-	for (i = nexp; i > 0; i--)
-		buf_printf(&c->out, "* %zu EXPUNGE\r\n", exp[i - 1] + 1);
+	start = c->out.len;
+	for (i = nexp; i > 0 && rc == 0; i--)
+		rc = buf_printf(&c->out, "* %zu EXPUNGE\r\n", exp[i - 1] + 1);
 	free(exp);
 	s->folder = f;
-	for (i = 0, j = 0; j < f->count; j++) {
+	for (i = 0, j = 0; j < f->count && rc == 0; j++) {
 		while (i < s->nsnap && s->snap[i].uid < f->msgs[j].uid)
 			i++;
 		if (i < s->nsnap && s->snap[i].uid == f->msgs[j].uid) {
 			if ((s->snap[i].flags & ~MSTORE_F_RECENT) !=
 			    (f->msgs[j].flags & 0xff & ~MSTORE_F_RECENT) ||
-			    s->snap[i].kw != f->msgs[j].keywords) {
-				buf_printf(&c->out, "* %zu FETCH (UID %u FLAGS ",
-					   j + 1, f->msgs[j].uid);
-				imap_cmd_put_flags(c, f->msgs[j].flags,
-						   f->msgs[j].keywords);
-				buf_puts(&c->out, ")\r\n");
-			}
+			    s->snap[i].kw != f->msgs[j].keywords)
+				rc = imap_cmd_msg_put_fetch_flags(c, j, 1);
 		} else {
 			nnew++;
 		}
 		if (f->msgs[j].flags & MSTORE_F_RECENT)
 			recent++;
 	}
-	if (nnew > 0 || nexp > 0)
-		buf_printf(&c->out, "* %zu EXISTS\r\n", f->count);
-	if (nnew > 0)
-		buf_printf(&c->out, "* %zu RECENT\r\n", recent);
+	if (rc == 0 && (nnew > 0 || nexp > 0))
+		rc = buf_printf(&c->out, "* %zu EXISTS\r\n", f->count);
+	if (rc == 0 && nnew > 0)
+		rc = buf_printf(&c->out, "* %zu RECENT\r\n", recent);
+	if (rc < 0)
+		imap_cmd_msg_lost(c, start);
 	imap_cmd_msg_snapshot_free(s);
 	return 0;
 }
@@ -130,7 +178,8 @@ void imap_cmd_msg_idle_sync(struct imap_cmd *c)
 		if (imap_cmd_msg_restore(c) < 0 && c->idle_restore) {
 			c->new_state = IMAP_ST_AUTH;
 			imap_cmd_msg_snapshot_free(s);
-			buf_puts(&c->out, "* BYE Selected mailbox is gone.\r\n");
+			/* the session closes after c->out, BYE or not */
+			(void)buf_puts(&c->out, "* BYE Selected mailbox is gone.\r\n");
 			c->logout = 1;
 			return;
 		}
@@ -163,10 +212,14 @@ void imap_cmd_msg_close(struct imap_cmd *c)
 static void imap_cmd_msg_put_expunged(struct imap_cmd *c,
 				      struct mstore_changes *ch)
 {
-	size_t i;
+	size_t i, start = c->out.len;
 
 	for (i = 0; i < ch->nexpunged; i++)
-		buf_printf(&c->out, "* %u EXPUNGE\r\n", ch->expunged_seq[i]);
+		if (buf_printf(&c->out, "* %u EXPUNGE\r\n",
+			       ch->expunged_seq[i]) < 0) {
+			imap_cmd_msg_lost(c, start);
+			return;
+		}
 }
 
 void imap_cmd_msg_expunge(struct imap_cmd *c)
@@ -219,8 +272,8 @@ void imap_cmd_msg_search(struct imap_cmd *c)
 	struct mstore_folder *f;
 	struct imap_search *se;
 	const char *why;
-	int badcs;
-	size_t i;
+	int badcs, rc;
+	size_t i, start;
 
 	if (c->uid)
 		imap_cmd_sync(c, 1);
@@ -234,13 +287,20 @@ void imap_cmd_msg_search(struct imap_cmd *c)
 			imap_cmd_bad(c, "%s.", why);
 		return;
 	}
-	buf_puts(&c->out, "* SEARCH");
-	for (i = 0; i < f->count; i++)
+	start = c->out.len;
+	rc = buf_puts(&c->out, "* SEARCH");
+	for (i = 0; i < f->count && rc == 0; i++)
 		if (imap_search_match(se, i))
-			buf_printf(&c->out, " %u", c->uid ? f->msgs[i].uid :
-				   (uint32_t)(i + 1));
-	buf_puts(&c->out, "\r\n");
+			rc = buf_printf(&c->out, " %u", c->uid ? f->msgs[i].uid :
+					(uint32_t)(i + 1));
+	if (rc == 0)
+		rc = buf_puts(&c->out, "\r\n");
 	imap_search_free(se);
+	if (rc < 0) {
+		imap_cmd_msg_truncate(&c->out, start);
+		imap_cmd_no(c, "[SERVERBUG] Out of memory.");
+		return;
+	}
 	imap_cmd_ok(c, "Search completed.");
 }
 
@@ -270,7 +330,7 @@ void imap_cmd_msg_store(struct imap_cmd *c)
 	size_t *idx = NULL, n = 0, nkw, i, j;
 	unsigned flags, nf;
 	uint32_t kwbits = 0, nk;
-	int mode = 0, silent;
+	int mode = 0, silent, lost = 0;
 	struct err err;
 
 	if (c->uid)
@@ -334,44 +394,67 @@ void imap_cmd_msg_store(struct imap_cmd *c)
 			continue;
 		if (silent)
 			continue;
-		m = &f->msgs[idx[i]];
-		buf_printf(&c->out, "* %zu FETCH (", idx[i] + 1);
-		if (c->uid)
-			buf_printf(&c->out, "UID %u ", m->uid);
-		buf_puts(&c->out, "FLAGS ");
-		imap_cmd_put_flags(c, m->flags, m->keywords);
-		buf_puts(&c->out, ")\r\n");
+		if (imap_cmd_msg_put_fetch_flags(c, idx[i], c->uid) < 0)
+			lost = 1;
 	}
 	free(idx);
-	imap_cmd_ok(c, "Store completed.");
+	if (lost)   /* stored; only the report is missing */
+		imap_cmd_no(c, "[SERVERBUG] Out of memory for FETCH responses.");
+	else
+		imap_cmd_ok(c, "Store completed.");
 }
 
 /* RFC 4315 uid-set: runs of consecutive UIDs as ranges. */
-static void imap_cmd_msg_uidset(struct buf *out, const uint32_t *u, size_t n)
+static int imap_cmd_msg_uidset(struct buf *out, const uint32_t *u, size_t n)
 {
 	size_t i = 0, j;
+	int rc = 0;
 
-	while (i < n) {
+	while (i < n && rc == 0) {
 		j = i;
 		while (j + 1 < n && u[j + 1] == u[j] + 1)
 			j++;
 		if (i > 0)
-			buf_putc(out, ',');
-		if (j > i)
-			buf_printf(out, "%u:%u", u[i], u[j]);
-		else
-			buf_printf(out, "%u", u[i]);
+			rc = buf_putc(out, ',');
+		if (rc == 0 && j > i)
+			rc = buf_printf(out, "%u:%u", u[i], u[j]);
+		else if (rc == 0)
+			rc = buf_printf(out, "%u", u[i]);
 		i = j + 1;
 	}
+	return rc;
+}
+
+/* RFC 4315 §3 "[COPYUID v src dst]" + text, tagged or (MOVE, RFC 6851
+ * §4.3) untagged. The code is optional: out of memory, the plain reply
+ * goes instead. */
+static void imap_cmd_msg_copyuid(struct imap_cmd *c, int tagged,
+				 uint32_t uidv, const uint32_t *src,
+				 const uint32_t *dst, size_t n,
+				 const char *text)
+{
+	size_t start = c->out.len;
+
+	if (buf_printf(&c->out, "%s OK [COPYUID %u ", tagged ? c->tag : "*",
+		       uidv) == 0 &&
+	    imap_cmd_msg_uidset(&c->out, src, n) == 0 &&
+	    buf_putc(&c->out, ' ') == 0 &&
+	    imap_cmd_msg_uidset(&c->out, dst, n) == 0 &&
+	    buf_printf(&c->out, "] %s\r\n", text) == 0)
+		return;
+	imap_cmd_msg_truncate(&c->out, start);
+	if (tagged)
+		imap_cmd_ok(c, "%s", text);
 }
 
 void imap_cmd_msg_copy(struct imap_cmd *c)
 {
 	struct imap_session *s = c->s;
-	int move = strstr(c->name, "MOVE") != NULL;
+	int move = strstr(c->name, "MOVE") != NULL, rc;
 	char dest[IMAP_CMD_MSG_NAME];
 	size_t *idx = NULL, n = 0, i;
 	uint32_t *src = NULL, *dst = NULL, uidv = 0;
+	uint64_t bytes = 0;
 	struct mstore_changes ch;
 	struct err err;
 
@@ -396,6 +479,7 @@ void imap_cmd_msg_copy(struct imap_cmd *c)
 		return;
 	}
 	if (n == 0) {
+		free(idx);
 		imap_cmd_ok(c, "No messages.");
 		return;
 	}
@@ -405,27 +489,32 @@ void imap_cmd_msg_copy(struct imap_cmd *c)
 		imap_cmd_no(c, "[SERVERBUG] Out of memory.");
 		goto out;
 	}
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		src[i] = s->folder->msgs[idx[i]].uid;
-	if (mstore_copy(s->folder, idx, n, dest, dst, &uidv, &err) < 0) {
+		bytes += s->folder->msgs[idx[i]].size;
+	}
+	/* RFC 9208 §4.3: a COPY charges the quota like an APPEND; one
+	 * user's MOVE does not change the usage (mstore_copy checks under
+	 * the quota lock, so concurrent sessions cannot overshoot) */
+	mstore_set_quota(s->ms, s->quota_limit);
+	rc = mstore_copy(s->folder, idx, n, dest, move ? MSTORE_COPY_MOVE : 0,
+			 dst, &uidv, &err);
+	if (rc == MSTORE_OVERQUOTA) {
+		imap_cmd_no(c, "[OVERQUOTA] Quota exceeded.");
+		goto out;
+	}
+	if (rc < 0) {
 		imap_cmd_no(c, "%s%s", err.temp ? "[UNAVAILABLE] " :
 			    "[TRYCREATE] ", err.msg);
 		goto out;
 	}
 	if (!move) {
-		buf_printf(&c->out, "%s OK [COPYUID %u ", c->tag, uidv);
-		imap_cmd_msg_uidset(&c->out, src, n);
-		buf_putc(&c->out, ' ');
-		imap_cmd_msg_uidset(&c->out, dst, n);
-		buf_puts(&c->out, "] Copy completed.\r\n");
+		s->quota_used += bytes;
+		imap_cmd_msg_copyuid(c, 1, uidv, src, dst, n,
+				     "Copy completed.");
 		goto out;
 	}
-	/* RFC 6851 §4.3: COPYUID as untagged OK, then the EXPUNGEs */
-	buf_printf(&c->out, "* OK [COPYUID %u ", uidv);
-	imap_cmd_msg_uidset(&c->out, src, n);
-	buf_putc(&c->out, ' ');
-	imap_cmd_msg_uidset(&c->out, dst, n);
-	buf_puts(&c->out, "] Moved\r\n");
+	imap_cmd_msg_copyuid(c, 0, uidv, src, dst, n, "Moved");
 	memset(&ch, 0, sizeof(ch));
 	if (mstore_expunge(s->folder, src, n, 1, &ch, &err) < 0) {
 		imap_cmd_no(c, "[UNAVAILABLE] %s", err.msg);

@@ -1,6 +1,8 @@
 /* imap_fetch: FETCH item parsing and rendering. A message is read (CRLF
  * line ends, so sizes and offsets match RFC822.SIZE) only when an item
- * needs its bytes, and MIME-parsed only when an item needs structure. */
+ * needs its bytes, and MIME-parsed only when an item needs structure.
+ * Every response is built whole or not at all (STYLE §4: a full buffer is
+ * reported, never a cut-off response). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include <strings.h>
 #include <time.h>
 #include "imap_fetch.h"
+#include "log.h"
 #include "mime.h"
 #include "mstore.h"
 
@@ -25,7 +28,7 @@ enum imap_fetch_type {
 struct imap_fetch_item {
 	enum imap_fetch_type type;
 	int peek;
-	const char *sect;        /* between the brackets */
+	const char *sect;        /* between the brackets (borrowed) */
 	size_t sect_len;
 	int partial;
 	uint32_t origin, count;
@@ -37,6 +40,21 @@ struct imap_fetch {
 	int need_msg, need_mime, sets_seen;
 	int need_body;            /* more than the header block */
 };
+
+/* imap_fetch_run's outcome for one message */
+enum imap_fetch_rc {
+	IMAP_FETCH_OK = 0,
+	IMAP_FETCH_GONE = 1,      /* expunged meanwhile: nothing sent */
+	IMAP_FETCH_LIMIT = -1,    /* past IMAP_FETCH_OUT_MAX (or memory) */
+};
+
+/* Take back a response begun at len (buf has no call for it). */
+static void imap_fetch_truncate(struct buf *b, size_t len)
+{
+	b->len = len;
+	if (b->p != NULL)
+		b->p[len] = '\0';
+}
 
 /* Cut a message buffer after its header block (CRLF CRLF). */
 static void imap_fetch_cut_header(struct buf *b, size_t from)
@@ -135,6 +153,30 @@ static int imap_fetch_add(struct imap_fetch *fe, enum imap_fetch_type t)
 	return 0;
 }
 
+/* Is the section text valid (RFC 3501 §9 section-spec)? mime_section's
+ * syntax answer does not depend on the message: ask it about an empty
+ * one. */
+static int imap_fetch_sect_ok(const char *sect, size_t len)
+{
+	struct mime_part p0;
+	struct mime_tree t0;
+	struct mime_sect ms;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (sect[i] == '\r' || sect[i] == '\n' || sect[i] == '\0' ||
+		    sect[i] == '{' || sect[i] == '\\')
+			return 0;   /* echoed in the response: nothing that
+				     * reads as a literal or an escape */
+	memset(&p0, 0, sizeof(p0));
+	p0.parent = p0.child = p0.next = -1;
+	t0.msg = "";
+	t0.len = 0;
+	t0.parts = &p0;
+	t0.nparts = 1;
+	return mime_section(&t0, sect, len, &ms) == MIME_SEC_OK;
+}
+
 /* BODY[section]<origin.count> or BODY.PEEK[...] */
 static int imap_fetch_section(struct imap_fetch *fe, const char *s, int peek)
 {
@@ -142,6 +184,7 @@ static int imap_fetch_section(struct imap_fetch *fe, const char *s, int peek)
 	struct imap_fetch_item *it;
 
 	if (open == NULL || close == NULL || close < open ||
+	    !imap_fetch_sect_ok(open + 1, (size_t)(close - open - 1)) ||
 	    imap_fetch_add(fe, IMAP_FETCH_SECTION) < 0)
 		return -1;
 	it = &fe->it[fe->n - 1];
@@ -200,8 +243,8 @@ static int imap_fetch_item(struct imap_fetch *fe, const char *s)
 }
 
 /* RFC 3501 §6.4.5 macros ALL, FAST, FULL, or one item, or a list. */
-static int imap_fetch_parse(struct imap_fetch *fe, struct imap_arg *a,
-			    int uid)
+static int imap_fetch_parse_into(struct imap_fetch *fe, struct imap_arg *a,
+				 int uid)
 {
 	struct imap_arg *e;
 
@@ -212,6 +255,7 @@ static int imap_fetch_parse(struct imap_fetch *fe, struct imap_arg *a,
 	if (a->type == IMAP_ARG_ATOM) {
 		if (strcasecmp(a->s, "ALL") == 0 || strcasecmp(a->s, "FAST") == 0 ||
 		    strcasecmp(a->s, "FULL") == 0) {
+			/* at most 6 items after UID: well inside the table */
 			imap_fetch_add(fe, IMAP_FETCH_FLAGS);
 			imap_fetch_add(fe, IMAP_FETCH_INTERNALDATE);
 			imap_fetch_add(fe, IMAP_FETCH_SIZE);
@@ -231,27 +275,119 @@ static int imap_fetch_parse(struct imap_fetch *fe, struct imap_arg *a,
 	return 0;
 }
 
-static void imap_fetch_put_bytes(struct buf *out, const char *p, size_t len)
+struct imap_fetch *imap_fetch_parse(struct imap_arg *items, int uid,
+				    int *oom_r)
 {
-	buf_printf(out, "{%zu}\r\n", len);
-	buf_append(out, p, len);
+	struct imap_fetch *fe = calloc(1, sizeof(*fe));
+
+	*oom_r = fe == NULL;
+	if (fe != NULL && imap_fetch_parse_into(fe, items, uid) < 0) {
+		free(fe);
+		fe = NULL;
+	}
+	return fe;
+}
+
+void imap_fetch_free(struct imap_fetch *fe)
+{
+	free(fe);
+}
+
+int imap_fetch_needs(const struct imap_fetch *fe)
+{
+	return !fe->need_msg ? 0 : fe->need_body ? 2 : 1;
+}
+
+int imap_fetch_sets_seen(const struct imap_fetch *fe)
+{
+	return fe->sets_seen;
+}
+
+/* ---- rendering ---- */
+
+/* RFC 3501 §4.3: a literal is CHAR8, which has no NUL. Stored bytes are
+ * served as they are otherwise, so a NUL goes out as 0x80 (as Dovecot
+ * does): same length, offsets and partial fetches stay right. */
+static int imap_fetch_put_bytes(struct buf *out, const char *p, size_t len)
+{
+	size_t start = out->len, i;
+
+	if (buf_printf(out, "{%zu}\r\n", len) < 0)
+		return -1;
+	if (buf_append(out, p, len) < 0) {
+		imap_fetch_truncate(out, start);
+		return -1;
+	}
+	for (i = out->len - len; i < out->len; i++)
+		if (out->p[i] == '\0')
+			out->p[i] = (char)0x80;
+	return 0;
+}
+
+/* RFC 3501 §9 atom: what may stand in a flag list unquoted. */
+static int imap_fetch_is_atom(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f ||
+		    strchr("(){%*\"\\]", *s) != NULL)
+			return 0;
+	return 1;
+}
+
+int imap_fetch_put_flags(struct buf *out, const char *const *kwnames,
+			 unsigned flags, uint32_t keywords)
+{
+	static const struct { unsigned bit; const char *name; } sys[] = {
+		{ MSTORE_F_SEEN, "\\Seen" }, { MSTORE_F_ANSWERED, "\\Answered" },
+		{ MSTORE_F_FLAGGED, "\\Flagged" },
+		{ MSTORE_F_DELETED, "\\Deleted" }, { MSTORE_F_DRAFT, "\\Draft" },
+		{ MSTORE_F_RECENT, "\\Recent" },
+	};
+	size_t start = out->len, i;
+	const char *sep = "";
+	int rc;
+
+	rc = buf_putc(out, '(');
+	for (i = 0; rc == 0 && i < sizeof(sys) / sizeof(sys[0]); i++) {
+		if (flags & sys[i].bit) {
+			rc = buf_printf(out, "%s%s", sep, sys[i].name);
+			sep = " ";
+		}
+	}
+	for (i = 0; rc == 0 && kwnames != NULL && i < MSTORE_MAX_KEYWORDS; i++) {
+		/* the index file is data on disk: never let a name that is
+		 * not an atom break the list */
+		if ((keywords & (1u << i)) && kwnames[i] != NULL &&
+		    imap_fetch_is_atom(kwnames[i])) {
+			rc = buf_printf(out, "%s%s", sep, kwnames[i]);
+			sep = " ";
+		}
+	}
+	if (rc == 0)
+		rc = buf_putc(out, ')');
+	if (rc < 0)
+		imap_fetch_truncate(out, start);
+	return rc;
 }
 
 /* The bytes of one BODY[section] (before the partial cut). */
 static int imap_fetch_sect_bytes(const struct imap_fetch_item *it,
-				 const struct mime_tree *t, const char *msg,
-				 size_t len, struct buf *tmp,
-				 const char **p_r, size_t *len_r)
+				 const struct mime_tree *t,
+				 const struct imap_fetch_msg *m,
+				 struct buf *tmp, const char **p_r,
+				 size_t *len_r)
 {
 	struct mime_sect ms;
 
 	if (it->sect_len == 0) {
-		*p_r = msg;
-		*len_r = len;
+		*p_r = m->data != NULL ? m->data : "";
+		*len_r = m->len;
 		return 0;
 	}
 	if (mime_section(t, it->sect, it->sect_len, &ms) != MIME_SEC_OK)
-		return -1;
+		return 1;   /* checked at parse time: cannot happen */
 	if (ms.fields) {
 		buf_reset(tmp);
 		if (mime_header_fields(t->msg + ms.off, ms.len, ms.list,
@@ -266,173 +402,237 @@ static int imap_fetch_sect_bytes(const struct imap_fetch_item *it,
 	return 0;
 }
 
-static void imap_fetch_section_out(struct imap_cmd *c,
-				   const struct imap_fetch_item *it,
-				   const struct mime_tree *t, const char *msg,
-				   size_t len, struct buf *tmp)
+static int imap_fetch_section_out(const struct imap_fetch_item *it,
+				  const struct mime_tree *t,
+				  const struct imap_fetch_msg *m,
+				  struct buf *tmp, struct buf *out)
 {
 	const char *p;
 	size_t n;
+	int r;
 
-	buf_puts(&c->out, "BODY[");
-	buf_append(&c->out, it->sect, it->sect_len);
-	buf_putc(&c->out, ']');
-	if (imap_fetch_sect_bytes(it, t, msg, len, tmp, &p, &n) < 0) {
-		buf_puts(&c->out, " NIL");
-		return;
-	}
+	if (buf_puts(out, "BODY[") < 0 ||
+	    buf_append(out, it->sect, it->sect_len) < 0 ||
+	    buf_putc(out, ']') < 0)
+		return -1;
+	r = imap_fetch_sect_bytes(it, t, m, tmp, &p, &n);
+	if (r < 0)
+		return -1;
+	if (r > 0)
+		return buf_puts(out, " NIL");
 	if (it->partial) {
 		/* RFC 3501 §6.4.5: <origin> only in the response */
-		buf_printf(&c->out, "<%u> ", it->origin);
-		if (it->origin >= n) {
-			buf_puts(&c->out, "\"\"");
-			return;
-		}
+		if (buf_printf(out, "<%u> ", it->origin) < 0)
+			return -1;
+		if (it->origin >= n)
+			return buf_puts(out, "\"\"");
 		p += it->origin;
 		n -= it->origin;
 		if (n > it->count)
 			n = it->count;
-	} else {
-		buf_putc(&c->out, ' ');
+	} else if (buf_putc(out, ' ') < 0) {
+		return -1;
 	}
-	imap_fetch_put_bytes(&c->out, p, n);
+	return imap_fetch_put_bytes(out, p, n);
 }
 
-static void imap_fetch_date(struct buf *out, time_t t)
+/* RFC 3501 §9 date-time has a 4-digit year: a file time outside years
+ * 0..9999 (anyone can set an mtime) is shown as the epoch. */
+static int imap_fetch_date(struct buf *out, time_t t)
 {
 	static const char *mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
 		"Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 	struct tm tm;
 
-	gmtime_r(&t, &tm);
-	buf_printf(out, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday,
-		   mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-		   tm.tm_sec);
+	if (gmtime_r(&t, &tm) == NULL || tm.tm_year < -1900 ||
+	    tm.tm_year > 9999 - 1900) {
+		t = 0;
+		gmtime_r(&t, &tm);
+	}
+	return buf_printf(out, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"",
+			  tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900,
+			  tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-static void imap_fetch_one(struct imap_cmd *c, struct imap_fetch *fe,
-			   size_t idx, struct buf *msg, struct buf *tmp)
+static int imap_fetch_item_out(const struct imap_fetch_item *it,
+			       const struct imap_fetch_msg *m,
+			       const struct mime_tree *t, struct buf *tmp,
+			       struct buf *out)
+{
+	const char *p;
+	size_t n;
+
+	switch (it->type) {
+	case IMAP_FETCH_UID:
+		return buf_printf(out, "UID %u", m->uid);
+	case IMAP_FETCH_FLAGS:
+		if (buf_puts(out, "FLAGS ") < 0)
+			return -1;
+		return imap_fetch_put_flags(out, m->kwnames, m->flags,
+					    m->keywords);
+	case IMAP_FETCH_INTERNALDATE:
+		if (buf_puts(out, "INTERNALDATE ") < 0)
+			return -1;
+		return imap_fetch_date(out, m->internaldate);
+	case IMAP_FETCH_SIZE:
+		return buf_printf(out, "RFC822.SIZE %llu",
+				  (unsigned long long)m->vsize);
+	case IMAP_FETCH_ENVELOPE:
+		if (buf_puts(out, "ENVELOPE ") < 0)
+			return -1;
+		return mime_envelope(t, 0, out);
+	case IMAP_FETCH_BODY:
+		if (buf_puts(out, "BODY ") < 0)
+			return -1;
+		return mime_bodystructure(t, 0, out);
+	case IMAP_FETCH_BODYSTRUCTURE:
+		if (buf_puts(out, "BODYSTRUCTURE ") < 0)
+			return -1;
+		return mime_bodystructure(t, 1, out);
+	case IMAP_FETCH_SECTION:
+		return imap_fetch_section_out(it, t, m, tmp, out);
+	case IMAP_FETCH_RFC822:
+		if (buf_puts(out, "RFC822 ") < 0)
+			return -1;
+		return imap_fetch_put_bytes(out, m->data != NULL ? m->data : "",
+					    m->len);
+	case IMAP_FETCH_RFC822_HEADER:
+	case IMAP_FETCH_RFC822_TEXT:
+		if (it->type == IMAP_FETCH_RFC822_HEADER) {
+			p = t->msg + t->parts[0].hdr_off;
+			n = t->parts[0].hdr_len;
+		} else {
+			p = t->msg + t->parts[0].body_off;
+			n = t->parts[0].body_len;
+		}
+		if (buf_puts(out, it->type == IMAP_FETCH_RFC822_HEADER ?
+			     "RFC822.HEADER " : "RFC822.TEXT ") < 0)
+			return -1;
+		return imap_fetch_put_bytes(out, p, n);
+	}
+	return -1;
+}
+
+int imap_fetch_render(const struct imap_fetch *fe,
+		      const struct imap_fetch_msg *m, struct buf *out)
+{
+	struct mime_limits lim = { 0, 0 };
+	struct mime_tree *t = NULL;
+	size_t start = out->len, i;
+	struct buf tmp;
+	struct err err;
+	int rc;
+
+	if (fe->need_mime &&
+	    mime_parse(m->data != NULL ? m->data : "", m->len, &lim, &t,
+		       &err) < 0)
+		return -1;
+	buf_init(&tmp, 0);
+	rc = buf_printf(out, "* %u FETCH (", m->seq);
+	for (i = 0; rc == 0 && i < fe->n; i++) {
+		if (i > 0)
+			rc = buf_putc(out, ' ');
+		if (rc == 0)
+			rc = imap_fetch_item_out(&fe->it[i], m, t, &tmp, out);
+	}
+	if (rc == 0 && m->add_flags) {
+		for (i = 0; i < fe->n && fe->it[i].type != IMAP_FETCH_FLAGS; i++)
+			;
+		if (i == fe->n) {
+			rc = buf_puts(out, fe->n > 0 ? " FLAGS " : "FLAGS ");
+			if (rc == 0)
+				rc = imap_fetch_put_flags(out, m->kwnames,
+							  m->flags, m->keywords);
+		}
+	}
+	if (rc == 0)
+		rc = buf_puts(out, ")\r\n");
+	if (rc < 0)
+		imap_fetch_truncate(out, start);
+	buf_free(&tmp);
+	mime_tree_free(t);
+	return rc < 0 ? -1 : 0;
+}
+
+/* ---- from the store ---- */
+
+static enum imap_fetch_rc imap_fetch_one(struct imap_cmd *c,
+					 const struct imap_fetch *fe,
+					 size_t idx, struct buf *msg)
 {
 	struct mstore_folder *f = c->s->folder;
-	struct mime_tree *t = NULL;
-	struct mime_limits lim = { 0, 0 };
-	const char *sp = "";
-	size_t i;
+	struct imap_fetch_msg m;
+	unsigned old_flags = f->msgs[idx].flags;
+	int need = imap_fetch_needs(fe), set_seen = 0;
 	struct err err;
-	int set_seen = 0, flags_sent = 0;
 
 	buf_reset(msg);
-	if (fe->need_msg && !fe->need_body) {
-		if (imap_fetch_header(f, idx, msg) < 0)
-			return;
-	} else if (fe->need_msg && mstore_msg_read(f, idx, 1, msg, &err) < 0) {
-		/* expunged by another session meanwhile: RFC 3501 allows
-		 * NO; send what is known and go on */
-		return;
-	}
-	if (fe->need_mime &&
-	    mime_parse(msg->p != NULL ? msg->p : "", msg->len, &lim, &t,
-		       &err) < 0)
-		return;
-	if (fe->sets_seen && !c->s->readonly &&
-	    !(f->msgs[idx].flags & MSTORE_F_SEEN)) {
+	if (need == 2 && f->msgs[idx].vsize > msg->max)
+		return IMAP_FETCH_LIMIT;
+	/* nothing read: expunged by another session meanwhile, and RFC 2180
+	 * §4.1.2 lets the server send nothing for it; bytes read: msg is
+	 * full (the file is bigger than the index said) */
+	if ((need == 1 && imap_fetch_header(f, idx, msg) < 0) ||
+	    (need == 2 && mstore_msg_read(f, idx, 1, msg, &err) < 0))
+		return msg->len > 0 ? IMAP_FETCH_LIMIT : IMAP_FETCH_GONE;
+	if (fe->sets_seen && !c->s->readonly && !(old_flags & MSTORE_F_SEEN)) {
 		/* RFC 3501 §6.4.5: BODY[] and RFC822(.TEXT) set \Seen */
-		if (mstore_set_flags(f, idx, f->msgs[idx].flags | MSTORE_F_SEEN,
+		if (mstore_set_flags(f, idx, old_flags | MSTORE_F_SEEN,
 				     f->msgs[idx].keywords, &err) == 0)
 			set_seen = 1;
 	}
-	buf_printf(&c->out, "* %zu FETCH (", idx + 1);
-	for (i = 0; i < fe->n; i++) {
-		const struct imap_fetch_item *it = &fe->it[i];
-		const char *p;
-		size_t n;
-
-		buf_puts(&c->out, sp);
-		sp = " ";
-		switch (it->type) {
-		case IMAP_FETCH_UID:
-			buf_printf(&c->out, "UID %u", f->msgs[idx].uid);
-			break;
-		case IMAP_FETCH_FLAGS:
-			buf_puts(&c->out, "FLAGS ");
-			imap_cmd_put_flags(c, f->msgs[idx].flags,
-					   f->msgs[idx].keywords);
-			flags_sent = 1;
-			break;
-		case IMAP_FETCH_INTERNALDATE:
-			buf_puts(&c->out, "INTERNALDATE ");
-			imap_fetch_date(&c->out, f->msgs[idx].internaldate);
-			break;
-		case IMAP_FETCH_SIZE:
-			buf_printf(&c->out, "RFC822.SIZE %llu",
-				   (unsigned long long)f->msgs[idx].vsize);
-			break;
-		case IMAP_FETCH_ENVELOPE:
-			buf_puts(&c->out, "ENVELOPE ");
-			mime_envelope(t, 0, &c->out);
-			break;
-		case IMAP_FETCH_BODY:
-			buf_puts(&c->out, "BODY ");
-			mime_bodystructure(t, 0, &c->out);
-			break;
-		case IMAP_FETCH_BODYSTRUCTURE:
-			buf_puts(&c->out, "BODYSTRUCTURE ");
-			mime_bodystructure(t, 1, &c->out);
-			break;
-		case IMAP_FETCH_SECTION:
-			imap_fetch_section_out(c, it, t, msg->p, msg->len, tmp);
-			break;
-		case IMAP_FETCH_RFC822:
-			buf_puts(&c->out, "RFC822 ");
-			imap_fetch_put_bytes(&c->out, msg->p, msg->len);
-			break;
-		case IMAP_FETCH_RFC822_HEADER:
-		case IMAP_FETCH_RFC822_TEXT:
-			p = msg->p;
-			n = msg->len;
-			if (t->nparts > 0 && it->type == IMAP_FETCH_RFC822_HEADER) {
-				p = t->msg + t->parts[0].hdr_off;
-				n = t->parts[0].hdr_len;
-			} else if (t->nparts > 0) {
-				p = t->msg + t->parts[0].body_off;
-				n = t->parts[0].body_len;
-			}
-			buf_puts(&c->out, it->type == IMAP_FETCH_RFC822_HEADER ?
-				 "RFC822.HEADER " : "RFC822.TEXT ");
-			imap_fetch_put_bytes(&c->out, p, n);
-			break;
-		}
-	}
-	if (set_seen && !flags_sent) {
-		buf_puts(&c->out, " FLAGS ");
-		imap_cmd_put_flags(c, f->msgs[idx].flags, f->msgs[idx].keywords);
-	}
-	buf_puts(&c->out, ")\r\n");
-	mime_tree_free(t);
+	memset(&m, 0, sizeof(m));
+	m.seq = (uint32_t)(idx + 1);
+	m.uid = f->msgs[idx].uid;
+	m.flags = f->msgs[idx].flags;
+	m.keywords = f->msgs[idx].keywords;
+	m.kwnames = (const char *const *)f->keywords;
+	m.internaldate = f->msgs[idx].internaldate;
+	m.vsize = f->msgs[idx].vsize;
+	m.data = msg->p;
+	m.len = msg->len;
+	m.add_flags = set_seen;
+	if (imap_fetch_render(fe, &m, &c->out) == 0)
+		return IMAP_FETCH_OK;
+	/* the client never hears of this message's \Seen: take it back */
+	if (set_seen && mstore_set_flags(f, idx, old_flags,
+					 f->msgs[idx].keywords, &err) < 0)
+		log_warn("imap: user=<%s>: FETCH: \\Seen kept: %s", c->s->user,
+			 err.msg);
+	return IMAP_FETCH_LIMIT;
 }
 
 int imap_fetch_run(struct imap_cmd *c, const size_t *idx, size_t n,
 		   struct imap_arg *items)
 {
-	struct imap_fetch *fe = calloc(1, sizeof(*fe));
-	struct buf msg, tmp;
-	size_t i;
+	struct imap_fetch *fe;
+	size_t i, saved_max = c->out.max;
+	enum imap_fetch_rc rc = IMAP_FETCH_OK;
+	struct buf msg;
+	int oom;
 
+	fe = imap_fetch_parse(items, c->uid, &oom);
 	if (fe == NULL) {
-		imap_cmd_no(c, "[SERVERBUG] Out of memory.");
+		if (oom)
+			imap_cmd_no(c, "[SERVERBUG] Out of memory.");
+		else
+			imap_cmd_bad(c, "Invalid FETCH items.");
 		return -1;
 	}
-	if (imap_fetch_parse(fe, items, c->uid) < 0) {
-		free(fe);
-		imap_cmd_bad(c, "Invalid FETCH items.");
-		return -1;
-	}
-	buf_init(&msg, 0);
-	buf_init(&tmp, 0);
-	for (i = 0; i < n; i++)
-		imap_fetch_one(c, fe, idx[i], &msg, &tmp);
+	/* the whole FETCH is built in memory before it is sent: bound it */
+	if (saved_max == 0 || saved_max - c->out.len > IMAP_FETCH_OUT_MAX)
+		c->out.max = c->out.len + IMAP_FETCH_OUT_MAX;
+	buf_init(&msg, IMAP_FETCH_OUT_MAX);
+	for (i = 0; i < n && rc >= 0; i++)
+		rc = imap_fetch_one(c, fe, idx[i], &msg);
 	buf_free(&msg);
-	buf_free(&tmp);
-	free(fe);
+	imap_fetch_free(fe);
+	c->out.max = saved_max;
+	if (rc == IMAP_FETCH_LIMIT) {
+		/* RFC 5530 LIMIT: the responses sent so far are whole */
+		imap_cmd_no(c, "[LIMIT] FETCH response too large (or out of "
+			    "memory); fetch fewer messages or items at once.");
+		return -1;
+	}
 	return 0;
 }

@@ -3,6 +3,8 @@
  * handles STARTTLS, AUTHENTICATE continuations, IDLE, timeouts, rate and
  * failed-login limits. A session is freed only when no job of it is on
  * the pool (closing defers the free). */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,6 +55,10 @@ static struct imap_session_listener *imap_session_listeners;
 static struct imap_session_addr imap_session_addrs[IMAP_SESSION_ADDR_SLOTS];
 static uint64_t imap_session_next_id = 1;
 static unsigned imap_session_n;
+
+/* The parser's argument records: the loop is single-threaded and a
+ * command is copied out (imap_session_take) before the next parse. */
+static struct imap_arg imap_session_args[IMAP_MAX_ARGS];
 
 static void imap_session_input(struct imap_session *s);
 static void imap_session_free(struct imap_session *s);
@@ -454,6 +460,7 @@ static struct imap_cmd *imap_session_cmd_alloc(struct imap_session *s)
 	c->s = s;
 	c->sid = s->id;
 	c->new_state = -1;
+	c->lit_fd = -1;
 	buf_init(&c->out, 0);
 	return c;
 }
@@ -536,102 +543,146 @@ void imap_session_cmd_done(struct imap_cmd *c)
 		imap_session_input(s);
 }
 
-/* Tag and command name of a partial command, for literal checks. */
-static void imap_session_peek_name(const char *p, size_t len, char *name,
-				   size_t n)
-{
-	size_t i = 0, j = 0;
+/* ---- APPEND messages streamed to a file ---- */
 
-	while (i < len && p[i] != ' ')
-		i++;
-	i++;
-	while (i < len && p[i] != ' ' && p[i] != '\r' && j + 1 < n)
-		name[j++] = (char)(p[i++] & ~0x20);
-	name[j] = '\0';
-	if (strcmp(name, "UID") == 0)
-		imap_session_peek_name(p + i - 3, len - (i - 3), name, n);
+static void imap_session_stream_discard(struct imap_session *s)
+{
+	if (s->lit_fd >= 0)
+		close(s->lit_fd);
+	s->lit_fd = -1;
+	s->lit_err = 0;
+	s->lit_size = 0;
+	free(s->lit_prefix);
+	s->lit_prefix = NULL;
+	s->lit_prefix_len = 0;
 }
 
-static void imap_session_peek_tag(const char *p, size_t len, char *tag,
-				  size_t n)
+/* An unnamed file in the user's Maildir tmp/ (the file system the
+ * message goes to; nothing is left behind if we die). */
+static int imap_session_stream_open(struct imap_session *s)
 {
-	size_t i = 0;
+	char path[4200];
+	int fd;
 
-	while (i < len && i + 1 < n && p[i] != ' ' && p[i] != '\r' &&
-	       p[i] != '\n' && (unsigned char)p[i] > 0x20)
-		i++;
-	if (i == 0) {
-		snprintf(tag, n, "*");
-		return;
+	if (s->ms == NULL)
+		return -1;
+	snprintf(path, sizeof(path), "%s/tmp", mstore_root(s->ms));
+	fd = open(path, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR &&
+			errno != EINVAL))
+		return fd;
+	/* no O_TMPFILE on this file system: a named file, unlinked */
+	snprintf(path, sizeof(path), "%s/tmp/mra-append.%llu.XXXXXX",
+		 mstore_root(s->ms), (unsigned long long)s->id);
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	return fd;
+}
+
+/* The reader streams an APPEND message: keep the command's bytes so far
+ * aside, open the file, invite the message (RFC 3501 §7.5). A file that
+ * cannot be opened fails the command once the message is in (the client
+ * sends it anyway after a "+" or with {n+}). */
+static int imap_session_stream_begin(struct imap_session *s,
+				     struct evbuffer *in,
+				     const struct imap_reader_out *o)
+{
+	imap_session_stream_discard(s);
+	s->lit_prefix = malloc(o->used);
+	if (s->lit_prefix == NULL ||
+	    evbuffer_remove(in, s->lit_prefix, o->used) != (int)o->used)
+		return -1;
+	s->lit_prefix_len = o->used;
+	s->lit_fd = imap_session_stream_open(s);
+	if (s->lit_fd < 0) {
+		s->lit_err = errno != 0 ? errno : EIO;
+		log_warn("imap: client=%s, user=<%s>: APPEND spool in %s/tmp: "
+			 "%s", s->addr, s->user, mstore_root(s->ms),
+			 strerror(s->lit_err));
 	}
-	memcpy(tag, p, i);
-	tag[i] = '\0';
+	if (o->cont)
+		imap_session_printf(s, "+ OK\r\n");
+	return 0;
 }
 
-static void imap_session_bad_line(struct imap_session *s, const char *buf,
-				  size_t len, const char *why, int fatal)
+/* Bytes of the streamed message: to the file, through one bounded
+ * buffer; the input drains as it goes. */
+static int imap_session_stream_data(struct imap_session *s,
+				    struct evbuffer *in,
+				    const struct imap_reader_out *o)
 {
-	char tag[64];
+	static char chunk[64 * 1024];
+	size_t left = o->used;
 
-	imap_session_peek_tag(buf, len, tag, sizeof(tag));
+	while (left > 0) {
+		size_t k = left < sizeof(chunk) ? left : sizeof(chunk), w = 0;
+		int got = evbuffer_remove(in, chunk, k);
+
+		if (got <= 0)
+			return -1;
+		while (s->lit_fd >= 0 && s->lit_err == 0 && w < (size_t)got) {
+			ssize_t r = write(s->lit_fd, chunk + w, (size_t)got - w);
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				s->lit_err = r < 0 ? errno : EIO;
+			else
+				w += (size_t)r;
+		}
+		left -= (size_t)got;
+	}
+	s->lit_size += o->used;
+	if (o->last) {
+		/* the command goes on after the message: parse it whole,
+		 * with "{000}" where the message was announced */
+		if (evbuffer_prepend(in, s->lit_prefix, s->lit_prefix_len) < 0)
+			return -1;
+		free(s->lit_prefix);
+		s->lit_prefix = NULL;
+		s->lit_prefix_len = 0;
+	}
+	return 0;
+}
+
+/* The streamed message belongs to the command just parsed: its argument
+ * is the (empty) literal whose data starts at stream_at. */
+static void imap_session_stream_attach(struct imap_session *s,
+				       struct imap_cmd *c, size_t count,
+				       size_t stream_at)
+{
+	size_t i;
+
+	if (stream_at == 0 || (s->lit_fd < 0 && s->lit_err == 0))
+		return;
+	for (i = 0; i < count; i++) {
+		if (c->args[i].type != IMAP_ARG_LITERAL ||
+		    c->args[i].s != c->bytes + stream_at)
+			continue;
+		c->lit_arg = &c->args[i];
+		c->lit_fd = s->lit_fd;
+		c->lit_err = s->lit_err;
+		c->lit_size = s->lit_size;
+		s->lit_fd = -1;
+		break;
+	}
+	imap_session_stream_discard(s);
+}
+
+/* A bad command line: BAD, or BYE after too many or when the client
+ * cannot be resynchronised (fatal). */
+static void imap_session_bad(struct imap_session *s, const char *tag,
+			     const char *code, const char *why, int fatal)
+{
+	imap_session_printf(s, "%s BAD %s%s%s%s\r\n", tag,
+			    code != NULL ? "[" : "", code != NULL ? code : "",
+			    code != NULL ? "] " : "", why);
 	if (++s->bad_cmds > IMAP_SESSION_MAX_BAD || fatal) {
 		imap_session_printf(s, "* BYE %s\r\n", fatal ? why :
 				    "Too many invalid commands.");
 		imap_session_linger(s);
-		return;
 	}
-	imap_session_printf(s, "%s BAD %s\r\n", tag, why);
-}
-
-/* A literal is announced: refuse it before its bytes are read when too
- * big (RFC 7888 §4; APPEND checked against the size limit and quota). */
-static int imap_session_literal(struct imap_session *s, const char *buf,
-				size_t len, const struct imap_parse_need *need)
-{
-	char name[16], tag[64];
-	size_t limit = s->set->max_literal;
-	int append;
-
-	imap_session_peek_name(buf, len, name, sizeof(name));
-	append = strcmp(name, "APPEND") == 0;
-	if (append)
-		limit = s->set->max_append;
-	if (need->literal_size > limit) {
-		if (need->nonsync) {
-			imap_session_bad_line(s, buf, len,
-					      "Literal too big", 1);
-			return -1;
-		}
-		imap_session_peek_tag(buf, len, tag, sizeof(tag));
-		imap_session_printf(s, "%s NO [TOOBIG] %s\r\n", tag, append ?
-				    "Message too large" : "Literal too big");
-		evbuffer_drain(bufferevent_get_input(s->bev),
-			       need->literal_at);
-		s->lit_sent_at_valid = 0;
-		return -1;
-	}
-	if (append && !need->nonsync && s->quota_limit > 0 &&
-	    s->quota_used + need->literal_size > s->quota_limit) {
-		/* RFC 9208 §4.3: refused before the message is sent */
-		imap_session_peek_tag(buf, len, tag, sizeof(tag));
-		imap_session_printf(s, "%s NO [OVERQUOTA] Quota exceeded\r\n",
-				    tag);
-		evbuffer_drain(bufferevent_get_input(s->bev),
-			       need->literal_at);
-		s->lit_sent_at_valid = 0;
-		return -1;
-	}
-	if (!need->nonsync && (!s->lit_sent_at_valid ||
-			       s->lit_sent_at != need->literal_at)) {
-		imap_session_printf(s, "+ OK\r\n");
-		s->lit_sent_at = need->literal_at;
-		s->lit_sent_at_valid = 1;
-	}
-	s->need_bytes = need->literal_at + need->literal_size;
-	/* let the literal in, bounded by what was just accepted */
-	bufferevent_setwatermark(s->bev, EV_READ, 0,
-				 s->need_bytes + s->set->max_line + 2);
-	return 0;
 }
 
 static int imap_session_upper(const char *in, char *out, size_t n)
@@ -681,6 +732,10 @@ static void imap_session_dispatch(struct imap_session *s, struct imap_cmd *c)
 	}
 	if (!(c->def->states & (1u << s->state))) {
 		imap_cmd_bad(c, "Command not valid in this state.");
+		imap_session_cmd_done(c);
+		return;
+	}
+	if (imap_cmd_check_mailboxes(c) < 0) {
 		imap_session_cmd_done(c);
 		return;
 	}
@@ -756,8 +811,9 @@ static void imap_session_rate_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Command rate limit: beyond max per second, stop reading until the
- * next second (the client is slowed, not disconnected). */
-static int imap_session_rate(struct imap_session *s)
+ * next second (the client is slowed, not disconnected). Returns 1 when
+ * the next command must wait. */
+static int imap_session_rate_wait(struct imap_session *s)
 {
 	struct timeval tv = { 1, 0 };
 	long now = (long)time(NULL);
@@ -768,9 +824,8 @@ static int imap_session_rate(struct imap_session *s)
 		s->cmd_second = now;
 		s->cmd_count = 0;
 	}
-	if (++s->cmd_count <= s->set->max_cmds_per_sec)
+	if (s->cmd_count < s->set->max_cmds_per_sec)
 		return 0;
-	s->cmd_count--;
 	if (s->timer != NULL)
 		return 1;
 	s->timer = evtimer_new(s->base, imap_session_rate_cb, s);
@@ -781,64 +836,120 @@ static int imap_session_rate(struct imap_session *s)
 	return 1;
 }
 
-static int imap_session_input_cmd(struct imap_session *s,
-				  struct evbuffer *in, size_t len)
+/* The reader's limits now: small literals before login (RFC 7888 §4
+ * allows refusing; strangers must not make us hold much), bigger ones
+ * after, and APPEND messages streamed to a file up to the size limit. */
+static void imap_session_policy(const struct imap_session *s,
+				struct imap_reader_policy *pol)
 {
-	static struct imap_arg args[IMAP_MAX_ARGS];
-	struct imap_parser_limits lim;
-	struct imap_parse_need need;
-	enum imap_parse_err perr;
-	struct imap_cmd *c;
-	size_t used;
-	char *p, *tag;
-	int n;
+	memset(pol, 0, sizeof(*pol));
+	pol->max_line = s->set->max_line;
+	if (s->state == IMAP_ST_NOTAUTH) {
+		pol->max_literal = s->set->max_login_literal;
+	} else {
+		pol->max_literal = s->set->max_literal;
+		pol->max_stream = s->set->max_append;
+	}
+	pol->max_command = s->set->max_line + pol->max_literal;
+	pol->quota_left = UINT64_MAX;
+	if (s->quota_limit > 0)
+		pol->quota_left = s->quota_used < s->quota_limit ?
+			s->quota_limit - s->quota_used : 0;
+}
 
-	if (s->need_bytes > 0 && len < s->need_bytes)
-		return 0;
-	s->need_bytes = 0;
-	lim.max_line = s->set->max_line;
-	/* the literal limit depends on the command: imap_session_literal()
-	 * checks it as soon as the literal is announced */
-	lim.max_literal = SIZE_MAX / 4;
-	lim.max_depth = 16;
-	p = (char *)evbuffer_pullup(in, -1);
-	if (p == NULL)
-		return 0;
-	n = imap_parser_parse(&lim, p, len, &tag, args, IMAP_MAX_ARGS, &used,
-			      &need, &perr);
-	if (n == IMAP_PARSE_NEED_MORE) {
-		if (need.literal && imap_session_literal(s, p, len, &need) < 0)
-			return !s->logout_pending;
-		return 0;
-	}
-	if (n == IMAP_PARSE_ERROR) {
-		imap_session_bad_line(s, p, len, imap_parser_strerror(perr),
-				      need.nonsync);
-		s->lit_sent_at_valid = 0;
-		if (used > 0) {
-			evbuffer_drain(in, used);
-		} else {
-			evbuffer_drain(in, len);
-			s->mode = IMAP_MODE_SKIP;
-		}
-		return !s->logout_pending;
-	}
-	s->lit_sent_at_valid = 0;
-	if (imap_session_rate(s))
-		return 0;
-	if (used > s->set->max_line)
+/* Let in what the command being read may still need: its bytes so far
+ * (up to the end of an accepted literal, or the part kept aside while a
+ * message streams) and one more line. TCP holds back the rest. */
+static void imap_session_read_limit(struct imap_session *s)
+{
+	size_t base = s->rd.need > s->rd.stream_at ? s->rd.need :
+		s->rd.stream_at;
+
+	if (s->bev != NULL)
 		bufferevent_setwatermark(s->bev, EV_READ, 0,
-					 s->set->max_line + 2);
-	/* rebuild: parse mutated the buffer; copy it with its pointers */
-	c = imap_session_take(s, p, used, tag, args, n);
-	evbuffer_drain(in, used);
+					 base + s->set->max_line + 2);
+}
+
+static int imap_session_command(struct imap_session *s, struct evbuffer *in,
+				char *p, const struct imap_reader_out *o)
+{
+	struct imap_cmd *c;
+
+	c = imap_session_take(s, p, o->used, o->tag, imap_session_args,
+			      o->nargs);
+	evbuffer_drain(in, o->used);
 	if (c == NULL) {
+		imap_session_stream_discard(s);
 		imap_session_printf(s, "* BYE Out of memory.\r\n");
 		imap_session_close(s);
 		return 0;
 	}
+	imap_session_stream_attach(s, c,
+		imap_session_arg_span(c->args, c->args) + 1, o->stream_at);
+	s->cmd_count++;
 	imap_session_dispatch(s, c);
 	return 1;
+}
+
+/* One step of the command reader over the buffered input; 0 when
+ * nothing more can be done now. */
+static int imap_session_input_cmd(struct imap_session *s,
+				  struct evbuffer *in, size_t len)
+{
+	struct imap_reader_policy pol;
+	struct imap_reader_out o;
+	enum imap_reader_ev ev;
+	char *p = NULL;
+
+	if (imap_reader_streaming(&s->rd)) {
+		ev = imap_reader_step(&s->rd, NULL, NULL, len, NULL, 0, &o);
+	} else {
+		if (imap_session_rate_wait(s))
+			return 0;
+		imap_session_policy(s, &pol);
+		p = (char *)evbuffer_pullup(in, -1);
+		if (p == NULL)
+			return 0;
+		ev = imap_reader_step(&s->rd, &pol, p, len, imap_session_args,
+				      IMAP_MAX_ARGS, &o);
+	}
+	switch (ev) {
+	case IMAP_RD_MORE:
+		return 0;
+	case IMAP_RD_COMMAND:
+		return imap_session_command(s, in, p, &o);
+	case IMAP_RD_CONTINUE:
+		imap_session_printf(s, "+ OK\r\n");
+		return 1;
+	case IMAP_RD_NO:
+		imap_session_stream_discard(s);
+		imap_session_printf(s, "%s NO [%s] %s\r\n", o.tag, o.code,
+				    o.text);
+		evbuffer_drain(in, o.used);
+		return 1;
+	case IMAP_RD_BAD:
+	case IMAP_RD_FATAL:
+		imap_session_stream_discard(s);
+		imap_session_bad(s, o.tag, o.code, o.text,
+				 ev == IMAP_RD_FATAL);
+		evbuffer_drain(in, o.used);
+		return !s->logout_pending;
+	case IMAP_RD_DROP:
+		evbuffer_drain(in, o.used);
+		return 1;
+	case IMAP_RD_STREAM:
+		if (imap_session_stream_begin(s, in, &o) == 0)
+			return 1;
+		break;
+	case IMAP_RD_DATA:
+		if (imap_session_stream_data(s, in, &o) == 0)
+			return 1;
+		break;
+	}
+	imap_session_stream_discard(s);
+	imap_session_printf(s, "* BYE Out of memory.\r\n");
+	imap_session_linger(s);
+	return 0;
 }
 
 /* A raw line (AUTHENTICATE continuation, IDLE's DONE). */
@@ -854,8 +965,9 @@ static int imap_session_input_line(struct imap_session *s,
 	if (r == 0)
 		return 0;
 	if (r < 0) {
+		/* the BYE must reach the client: linger, not close at once */
 		imap_session_printf(s, "* BYE Line too long.\r\n");
-		imap_session_close(s);
+		imap_session_linger(s);
 		return -1;
 	}
 	line = strndup(p, n);
@@ -905,18 +1017,6 @@ static void imap_session_input(struct imap_session *s)
 		if (len == 0)
 			break;
 		switch (s->mode) {
-		case IMAP_MODE_SKIP: {
-			struct evbuffer_ptr e = evbuffer_search(in, "\n", 1,
-								NULL);
-			if (e.pos < 0) {
-				evbuffer_drain(in, len);
-				go = 0;
-			} else {
-				evbuffer_drain(in, (size_t)e.pos + 1);
-				s->mode = IMAP_MODE_CMD;
-			}
-			break;
-		}
 		case IMAP_MODE_AUTH:
 		case IMAP_MODE_IDLE:
 			if (s->mode == IMAP_MODE_IDLE && s->idle_done_pending) {
@@ -931,8 +1031,12 @@ static void imap_session_input(struct imap_session *s)
 		}
 	}
 	s->in_input = 0;
-	if (s->closing && !s->busy)
+	if (s->closing && !s->busy) {
 		imap_session_free(s);
+		return;
+	}
+	if (s->mode == IMAP_MODE_CMD)
+		imap_session_read_limit(s);
 }
 
 /* ---- closing after the last response ---- */
@@ -1054,6 +1158,7 @@ static void imap_session_free(struct imap_session *s)
 		imap_cmd_free(s->auth_cmd);
 	mstore_folder_free(s->folder);
 	imap_cmd_msg_snapshot_free(s);
+	imap_session_stream_discard(s);
 	mstore_free(s->ms);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
@@ -1115,6 +1220,7 @@ static void imap_session_accept_cb(struct evconnlistener *l,
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	s->id = imap_session_next_id++;
 	s->wd[0] = s->wd[1] = -1;
+	s->lit_fd = -1;
 	s->set = li->set;
 	s->base = li->base;
 	s->pool = li->pool;

@@ -47,7 +47,12 @@ struct imap_settings {
 	unsigned login_timeout;      /* seconds before login */
 	unsigned idle_timeout;       /* seconds after login (RFC 3501 §5.4) */
 	size_t max_line;             /* bytes per command line */
-	size_t max_literal;          /* literal outside APPEND */
+	size_t max_login_literal;    /* a literal before login (LOGIN,
+				      * AUTHENTICATE): small, so that
+				      * strangers cannot make us hold much */
+	size_t max_literal;          /* a literal after login, held in
+				      * memory; a bigger APPEND message is
+				      * streamed to a file */
 	size_t max_append;           /* APPEND message size limit */
 	unsigned max_cmds_per_sec;   /* beyond: reading pauses */
 	unsigned max_auth_fails;     /* per connection, then BYE */
@@ -72,8 +77,7 @@ enum imap_state {
 
 /* What the input side is doing. */
 enum imap_mode {
-	IMAP_MODE_CMD,       /* reading commands */
-	IMAP_MODE_SKIP,      /* discarding the rest of a bad line */
+	IMAP_MODE_CMD,       /* reading commands (struct imap_reader) */
 	IMAP_MODE_AUTH,      /* AUTHENTICATE continuation lines */
 	IMAP_MODE_IDLE,      /* waiting for DONE (RFC 2177) */
 };
@@ -95,15 +99,22 @@ struct imap_session {
 	int busy;                    /* a job is on the pool */
 	int closing;                 /* free when the job comes back */
 	int paused;                  /* reading paused (rate, output) */
-	int lit_sent_at_valid;
-	size_t lit_sent_at;          /* "+ " already sent for this literal */
 	unsigned auth_fails;
 	unsigned cmd_count;          /* commands this second */
 	long cmd_second;
 	struct event *timer;         /* delays: failed auth, rate limit */
 	char *user;
 	struct imap_cmd *auth_cmd;   /* AUTHENTICATE awaiting a line */
-	size_t need_bytes;           /* wait for this much input (literal) */
+	struct imap_reader rd;       /* the command being read */
+	/* An APPEND message streamed to an unlinked file in the user's
+	 * Maildir tmp/ while it arrives (never held in memory whole); the
+	 * command's bytes before it wait in lit_prefix. Handed to the
+	 * command (imap_cmd.lit_fd) once it is complete. */
+	int lit_fd;                  /* -1: none */
+	int lit_err;                 /* errno of a failed write, else 0 */
+	uint64_t lit_size;
+	char *lit_prefix;
+	size_t lit_prefix_len;
 	unsigned bad_cmds;
 	int logout_pending;
 	unsigned linger;

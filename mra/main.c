@@ -32,7 +32,8 @@ static char *var_mail_location, *var_virtual_mailbox_base,
 	*var_virtual_mailbox_maps, *var_virtual_password_maps,
 	*var_virtual_mailbox_limit_maps;
 static long var_message_size_limit, var_imap_max_line_length,
-	var_imap_literal_limit, var_login_timeout, var_imap_idle_timeout,
+	var_imap_literal_limit, var_imap_login_literal_limit,
+	var_login_timeout, var_imap_idle_timeout,
 	var_imap_max_commands_per_second, var_auth_max_failures,
 	var_auth_max_failures_per_ip, var_auth_failure_window,
 	var_auth_failure_delay, var_worker_threads, var_pop3_timeout;
@@ -63,6 +64,10 @@ static const struct cfg_param main_params[] = {
 	  1024, 16777216 },
 	{ "imap_literal_limit", CFG_INT, "65536", &var_imap_literal_limit,
 	  1024, 16777216 },
+	/* before login only LOGIN and AUTHENTICATE take literals: a few KB
+	 * (Dovecot's imap-login keeps to such a limit too) */
+	{ "imap_login_literal_limit", CFG_INT, "8192",
+	  &var_imap_login_literal_limit, 256, 1048576 },
 	{ "login_timeout", CFG_TIME, "60s", &var_login_timeout, 1, 0 },
 	{ "imap_idle_timeout", CFG_TIME, "30m", &var_imap_idle_timeout, 1, 0 },
 	{ "imap_max_commands_per_second", CFG_INT, "1000",
@@ -330,6 +335,7 @@ static void main_imap_settings(struct imap_settings *set,
 	set->idle_timeout = (unsigned)var_imap_idle_timeout;
 	set->max_line = (size_t)var_imap_max_line_length;
 	set->max_literal = (size_t)var_imap_literal_limit;
+	set->max_login_literal = (size_t)var_imap_login_literal_limit;
 	set->max_append = (size_t)var_message_size_limit;
 	set->max_cmds_per_sec = (unsigned)var_imap_max_commands_per_second;
 	set->max_auth_fails = (unsigned)var_auth_max_failures;

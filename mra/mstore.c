@@ -28,6 +28,7 @@
 
 struct mstore {
 	char *root;
+	uint64_t quota_limit;     /* bytes from the user map; 0: maildirsize's */
 };
 
 /* One index line: "<uid> <size> <vsize> <mtime> <base>". */
@@ -1188,28 +1189,59 @@ full:
 	return err_set(err, 0, "message too large");
 }
 
+/* The quota definition in maildirsize (Maildir++: "<bytes>S"). Returns 0
+ * with *limit_r (0: none), or -1 when there is no readable file. */
+static int mstore_quota_file_limit(const struct mstore *ms, long long *limit_r)
+{
+	char p[MSTORE_PATH_MAX], text[8192];
+	long long b, n;
+	ssize_t r;
+	int fd;
+
+	*limit_r = 0;
+	mstore_fmt(p, sizeof(p), "%s/maildirsize", ms->root);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	r = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (r < 0)
+		return -1;
+	text[r] = '\0';
+	if (quota_parse(text, (size_t)r, limit_r, &b, &n) < 0)
+		*limit_r = 0;
+	return 0;
+}
+
+/* The limit that applies: the user map's, else maildirsize's own. */
+static long long mstore_quota_limit(const struct mstore *ms)
+{
+	long long limit;
+
+	if (ms->quota_limit > 0)
+		return ms->quota_limit > (uint64_t)INT64_MAX ? INT64_MAX :
+		       (long long)ms->quota_limit;
+	mstore_quota_file_limit(ms, &limit);
+	return limit;
+}
+
 /* Maildir++ maildirsize bookkeeping, only when the file exists (quota.h
  * rebuilds it by scanning otherwise). */
 static void mstore_quota_note(struct mstore *ms, long long bytes, long long files)
 {
-	char p[MSTORE_PATH_MAX], text[8192];
-	long long limit = 0, b, n;
+	long long limit;
 	struct err e;
-	ssize_t r;
-	int fd;
 
-	mstore_fmt(p, sizeof(p), "%s/maildirsize", ms->root);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (mstore_quota_file_limit(ms, &limit) < 0)
 		return;
-	r = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	if (r < 0)
-		return;
-	text[r] = '\0';
-	if (quota_parse(text, (size_t)r, &limit, &b, &n) < 0)
-		limit = 0;
+	if (ms->quota_limit > 0)
+		limit = mstore_quota_limit(ms);
 	quota_add(ms->root, limit, bytes, files, (uid_t)-1, (gid_t)-1, &e);
+}
+
+void mstore_set_quota(struct mstore *ms, uint64_t limit)
+{
+	ms->quota_limit = limit;
 }
 
 static int mstore_u32_cmp(const void *a, const void *b)
@@ -1449,23 +1481,73 @@ static int mstore_copy_file(const char *from, const char *dest_folder,
 	return rc;
 }
 
+/* COPY's quota check (RFC 9208 §4.3): under quota_lock, which the caller
+ * keeps until the copy is recorded, so two sessions cannot both pass it.
+ * Returns 0 (room; *lock_r is the lock or -1 when no quota applies), -1
+ * (err) or MSTORE_OVERQUOTA (nothing locked). */
+static int mstore_copy_quota(struct mstore_folder *src, const size_t *idx,
+                             size_t n, long long *limit_r, int *lock_r,
+                             struct err *err)
+{
+	long long flimit, used, files, want = 0;
+	size_t i;
+	int lk;
+
+	*lock_r = -1;
+	*limit_r = mstore_quota_limit(src->ms);
+	if (*limit_r <= 0)
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (idx[i] >= src->count)
+			return err_set(err, 0, "no such message");
+		if (__builtin_add_overflow(want, (long long)src->msgs[idx[i]].size,
+		                           &want))
+			want = INT64_MAX;
+	}
+	lk = quota_lock(src->ms->root, (uid_t)-1, (gid_t)-1, err);
+	if (lk < 0)
+		return -1;
+	if (quota_get(src->ms->root, &flimit, &used, &files, err) < 0) {
+		quota_unlock(lk);
+		return -1;
+	}
+	if (quota_over(*limit_r, used, want)) {
+		quota_unlock(lk);
+		err_set(err, 0, "quota exceeded");
+		return MSTORE_OVERQUOTA;
+	}
+	*lock_r = lk;
+	return 0;
+}
+
 int mstore_copy(struct mstore_folder *src, const size_t *idx, size_t n,
-                const char *dest, uint32_t *uids_r, uint32_t *uidvalidity_r,
-                struct err *err)
+                const char *dest, unsigned flags, uint32_t *uids_r,
+                uint32_t *uidvalidity_r, struct err *err)
 {
 	char path[MSTORE_PATH_MAX], from[MSTORE_PATH_MAX], to[MSTORE_PATH_MAX];
 	char base[MAILDIR_NAME_MAX], fname[MAILDIR_NAME_MAX + 40], info[64];
 	struct mstore_index ix;
-	long long bytes = 0;
+	long long bytes = 0, limit = 0;
 	char **made;
 	size_t i, nmade = 0;
-	int lk, rc = 0;
+	int lk, qlk = -1, rc = 0;
 
+	/* MOVE inside the mailbox takes nothing from the quota: the
+	 * messages leave the source right after */
+	if (!(flags & MSTORE_COPY_MOVE)) {
+		rc = mstore_copy_quota(src, idx, n, &limit, &qlk, err);
+		if (rc < 0)
+			return rc;
+	}
 	made = calloc(n + 1, sizeof(*made));
-	if (made == NULL)
+	if (made == NULL) {
+		quota_unlock(qlk);
 		return err_set(err, 1, "out of memory");
+	}
+	/* lock order: quota.lock, then the folder's index lock */
 	lk = mstore_index_begin(src->ms, dest, path, sizeof(path), &ix, err);
 	if (lk < 0) {
+		quota_unlock(qlk);
 		free(made);
 		return -1;
 	}
@@ -1509,8 +1591,14 @@ int mstore_copy(struct mstore_folder *src, const size_t *idx, size_t n,
 		}
 		if (rc == 0 && tries == 3)
 			rc = err_set(err, 1, "message %u keeps moving", m->uid);
-		if (rc == 0 && (made[nmade] = strdup(fname)) != NULL)
+		if (rc == 0 && (made[nmade] = strdup(fname)) == NULL) {
+			/* untracked, it could not be taken back: remove it now */
+			mstore_fmt(to, sizeof(to), "%s/cur/%s", path, fname);
+			unlink(to);
+			rc = err_set(err, 1, "out of memory");
+		} else if (rc == 0) {
 			nmade++;
+		}
 		if (rc == 0 && mstore_index_push(&ix, fname, m->size, m->vsize,
 		                                 (int64_t)m->internaldate,
 		                                 uids_r ? &uids_r[i] : NULL) < 0)
@@ -1537,8 +1625,17 @@ int mstore_copy(struct mstore_folder *src, const size_t *idx, size_t n,
 	for (i = 0; i < nmade; i++)
 		free(made[i]);
 	free(made);
-	if (rc == 0 && n > 0)
+	if (rc == 0 && n > 0 && qlk >= 0) {
+		struct err e;
+
+		/* still under quota.lock; a missing maildirsize is created
+		 * from a scan that already sees the copies */
+		quota_add(src->ms->root, limit, bytes, (long long)n, (uid_t)-1,
+		          (gid_t)-1, &e);
+	} else if (rc == 0 && n > 0) {
 		mstore_quota_note(src->ms, bytes, (long long)n);
+	}
+	quota_unlock(qlk);
 	return rc < 0 ? -1 : 0;
 }
 
@@ -2019,7 +2116,8 @@ int mstore_rename(struct mstore *ms, const char *from, const char *to,
 			uids[i] = f->msgs[i].uid;
 		}
 		if (rc == 0)
-			rc = mstore_copy(f, idx, f->count, to, NULL, NULL, err);
+			rc = mstore_copy(f, idx, f->count, to, MSTORE_COPY_MOVE,
+			                 NULL, NULL, err);
 		if (rc == 0)
 			rc = mstore_expunge(f, uids, f->count, 1, NULL, err);
 		free(idx);

@@ -134,6 +134,10 @@ struct mstore_status {
 int mstore_status(struct mstore *ms, const char *name, struct mstore_status *st,
                   struct err *err);
 
+/* The user's quota in bytes, from the user map (0: none there; then a
+ * limit in maildirsize's definition line applies). Set after login. */
+void mstore_set_quota(struct mstore *ms, uint64_t limit);
+
 /* Quota usage of the whole mailbox: from Maildir++ maildirsize when
  * present, else a scan. */
 int mstore_quota_usage(struct mstore *ms, uint64_t *bytes_r, uint64_t *count_r,
@@ -194,11 +198,20 @@ int mstore_append(struct mstore *ms, const char *name, const char *data,
 
 /* COPY msgs[idx[i]] into folder dest (hard link, else copy; fsynced),
  * keeping flags and keywords. uids_r (n entries, may be NULL) and
- * uidvalidity_r receive the new UIDs (COPYUID). MOVE = copy, then
- * mstore_expunge(src, their uids, n, 1, ...). */
+ * uidvalidity_r receive the new UIDs (COPYUID). MOVE = copy with
+ * MSTORE_COPY_MOVE, then mstore_expunge(src, their uids, n, 1, ...).
+ *
+ * Quota (RFC 9208 §4.3): a COPY must fit, whole, in the mailbox's limit
+ * (mstore_set_quota(), else the definition in maildirsize); the check and
+ * the maildirsize update happen under quota_lock(), so concurrent copies
+ * cannot both pass it. A MOVE stays inside the mailbox and is not
+ * checked. Returns 0, -1 (err; err->temp = 0: no such folder), or
+ * MSTORE_OVERQUOTA: nothing was copied. */
+#define MSTORE_COPY_MOVE  0x01
+#define MSTORE_OVERQUOTA  (-2)
 int mstore_copy(struct mstore_folder *src, const size_t *idx, size_t n,
-                const char *dest, uint32_t *uids_r, uint32_t *uidvalidity_r,
-                struct err *err);
+                const char *dest, unsigned flags, uint32_t *uids_r,
+                uint32_t *uidvalidity_r, struct err *err);
 
 /* ---- change notification (IDLE) ---- */
 

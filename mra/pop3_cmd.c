@@ -25,9 +25,11 @@ enum pop3_rc pop3_cmd_line(const char *buf, size_t len, size_t max,
                            size_t *linelen_r, size_t *used_r)
 {
 	size_t scan = len < max ? len : max;
-	const char *nl = memchr(buf, '\n', scan);
+	const char *nl = scan > 0 ? memchr(buf, '\n', scan) : NULL;
 	size_t n;
 
+	if (max == 0)
+		return POP3_ERR_TOO_LONG;
 	if (nl == NULL)
 		return len >= max ? POP3_ERR_TOO_LONG : POP3_NEED_MORE;
 	n = (size_t)(nl - buf);

@@ -35,8 +35,13 @@ struct pop3_cmd {
 	size_t arg_len[2];
 };
 
-/* Find the next line in buf: *linelen_r excludes the line end (CRLF, or
- * a lone LF, which POP3 clients do send), *used_r includes it. */
+/* Find the next line in buf[0..len): *linelen_r excludes the line end
+ * (CRLF, or a lone LF, which POP3 clients do send), *used_r includes it.
+ * max is the most bytes a line may take with its line end, so on POP3_OK
+ * *linelen_r < max and *used_r <= max: a caller's buffer of max bytes
+ * holds the line and a NUL. Once max bytes hold no LF the result is
+ * POP3_ERR_TOO_LONG (never a wait without bound). Bytes past max are not
+ * looked at, so any len may be passed. */
 enum pop3_rc pop3_cmd_line(const char *buf, size_t len, size_t max,
                            size_t *linelen_r, size_t *used_r);
 

@@ -26,8 +26,15 @@
 #include "pop3_session.h"
 
 #define POP3_AUTH_LINE_MAX  8192   /* RFC 5034 §4: SASL lines may be long */
+/* a line with its CRLF (or lone LF): the size of the line buffer, which
+ * pop3_cmd_line() never fills past (line < max, room for the NUL) */
+#define POP3_LINE_BUF       (POP3_AUTH_LINE_MAX + 2)
 #define POP3_MAX_AUTH_FAILS 3
 #define POP3_READ_HIGH      (64 * 1024)
+/* Pipelined RETRs to a client that does not read: stop taking commands
+ * while this much output is queued, go on below POP3_OUT_LOW. */
+#define POP3_OUT_HIGH       (1024 * 1024)
+#define POP3_OUT_LOW        (128 * 1024)
 
 enum pop3_state { POP3_ST_AUTH, POP3_ST_TRANS, POP3_ST_UPDATE, POP3_ST_CLOSING };
 
@@ -618,8 +625,20 @@ static void pop3_cmd_auth(struct pop3_session *s, const struct pop3_cmd *c)
 static void pop3_sasl_response(struct pop3_session *s, const char *line,
                                size_t len)
 {
-	struct pop3_job *j = pop3_job_new(POP3_JOB_SASL_STEP);
+	struct pop3_job *j;
+	size_t i;
 
+	/* RFC 5034 §4: a response is base64 or "*"; a NUL or control would
+	 * be cut off by the C strings below, so refuse it */
+	for (i = 0; i < len; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f) {
+			s->in_sasl = 0;
+			sasl_glue_server_free(s->sasl);
+			s->sasl = NULL;
+			pop3_reply(s, "-ERR Invalid authentication response.");
+			return;
+		}
+	j = pop3_job_new(POP3_JOB_SASL_STEP);
 	if (j == NULL || (j->in = strndup(line, len)) == NULL) {
 		pop3_job_free(j);
 		s->in_sasl = 0;
@@ -683,6 +702,11 @@ static void pop3_cmd_stls(struct pop3_session *s)
 	}
 	s->bev = nb;
 	s->tls = 1;
+	/* the filter writes its ciphertext to the socket bufferevent; bound
+	 * it, so that POP3_OUT_HIGH still holds back a client that does not
+	 * read */
+	bufferevent_setwatermark(bufferevent_get_underlying(nb), EV_WRITE, 0,
+	                         POP3_OUT_LOW);
 	free(s->user);
 	s->user = NULL;
 }
@@ -1024,10 +1048,13 @@ static void pop3_dispatch(struct pop3_session *s, const char *line, size_t len)
 	}
 }
 
-/* Run the complete lines buffered, until a job is out. */
+/* Run the complete lines buffered, until a job is out. The line is
+ * copied out (and the input drained) before it runs: STLS drops the input
+ * and replaces the bufferevent. The line buffer is what pop3_cmd_line()
+ * is told the limit is, so the copy and its NUL always fit. */
 static void pop3_process(struct pop3_session *s)
 {
-	char line[POP3_AUTH_LINE_MAX + 1];
+	char line[POP3_LINE_BUF];
 
 	while (!s->busy && s->bev != NULL && s->state != POP3_ST_CLOSING &&
 	       s->state != POP3_ST_UPDATE) {
@@ -1038,12 +1065,19 @@ static void pop3_process(struct pop3_session *s)
 
 		if (len == 0)
 			return;
-		n = len < POP3_AUTH_LINE_MAX + 2 ? len : POP3_AUTH_LINE_MAX + 2;
-		p = (const char *)evbuffer_pullup(in, (ssize_t)n);
-		rc = pop3_cmd_line(p, n, POP3_AUTH_LINE_MAX + 2, &ll, &used);
+		if (pop3_pending_out(s->bev) > POP3_OUT_HIGH)
+			return;   /* pop3_write_cb() resumes */
+		n = len < sizeof(line) ? len : sizeof(line);
+		p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+		if (p == NULL) {
+			pop3_reply(s, "-ERR [SYS/TEMP] Out of memory.");
+			pop3_hangup(s, "out of memory");
+			return;
+		}
+		rc = pop3_cmd_line(p, n, sizeof(line), &ll, &used);
 		if (rc == POP3_NEED_MORE)
 			return;
-		if (rc != POP3_OK) {
+		if (rc != POP3_OK || ll >= sizeof(line) || used > n) {
 			pop3_reply(s, "-ERR Line too long.");
 			pop3_hangup(s, "line too long");
 			return;
@@ -1059,6 +1093,15 @@ static void pop3_process(struct pop3_session *s)
 static void pop3_read_cb(struct bufferevent *bev, void *arg)
 {
 	pop3_process(arg);
+}
+
+/* The output fell below POP3_OUT_LOW: take the commands that waited. */
+static void pop3_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct pop3_session *s = arg;
+
+	if (!s->busy && s->state != POP3_ST_CLOSING)
+		pop3_process(s);
 }
 
 static void pop3_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1120,8 +1163,9 @@ static void pop3_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	}
 	s->next = pop3_sessions;
 	pop3_sessions = s;
-	bufferevent_setcb(s->bev, pop3_read_cb, NULL, pop3_event_cb, s);
+	bufferevent_setcb(s->bev, pop3_read_cb, pop3_write_cb, pop3_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, POP3_READ_HIGH);
+	bufferevent_setwatermark(s->bev, EV_WRITE, POP3_OUT_LOW, 0);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_info("pop3: connect from %s%s", s->addr, s->tls ? " (TLS)" : "");

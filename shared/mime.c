@@ -1,7 +1,8 @@
 /* mime: message structure (RFC 2045/2046 over RFC 5322) as a tree of byte
  * offsets, IMAP ENVELOPE/BODYSTRUCTURE renderers (RFC 3501 §7.4.2),
- * BODY[section] lookup and SEARCH decoders. Pure: no I/O; the tree and
- * the output buffers are the only allocations. */
+ * BODY[section] lookup and SEARCH decoders. Pure: no I/O; besides the
+ * tree and the output buffers, only scratch copies of the input are
+ * allocated. */
 #include <ctype.h>
 #include <errno.h>
 #include <iconv.h>
@@ -14,6 +15,8 @@
 #define MIME_TYPE_MAX 64
 #define MIME_BOUNDARY_MAX 70   /* RFC 2046 §5.1.1 */
 #define MIME_EW_MAX 1024       /* longest encoded word we decode */
+#define MIME_QUOTED_MAX 1024   /* longer IMAP strings go as literals */
+#define MIME_CONTAINS_CHUNK 65536
 
 /* ---- lines and header blocks ---- */
 
@@ -312,8 +315,8 @@ static int mime_param_get(const char *params, size_t len, const char *name,
 	struct buf n, v;
 	int found = 0;
 
-	buf_init(&n, 256);
-	buf_init(&v, 4096);
+	buf_init(&n, 0);
+	buf_init(&v, 0);
 	while (mime_param_next(&lx, &n, &v))
 		if (n.len > 0 && strcmp(n.p, name) == 0) {
 			found = buf_append(out, v.p ? v.p : "", v.len) == 0;
@@ -465,7 +468,7 @@ static void mime_parse_entity(struct mime_parser *mp, size_t off, size_t end,
 	if (strcmp(ct.type, "multipart") == 0) {
 		struct buf b;
 
-		buf_init(&b, 256);
+		buf_init(&b, 0);
 		if (mime_param_get(ct.params, ct.params_len, "boundary", &b) &&
 		    b.len > 0 && b.len <= MIME_BOUNDARY_MAX) {
 			if (depth + 1 >= mp->max_depth) {
@@ -532,14 +535,32 @@ void mime_tree_free(struct mime_tree *t)
 	free(t);
 }
 
-/* ---- IMAP output (RFC 3501 §4.3, §9 string / nstring) ---- */
+/* ---- IMAP output (RFC 3501 §4.3, §9 string / nstring) ----
+ *
+ * Scratch buffers here have no bound of their own: each holds a copy of
+ * part of the message (a field value, a parameter), so the message's size
+ * bounds it. The output buffer's bound is the caller's: a renderer that
+ * reaches it returns -1 and takes back all it appended, so a response is
+ * whole or absent, never cut off inside a list. */
 
+static void mime_truncate(struct buf *out, size_t len)
+{
+	out->len = len;
+	if (out->p != NULL)
+		out->p[len] = '\0';
+}
+
+/* A quoted string is 7-bit text without CR and LF (RFC 3501 §9
+ * TEXT-CHAR); anything else, or anything long (one header field may be
+ * megabytes: clients cap line lengths, not literals), is a literal. A
+ * literal is CHAR8, which has no NUL: a NUL goes as 0x80, keeping the
+ * length. */
 static int mime_imap_string(struct buf *out, const char *s, size_t len)
 {
-	size_t i;
-	int literal = 0;
+	size_t i, start = out->len;
+	int literal = len > MIME_QUOTED_MAX, rc;
 
-	for (i = 0; i < len; i++) {
+	for (i = 0; i < len && !literal; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c == '\r' || c == '\n' || c >= 0x80 || c == 0)
@@ -548,17 +569,29 @@ static int mime_imap_string(struct buf *out, const char *s, size_t len)
 	if (literal) {
 		if (buf_printf(out, "{%zu}\r\n", len) < 0)
 			return -1;
-		return buf_append(out, s, len);
+		if (buf_append(out, s, len) < 0) {
+			mime_truncate(out, start);
+			return -1;
+		}
+		for (i = out->len - len; i < out->len; i++)
+			if (out->p[i] == '\0')
+				out->p[i] = (char)0x80;
+		return 0;
 	}
-	if (buf_putc(out, '"') < 0)
+	if (buf_reserve(out, 2 * len + 2) < 0)
 		return -1;
-	for (i = 0; i < len; i++) {
-		if ((s[i] == '"' || s[i] == '\\') && buf_putc(out, '\\') < 0)
-			return -1;
-		if (buf_putc(out, s[i]) < 0)
-			return -1;
+	rc = buf_putc(out, '"');
+	for (i = 0; rc == 0 && i < len; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			rc = buf_putc(out, '\\');
+		if (rc == 0)
+			rc = buf_putc(out, s[i]);
 	}
-	return buf_putc(out, '"');
+	if (rc == 0)
+		rc = buf_putc(out, '"');
+	if (rc < 0)
+		mime_truncate(out, start);
+	return rc;
 }
 
 static int mime_imap_nstring(struct buf *out, const char *s, size_t len, int nil)
@@ -576,7 +609,7 @@ static int mime_imap_header(struct buf *out, const char *hdr, size_t hdr_len,
 	struct buf v;
 	int rc, found;
 
-	buf_init(&v, 65536);
+	buf_init(&v, 0);
 	found = mime_header_get(hdr, hdr_len, name, &v);
 	if (found < 0) {
 		buf_free(&v);
@@ -768,7 +801,8 @@ static int mime_addr_one(struct mime_lex *lx, struct mime_addr_ctx *a)
 	if (lx->p >= lx->end) {
 		if (ph->len == 0)
 			return 0;
-		buf_append(&a->local, ph->p, ph->len);
+		if (buf_append(&a->local, ph->p, ph->len) < 0)
+			return -1;
 		return mime_addr_emit(a, 0) < 0 ? -1 : 1;
 	}
 	switch (*lx->p) {
@@ -785,11 +819,10 @@ static int mime_addr_one(struct mime_lex *lx, struct mime_addr_ctx *a)
 		return mime_addr_group(a, 1) < 0 ? -1 : 1;
 	case ';':
 		lx->p++;
-		if (ph->len > 0) {
-			buf_append(&a->local, ph->p, ph->len);
-			if (mime_addr_emit(a, 0) < 0)
-				return -1;
-		}
+		if (ph->len > 0 &&
+		    (buf_append(&a->local, ph->p, ph->len) < 0 ||
+		     mime_addr_emit(a, 0) < 0))
+			return -1;
 		if (a->in_group) {
 			a->in_group = 0;
 			return mime_addr_group(a, 0) < 0 ? -1 : 1;
@@ -805,11 +838,10 @@ static int mime_addr_one(struct mime_lex *lx, struct mime_addr_ctx *a)
 		return 1;
 	case ',':
 		lx->p++;
-		if (ph->len > 0) {
-			buf_append(&a->local, ph->p, ph->len);
-			if (mime_addr_emit(a, 0) < 0)
-				return -1;
-		}
+		if (ph->len > 0 &&
+		    (buf_append(&a->local, ph->p, ph->len) < 0 ||
+		     mime_addr_emit(a, 0) < 0))
+			return -1;
 		return 1;
 	default:
 		lx->p++;   /* stray special (">", "]", "\\"): skip it */
@@ -825,10 +857,10 @@ static int mime_addr_list(struct buf *out, const char *v, size_t vl)
 
 	memset(&a, 0, sizeof(a));
 	a.out = out;
-	buf_init(&a.name, 4096);
-	buf_init(&a.local, 4096);
-	buf_init(&a.route, 4096);
-	buf_init(&a.domain, 4096);
+	buf_init(&a.name, 0);
+	buf_init(&a.local, 0);
+	buf_init(&a.route, 0);
+	buf_init(&a.domain, 0);
 	while ((r = mime_addr_one(&lx, &a)) > 0)
 		if (out->max != 0 && out->len >= out->max) {
 			r = -1;
@@ -867,7 +899,7 @@ static int mime_env_addrs(struct buf *out, const char *hdr, size_t hl,
 	return mime_addr_list(out, v, vl);
 }
 
-int mime_envelope(const struct mime_tree *t, int part, struct buf *out)
+static int mime_env(const struct mime_tree *t, int part, struct buf *out)
 {
 	const struct mime_part *p;
 	const char *h;
@@ -893,6 +925,17 @@ int mime_envelope(const struct mime_tree *t, int part, struct buf *out)
 	return buf_putc(out, ')');
 }
 
+int mime_envelope(const struct mime_tree *t, int part, struct buf *out)
+{
+	size_t start = out->len;
+
+	if (mime_env(t, part, out) < 0) {
+		mime_truncate(out, start);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- BODY / BODYSTRUCTURE (RFC 3501 §7.4.2) ---- */
 
 static int mime_bs_params(struct buf *out, const char *params, size_t len,
@@ -902,8 +945,8 @@ static int mime_bs_params(struct buf *out, const char *params, size_t len,
 	struct buf n, v;
 	int any = 0, rc = 0;
 
-	buf_init(&n, 256);
-	buf_init(&v, 65536);
+	buf_init(&n, 0);
+	buf_init(&v, 0);
 	while (rc == 0 && mime_param_next(&lx, &n, &v)) {
 		rc = buf_puts(out, any ? " " : "(");
 		any = 1;
@@ -1037,7 +1080,7 @@ static int mime_bs_part(const struct mime_tree *t, int idx, int ext,
 		strcpy(ct.subtype, "octet-stream");
 	}
 	is_text = strcmp(ct.type, "text") == 0;
-	buf_init(&enc, 1024);
+	buf_init(&enc, 0);
 	if (mime_header_get(h, hl, "Content-Transfer-Encoding", &enc) < 0 ||
 	    buf_putc(out, '(') < 0 ||
 	    mime_imap_string(out, ct.type, strlen(ct.type)) < 0 ||
@@ -1057,7 +1100,7 @@ static int mime_bs_part(const struct mime_tree *t, int idx, int ext,
 	}
 	buf_free(&enc);
 	if (p->flags & MIME_PART_MESSAGE) {
-		if (buf_putc(out, ' ') < 0 || mime_envelope(t, p->child, out) < 0 ||
+		if (buf_putc(out, ' ') < 0 || mime_env(t, p->child, out) < 0 ||
 		    buf_putc(out, ' ') < 0 || mime_bs_part(t, p->child, ext, out) < 0 ||
 		    buf_printf(out, " %zu", p->body_lines) < 0)
 			return -1;
@@ -1078,7 +1121,13 @@ static int mime_bs_part(const struct mime_tree *t, int idx, int ext,
 
 int mime_bodystructure(const struct mime_tree *t, int extended, struct buf *out)
 {
-	return mime_bs_part(t, 0, extended, out);
+	size_t start = out->len;
+
+	if (mime_bs_part(t, 0, extended, out) < 0) {
+		mime_truncate(out, start);
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- BODY[section] (RFC 3501 §6.4.5) ---- */
@@ -1534,8 +1583,8 @@ static int mime_body_text_part(const struct mime_tree *t, int idx,
 	mime_ctype_get(h, p->hdr_len, (p->flags & MIME_PART_IN_DIGEST) != 0, &ct);
 	if (strcmp(ct.type, "text") != 0 && strcmp(ct.type, "message") != 0)
 		return 0;
-	buf_init(&cte, 256);
-	buf_init(&cs, 256);
+	buf_init(&cte, 0);
+	buf_init(&cs, 0);
 	buf_init(&dec, 0);
 	if (mime_header_get(h, p->hdr_len, "Content-Transfer-Encoding", &cte) < 0 ||
 	    mime_decode_body(t->msg + p->body_off, p->body_len, cte.p, &dec) < 0)
@@ -1564,13 +1613,11 @@ int mime_body_text(const struct mime_tree *t, int part, struct buf *out)
 	return mime_body_text_part(t, part, out);
 }
 
-int mime_contains(const char *hay, size_t hay_len, const char *needle,
-                  size_t needle_len)
+static int mime_contains_naive(const char *hay, size_t hay_len,
+                               const char *needle, size_t needle_len)
 {
 	size_t i, j;
 
-	if (needle_len == 0)
-		return 1;
 	for (i = 0; i + needle_len <= hay_len; i++) {
 		for (j = 0; j < needle_len; j++)
 			if (tolower((unsigned char)hay[i + j]) !=
@@ -1580,4 +1627,46 @@ int mime_contains(const char *hay, size_t hay_len, const char *needle,
 			return 1;
 	}
 	return 0;
+}
+
+/* A naive scan costs hay x needle: a 50 MB message and a 64 KB SEARCH
+ * string would hold a worker for hours. Fold the case of the needle and
+ * of the haystack window by window (windows overlap by needle - 1 bytes,
+ * so no match straddles unseen) and let memmem(3), which is linear in
+ * glibc (two-way), do the search. */
+int mime_contains(const char *hay, size_t hay_len, const char *needle,
+                  size_t needle_len)
+{
+	size_t chunk, pos, i, n;
+	char *nl, *win;
+	int found = 0;
+
+	if (needle_len == 0)
+		return 1;
+	if (needle_len > hay_len)
+		return 0;
+	chunk = needle_len > MIME_CONTAINS_CHUNK / 4 ? 4 * needle_len :
+	        MIME_CONTAINS_CHUNK;
+	nl = malloc(needle_len);
+	win = malloc(chunk + needle_len);
+	if (nl == NULL || win == NULL) {
+		free(nl);
+		free(win);
+		return mime_contains_naive(hay, hay_len, needle, needle_len);
+	}
+	for (i = 0; i < needle_len; i++)
+		nl[i] = (char)tolower((unsigned char)needle[i]);
+	for (pos = 0; pos < hay_len && !found; pos += chunk) {
+		n = hay_len - pos;
+		if (n > chunk + needle_len - 1)
+			n = chunk + needle_len - 1;
+		for (i = 0; i < n; i++)
+			win[i] = (char)tolower((unsigned char)hay[pos + i]);
+		found = memmem(win, n, nl, needle_len) != NULL;
+		if (pos + n >= hay_len)
+			break;
+	}
+	free(nl);
+	free(win);
+	return found;
 }

@@ -1,6 +1,8 @@
 /* quota: Maildir++ maildirsize bookkeeping. Updates are single O_APPEND
  * writes (the Maildir++ rule that lets several writers share the file);
- * rebuilds write a temp file and rename it over. Blocking: worker pool. */
+ * rebuilds write a temp file and rename it over; quota.lock makes a check
+ * and its charge one step for writers that enforce the limit. Blocking:
+ * worker pool. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -8,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +19,7 @@
 
 #define QUOTA_FILE_MAX 5120   /* Maildir++: recalculate past this size */
 #define QUOTA_READ_MAX 65536
+#define QUOTA_LOCK_FILE "quota.lock"
 
 int quota_over(long long limit, long long used, long long bytes)
 {
@@ -264,6 +268,55 @@ int quota_usage(const char *maildir, long long *bytes_r, long long *files_r,
 	if (quota_scan(maildir, bytes_r, files_r, err) < 0)
 		return -1;
 	return 0;
+}
+
+int quota_get(const char *maildir, long long *limit_r, long long *bytes_r,
+	      long long *files_r, struct err *err)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/maildirsize", maildir);
+	if (quota_read(path, limit_r, bytes_r, files_r) >= 0)
+		return 0;
+	*limit_r = 0;
+	return quota_scan(maildir, bytes_r, files_r, err);
+}
+
+int quota_lock(const char *maildir, uid_t uid, gid_t gid, struct err *err)
+{
+	char path[4096];
+	int fd, n;
+
+	n = snprintf(path, sizeof(path), "%s/" QUOTA_LOCK_FILE, maildir);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return err_set(err, 1, "quota lock: path too long");
+	/* flock(2) needs no write access: read-only suits any writer */
+	fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_set(err, 1, "open %s: %s", path, strerror(errno));
+	if ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
+	    (uid != geteuid() || gid != getegid()) &&
+	    fchown(fd, uid, gid) < 0 && errno != EPERM) {
+		int e = errno;
+
+		close(fd);
+		return err_set(err, 1, "chown %s: %s", path, strerror(e));
+	}
+	while (flock(fd, LOCK_EX) < 0) {
+		int e = errno;
+
+		if (e == EINTR)
+			continue;
+		close(fd);
+		return err_set(err, 1, "lock %s: %s", path, strerror(e));
+	}
+	return fd;
+}
+
+void quota_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd);   /* releases the flock */
 }
 
 int quota_add(const char *maildir, long long limit, long long bytes,

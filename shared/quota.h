@@ -27,6 +27,20 @@ int quota_add(const char *maildir, long long limit, long long bytes,
 int quota_recalc(const char *maildir, long long limit, uid_t uid, gid_t gid,
 		 struct err *err);
 
+/* The limit recorded in maildirsize's first line (0: none, or no file)
+ * and the usage as quota_usage() finds it. Returns 0 or -1 (err). */
+int quota_get(const char *maildir, long long *limit_r, long long *bytes_r,
+	      long long *files_r, struct err *err);
+
+/* "Is there room?" then "add it" is not atomic in Maildir++ (only each
+ * appended line is): writers that must not overshoot the limit together
+ * (mra COPY, APPEND, the MDA) hold this lock from the check until their
+ * quota_add(). flock(2) on maildir/quota.lock, created owned by uid/gid
+ * ((uid_t)-1 keeps ours). Blocks while another holder works. Returns the
+ * lock's fd, or -1 (err filled, temp=1). */
+int quota_lock(const char *maildir, uid_t uid, gid_t gid, struct err *err);
+void quota_unlock(int fd);                  /* -1 does nothing */
+
 /* Pure: would bytes more exceed limit given usage? limit 0 = unlimited.
  * Returns 1 over, 0 fine. */
 int quota_over(long long limit, long long used, long long bytes);

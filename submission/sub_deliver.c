@@ -54,7 +54,7 @@ static enum sub_deliver_rc sub_deliver_maildir(const struct sub_target *t,
 {
 	char stem[40];
 	struct err qerr;
-	int rc;
+	int rc, lockfd = -1;
 
 	if (maildir_make(t->path, t->uid, t->gid, err) < 0)
 		return SUB_DELIVER_TEMP;
@@ -67,24 +67,31 @@ static enum sub_deliver_rc sub_deliver_maildir(const struct sub_target *t,
 		return SUB_DELIVER_TEMP;
 	if (rc == 1)
 		return SUB_DELIVER_DUP;
+	/* The check and the charge are one step under the quota lock, so
+	 * parallel deliveries and mra's COPY/APPEND cannot overshoot. */
 	if (t->quota > 0) {
-		rc = sub_deliver_over_quota(t, size, err);
-		if (rc < 0)
+		lockfd = quota_lock(t->path, t->uid, t->gid, err);
+		if (lockfd < 0)
 			return SUB_DELIVER_TEMP;
-		if (rc == 1) {
+		rc = sub_deliver_over_quota(t, size, err);
+		if (rc != 0) {
+			quota_unlock(lockfd);
+			if (rc < 0)
+				return SUB_DELIVER_TEMP;
 			err_set(err, 0, "5.2.2 <%s>: Mailbox full", t->addr);
 			return SUB_DELIVER_PERM;
 		}
 	}
 	rc = maildir_deliver(t->path, stem, iov, 2, "new", NULL, name_r,
 			     name_n, err);
-	if (rc < 0)
-		return SUB_DELIVER_TEMP;
-	if (rc == 1)
-		return SUB_DELIVER_DUP;
+	if (rc != 0) {
+		quota_unlock(lockfd);
+		return rc < 0 ? SUB_DELIVER_TEMP : SUB_DELIVER_DUP;
+	}
 	/* The message is safe; a maildirsize that could not be updated is
 	 * rebuilt by the next reader (Maildir++), so it does not fail this. */
 	quota_add(t->path, t->quota, size, 1, t->uid, t->gid, &qerr);
+	quota_unlock(lockfd);
 	return SUB_DELIVER_OK;
 }
 

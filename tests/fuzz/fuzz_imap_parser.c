@@ -11,7 +11,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const struct imap_parser_limits lim = { 1024, 2048, 10 };
+	static const struct imap_parser_limits lim = {
+		.max_line = 1024, .max_literal = 2048, .max_depth = 10
+	};
 	struct imap_arg args[128];
 	struct imap_parse_need need;
 	enum imap_parse_err err;

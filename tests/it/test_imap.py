@@ -98,6 +98,48 @@ class Raw:
             pass
 
 
+def assert_served(env):
+    """After a hostile client: a new one is still served, both ways."""
+    for tls in (True, False):
+        r = Raw(env, tls=tls)
+        assert r.greeting.startswith(b"* OK")
+        assert r.cmd("z", "NOOP")[-1].startswith(b"z OK")
+        r.close()
+
+
+def rss_kb(env):
+    with open("/proc/%d/status" % env.proc.pid) as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def lean_env(build, tmp_path, tls_cert, free_port, **params):
+    """A daemon whose RSS means something: under ASan, freed memory sits in
+    the allocator's quarantine (256 MB by default); keep that small."""
+    old = os.environ.get("ASAN_OPTIONS")
+    os.environ["ASAN_OPTIONS"] = ((old + ":") if old else "") + \
+        "quarantine_size_mb=1:thread_local_quarantine_size_kb=64"
+    try:
+        return MraEnv(build, tmp_path, tls_cert, free_port, **params).start()
+    finally:
+        if old is None:
+            del os.environ["ASAN_OPTIONS"]
+        else:
+            os.environ["ASAN_OPTIONS"] = old
+
+
+def lit_cmd(r, tag, head, data, tail=b""):
+    """tag head {n} ... data tail: waits for the "+" of the literal."""
+    r.send(b"%s %s {%d}\r\n" % (tag.encode(), head, len(data)))
+    ln = r.line()
+    if not ln.startswith(b"+"):
+        return [ln]
+    r.send(data + tail + b"\r\n")
+    return r.until(tag)
+
+
 def msg(subject, body="hello\r\n", frm="Sender <sender@example.net>",
         to="alice@example.test", extra=""):
     return ("From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\n"
@@ -630,12 +672,14 @@ def test_huge_literal_refused_without_reading(mra):
     out = r.cmd("b", "LOGIN {99999999}")
     assert out[-1].startswith(b"b ")
     assert r.cmd("c", "NOOP")[-1].startswith(b"c ")
-    # a non-synchronizing literal cannot be refused politely: BYE
+    # RFC 7888 §4: a non-synchronizing literal cannot be refused and the
+    # session kept in step: tagged BAD, then BYE and close
     r.send("d APPEND INBOX {999999999+}\r\n")
-    ln = r.line()
-    assert ln.startswith(b"* BYE")
+    assert r.line().startswith(b"d BAD [TOOBIG]")
+    assert r.line().startswith(b"* BYE")
     with pytest.raises((EOFError, OSError)):
         r.line()
+    assert_served(mra)
 
 
 def test_literal_plus_and_sync_literal(mra):
@@ -898,3 +942,306 @@ def test_daemon_serves_pop3_and_pop3s(mra):
     p = poplib.POP3("127.0.0.1", mra.pop3_port)
     assert "STLS" in p.capa()
     p.quit()
+
+
+# ---- issue #9: input parsing and the literal path ------------------------
+
+def test_prelogin_literals_small_and_memory_flat(build, tmp_path, tls_cert, free_port):
+    """Before login only small literals (LOGIN, AUTHENTICATE) are taken: a
+    big one is refused before any of it is read, with no "+"; clients that
+    never log in cannot make the daemon hold their bytes."""
+    env = lean_env(build, tmp_path, tls_cert, free_port)
+    try:
+        before = rss_kb(env)
+        conns = []
+        for i in range(3):
+            for tls in (False, True):
+                r = Raw(env, tls=tls)
+                conns.append(r)
+                r.send("a LOGIN {100000}\r\n")
+                ln = r.line()
+                assert ln.startswith(b"a NO [TOOBIG]"), ln
+                # APPEND is not even valid yet: its literal is refused too
+                r.send("b APPEND INBOX {20000000}\r\n")
+                ln = r.line()
+                assert ln.startswith(b"b NO [TOOBIG]"), ln
+                # a hostile client sends the bytes anyway
+                r.s.sendall(b"x" * 1000000)
+        time.sleep(0.5)
+        assert rss_kb(env) - before < 8 * 1024
+        # 8 KiB literals are fine before login
+        r = Raw(env)
+        out = lit_cmd(r, "c", b"LOGIN", ALICE.encode(), b' "secret"')
+        assert out[-1].startswith(b"c OK"), out
+        r.close()
+        r = Raw(env)
+        r.send("d LOGIN {8193+}\r\n")
+        assert r.line().startswith(b"d BAD [TOOBIG]")
+        assert r.line().startswith(b"* BYE")
+        for c in conns:
+            c.close()
+        assert_served(env)
+    finally:
+        env.cleanup()
+
+
+def test_append_20mb_streamed_not_held(build, tmp_path, tls_cert, free_port):
+    """An APPEND message is streamed to the Maildir's tmp/, not held in
+    memory: the daemon's RSS stays far below the message size."""
+    env = lean_env(build, tmp_path, tls_cert, free_port,
+                   message_size_limit=str(40 * 1024 * 1024))
+    try:
+        r = Raw(env).login()
+        assert r.cmd("s", "SELECT INBOX")[-1].startswith(b"s OK")
+        body = (b"0123456789abcdef" * 4 + b"\r\n") * 310000
+        data = msg("big one", body=body.decode())
+        assert len(data) > 20 * 1000 * 1000
+        before = rss_kb(env)
+        r.send(b"a APPEND INBOX (\\Seen) {%d}\r\n" % len(data))
+        assert r.line().startswith(b"+")
+        half = len(data) // 2
+        r.s.sendall(data[:half])
+        time.sleep(0.3)
+        mid = rss_kb(env)
+        r.s.sendall(data[half:] + b"\r\n")
+        out = r.until("a", timeout=60)
+        assert out[-1].startswith(b"a OK [APPENDUID"), out
+        after = rss_kb(env)
+        assert mid - before < 6 * 1024, (before, mid)
+        assert after - before < 6 * 1024, (before, after)
+        out = r.cmd("f", "FETCH * (RFC822.SIZE FLAGS)")
+        assert b"RFC822.SIZE %d" % len(data) in out[0] and b"\\Seen" in out[0]
+        # the bytes are the message, exactly
+        cur = os.path.join(env.maildir(ALICE), "cur")
+        names = os.listdir(cur)
+        assert len(names) == 1
+        with open(os.path.join(cur, names[0]), "rb") as f:
+            assert f.read() == data
+        # nothing left over in tmp/
+        assert os.listdir(os.path.join(env.maildir(ALICE), "tmp")) == []
+        r.close()
+        assert_served(env)
+    finally:
+        env.cleanup()
+
+
+def test_append_streamed_plaintext_literal_plus_pipelined(build, tmp_path, tls_cert, free_port):
+    """{n+} messages over plaintext, pipelined in one write with the commands
+    around them: every one stored, in order, whatever the buffer borders."""
+    env = MraEnv(build, tmp_path, tls_cert, free_port,
+                 disable_plaintext_auth="no").start()
+    try:
+        r = Raw(env, tls=False).login()
+        parts = []
+        sizes = []
+        for i in range(8):
+            data = msg("piped %d" % i, body="y" * (100000 + 4099 * i) + "\r\n")
+            sizes.append(len(data))
+            parts.append(b"a%d APPEND INBOX {%d+}\r\n" % (i, len(data)) + data +
+                         b"\r\nn%d NOOP\r\n" % i)
+        r.s.sendall(b"".join(parts) + b"q SELECT INBOX\r\n")
+        out = r.until("q", timeout=30)
+        oks = [ln for ln in out if re.match(rb"a\d OK \[APPENDUID", ln)]
+        assert len(oks) == 8, out
+        assert out[-1].startswith(b"q OK")
+        out = r.cmd("f", "FETCH 1:* RFC822.SIZE")
+        got = [int(re.search(rb"RFC822.SIZE (\d+)", ln).group(1))
+               for ln in out if b"FETCH" in ln]
+        assert got == sizes
+        # the quota-less size limit still holds for streamed messages
+        r.send("b APPEND INBOX {999999999+}\r\n")
+        assert r.line().startswith(b"b BAD [TOOBIG]")
+        r.close()
+        assert_served(env)
+    finally:
+        env.cleanup()
+
+
+NUL_NAME = b"INBOX\x00junk"
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_nul_and_controls_in_mailbox_names_refused(build, tmp_path, tls_cert, free_port, tls):
+    """A NUL in a literal or an encoded NUL (&AAA-) silently shortened the
+    name ("INBOX\\0junk" selected INBOX): refused in every command that
+    takes a mailbox name, and so are controls and broken modified UTF-7."""
+    env = MraEnv(build, tmp_path, tls_cert, free_port,
+                 disable_plaintext_auth="no").start()
+    try:
+        env.deliver(ALICE, msg("one"))
+        r = Raw(env, tls=tls).login()
+        assert r.cmd("c", 'CREATE "Junk2"')[-1].startswith(b"c OK")
+
+        def refused(out, how=(b" BAD ", b" NO ")):
+            last = out[-1]
+            assert any(h in last for h in how), out
+            return last
+
+        # a NUL in a literal: BAD, in each position a name can take
+        for tag, head, tail in [
+                ("s1", b"SELECT", b""), ("s2", b"EXAMINE", b""),
+                ("s3", b"CREATE", b""), ("s4", b"DELETE", b""),
+                ("s5", b"RENAME", b' "New"'), ("s6", b'RENAME "Junk2"', b""),
+                ("s7", b"SUBSCRIBE", b""), ("s8", b"UNSUBSCRIBE", b""),
+                ("s9", b"STATUS", b" (MESSAGES)"),
+                ("sa", b"APPEND", b" {5}"),
+                ("sb", b'LIST ""', b""), ("sc", b"LIST", b' "*"'),
+                ("sd", b'LSUB ""', b""),
+                ("se", b"GETQUOTAROOT", b"")]:
+            if tag == "sa":
+                r.send(b"sa APPEND {%d}\r\n" % len(NUL_NAME))
+                assert r.line().startswith(b"+")
+                r.send(NUL_NAME + b" {5}\r\n")
+                ln = r.line()
+                if ln.startswith(b"+"):
+                    r.send(b"hello\r\n")
+                    ln = r.until("sa")[-1]
+                out = [ln]
+            else:
+                out = lit_cmd(r, tag, head, NUL_NAME, tail)
+            last = refused(out)
+            assert b"NUL" in last, out
+        assert r.cmd("t", "SELECT INBOX")[-1].startswith(b"t OK")
+        for tag, head in [("u1", b"COPY 1"), ("u2", b"MOVE 1"),
+                          ("u3", b"UID COPY 1"), ("u4", b"UID MOVE 1")]:
+            last = refused(lit_cmd(r, tag, head, NUL_NAME))
+            assert b"NUL" in last
+        # an encoded NUL, other controls, broken modified UTF-7
+        for name in ['"x&AAA-y"', '"&AAA-"', '"x\x01y"', '"x\x7fy"',
+                     '"&AGE-"', '"&APx-"', '"&Jjo"', '"&2D0-"']:
+            for tag, cmd in [("v1", "CREATE %s"), ("v2", "SELECT %s"),
+                             ("v3", "RENAME Junk2 %s"), ("v4", "COPY 1 %s"),
+                             ("v5", "STATUS %s (MESSAGES)"),
+                             ("v6", "SUBSCRIBE %s"), ("v7", 'LIST "" %s'),
+                             ("v8", "DELETE %s")]:
+                refused(r.cmd(tag, cmd % name))
+        # none of it left a trace: INBOX is whole, no folder was made
+        out = r.cmd("l", 'LIST "" "*"')
+        assert not any(b"junk" in ln or b"New" in ln for ln in out), out
+        assert r.cmd("e", "EXAMINE INBOX")[-1].startswith(b"e OK")
+        out = r.cmd("f", "FETCH 1:* FLAGS")
+        assert len([ln for ln in out if b"FETCH" in ln]) == 1
+        # and correct names still work
+        assert r.cmd("g", 'CREATE "Entw&APw-rfe"')[-1].startswith(b"g OK")
+        assert r.cmd("h", 'STATUS "Entw&APw-rfe" (MESSAGES)')[-1].startswith(b"h OK")
+        r.close()
+        assert_served(env)
+    finally:
+        env.cleanup()
+
+
+def test_list_many_wildcards_returns(mra):
+    """Issue #9: LIST with many wildcards against long names backtracked
+    without limit; eight such stopped IMAP and POP3 for everyone."""
+    r = Raw(mra).login()
+    long_name = "a" * 200
+    assert r.cmd("c", 'CREATE "%s"' % long_name)[-1].startswith(b"c OK")
+    assert r.cmd("d", 'CREATE "%s.%s"' % ("a" * 100, "a" * 99))[-1].startswith(b"d OK")
+    pat = "*a" * 15 + "%a" * 15 + "b"
+    conns = []
+    for i in range(8):
+        c = Raw(mra).login()
+        c.send('l LIST "" "%s"\r\n' % pat)
+        conns.append(c)
+    for c in conns:
+        out = c.until("l", timeout=20)
+        assert out[-1].startswith(b"l OK")
+        assert not any(ln.startswith(b"* LIST") for ln in out)
+        c.close()
+    out = r.cmd("m", 'LIST "" "%s"' % ("*a" * 15 + "%a" * 14 + "*"), timeout=20)
+    listed = [ln for ln in out if ln.startswith(b"* LIST")]
+    assert len(listed) == 3, out     # the two and the \\Noselect parent
+    out = r.cmd("n", 'LIST "" "%s"' % ("%a" * 30), timeout=20)
+    listed = [ln for ln in out if ln.startswith(b"* LIST")]
+    assert len(listed) == 2 and not any(b"." in ln[-50:] for ln in listed), out
+    r.close()
+    assert_served(mra)
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_hostile_input_paths(build, tmp_path, tls_cert, free_port, tls):
+    """Over-long lines in each input mode, bad lines with and without
+    literals, AUTHENTICATE and IDLE continuation lines, bytes a byte at a
+    time: a clear error, never a hang, and the next client is served."""
+    env = MraEnv(build, tmp_path, tls_cert, free_port,
+                 disable_plaintext_auth="no").start()
+    try:
+        # a command line over the limit, sent in many small pieces
+        r = Raw(env, tls=tls)
+        r.send(b"a NOOP ")
+        for i in range(70):
+            r.send(b"x" * 1000)
+        r.send(b"\r\nb NOOP\r\n")
+        assert r.line().startswith(b"a BAD")
+        assert r.until("b")[-1].startswith(b"b OK")
+        # a bad line that announces {n+}: the bytes cannot be told apart
+        r.send(b"c FROB ) {5+}\r\nhello\r\n")
+        assert r.line().startswith(b"c BAD")
+        assert r.line().startswith(b"* BYE")
+        r.close()
+        # a byte at a time, with a literal
+        r = Raw(env, tls=tls)
+        for b in b"d LOGIN {18}\r\n":
+            r.send(bytes([b]))
+        assert r.line().startswith(b"+")
+        for b in ALICE.encode() + b" secret\r\n":
+            r.send(bytes([b]))
+        assert r.until("d")[-1].startswith(b"d OK")
+        # IDLE: a long line instead of DONE ends the session; junk is BAD
+        r.send(b"i IDLE\r\n")
+        assert r.line().startswith(b"+")
+        r.send(b"NOT DONE\r\n")
+        assert r.until("i")[-1].startswith(b"i BAD")
+        r.send(b"j IDLE\r\n")
+        assert r.line().startswith(b"+")
+        r.send(b"y" * 70000)
+        ln = r.line()
+        assert ln.startswith(b"* BYE"), ln
+        r.close()
+        # AUTHENTICATE: the continuation line has the same limit
+        r = Raw(env, tls=tls)
+        r.send(b"k AUTHENTICATE PLAIN\r\n")
+        assert r.line().startswith(b"+")
+        r.send(b"Q" * 70000 + b"\r\n")
+        assert r.line().startswith(b"* BYE")
+        r.close()
+        # and a NUL where the name of a command should be
+        r = Raw(env, tls=tls)
+        r.send(b"m NO\x00OP\r\n")
+        assert b" BAD " in r.line()
+        # or in a user name: "alice\0x" is not alice
+        out = lit_cmd(r, "n", b"LOGIN", ALICE.encode() + b"\x00x", b' "secret"')
+        assert out[-1].startswith(b"n BAD"), out
+        r.close()
+        assert_served(env)
+    finally:
+        env.cleanup()
+
+
+def test_fetch_flood_without_reading_bounded(build, tmp_path, tls_cert, free_port):
+    """Pipelined FETCHes from a client that does not read, over STARTTLS
+    (whose TLS filter passes output on to the socket's buffer at once):
+    the session stops taking commands once its output backs up."""
+    env = lean_env(build, tmp_path, tls_cert, free_port)
+    try:
+        env.deliver(ALICE, msg("big", body="w" * 2000000 + "\r\n"))
+        s = socket.create_connection(("127.0.0.1", env.imap_port), 10)
+        s.recv(4096)
+        s.sendall(b"a STARTTLS\r\n")
+        got = b""
+        while b"a OK" not in got:
+            got += s.recv(4096)
+        t = tls_ctx(env).wrap_socket(s)
+        t.sendall(b'b LOGIN "%s" "secret"\r\nc SELECT INBOX\r\n' % ALICE.encode())
+        got = b""
+        while b"c OK" not in got:
+            got += t.recv(65536)
+        before = rss_kb(env)
+        t.sendall(b"".join(b"f%d FETCH 1 BODY.PEEK[]\r\n" % i for i in range(60)))
+        time.sleep(1.5)
+        grown = rss_kb(env) - before
+        assert grown < 24 * 1024, grown
+        t.close()
+        assert_served(env)
+    finally:
+        env.cleanup()

@@ -315,3 +315,129 @@ def test_fetchmail_pop3s_byte_exact(mra, tmp_path):
     # (LF line ends towards a local MDA)
     for m in (MSG1, MSG2, MSG3):
         assert m.replace(b"\r\n", b"\n") in got
+
+
+# ---- issue #9: the POP3 line reader --------------------------------------
+
+def _pop3_conn(env, tls):
+    s = socket.create_connection(("127.0.0.1", env.pop3s_port if tls else env.pop3_port),
+                                 timeout=10)
+    if tls:
+        s = tls_ctx().wrap_socket(s)
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"+OK")
+    return s, f
+
+
+def _assert_pop3_served(env):
+    for tls in (True, False):
+        s, f = _pop3_conn(env, tls)
+        s.sendall(b"CAPA\r\n")
+        assert f.readline().startswith(b"+OK")
+        s.close()
+
+
+def _rss_kb(env):
+    with open("/proc/%d/status" % env.proc.pid) as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_line_of_8193_bytes_bare_lf(build, tmp_path, tls_cert, free_port, tls):
+    """Issue #9: a line of exactly 8,193 bytes ending in a bare LF wrote one
+    byte past the line buffer (ASan: stack-buffer-overflow). It is an
+    ordinary line now, as a command and as a SASL response, and 8,194
+    bytes are too long."""
+    env = MraEnv(build, tmp_path, tls_cert, free_port,
+                 disable_plaintext_auth="no")
+    try:
+        env.deliver(USER, MSG2)
+        env.start()
+        s, f = _pop3_conn(env, tls)
+        s.sendall(b"A" * 8193 + b"\n")
+        assert f.readline().startswith(b"-ERR")
+        s.sendall(b"B" * 8192 + b"\r\n")
+        assert f.readline().startswith(b"-ERR")
+        s.sendall(b"AUTH PLAIN\r\n")
+        assert f.readline().startswith(b"+ ")
+        s.sendall(b"Q" * 8193 + b"\n")
+        assert f.readline().startswith(b"-ERR")
+        s.sendall(b"NOOP\r\nQUIT\r\n")
+        assert f.readline().startswith(b"-ERR")   # NOOP: not logged in
+        assert f.readline().startswith(b"+OK")
+        s.close()
+        s, f = _pop3_conn(env, tls)
+        s.sendall(b"C" * 8194 + b"\n")
+        assert f.readline().startswith(b"-ERR Line too long")
+        s.close()
+        _assert_pop3_served(env)
+    finally:
+        env.cleanup()
+
+
+def test_sasl_response_with_nul_refused(mra):
+    """A NUL or control byte in an AUTH continuation line ends the
+    exchange with -ERR (it would have been cut off as a C string)."""
+    s, f = _pop3_conn(mra, True)
+    s.sendall(b"AUTH PLAIN\r\n")
+    assert f.readline().startswith(b"+ ")
+    s.sendall(b"AGFsaWNl\x00QGV4YW1wbGUudGVzdABzZWNyZXQ=\r\n")
+    assert f.readline().startswith(b"-ERR")
+    s.sendall(b"STAT\r\n")
+    assert f.readline().startswith(b"-ERR")   # not logged in
+    s.close()
+    _assert_pop3_served(mra)
+
+
+@pytest.mark.parametrize("stls", [False, True])
+def test_pipelined_retr_output_bounded(build, tmp_path, tls_cert, free_port, stls):
+    """A client that pipelines RETRs and never reads: the daemon stops
+    taking its commands once about 1 MB of output waits, instead of
+    queuing every message in memory (POP3S, and STLS, whose TLS filter
+    hands the output on to the socket's buffer)."""
+    old = os.environ.get("ASAN_OPTIONS")
+    os.environ["ASAN_OPTIONS"] = ((old + ":") if old else "") + \
+        "quarantine_size_mb=1:thread_local_quarantine_size_kb=64"
+    env = MraEnv(build, tmp_path, tls_cert, free_port)
+    try:
+        env.deliver(USER, b"Subject: big\r\n\r\n" + (b"z" * 78 + b"\r\n") * 25000)
+        env.start()
+        if old is None:
+            del os.environ["ASAN_OPTIONS"]
+        else:
+            os.environ["ASAN_OPTIONS"] = old
+        if stls:
+            s, f = _pop3_conn(env, False)
+            s.sendall(b"STLS\r\n")
+            assert f.readline().startswith(b"+OK")
+            s = tls_ctx().wrap_socket(s)
+            f = s.makefile("rb")
+        else:
+            s, f = _pop3_conn(env, True)
+        s.sendall(b"USER " + USER.encode() + b"\r\nPASS " + PASSWORD.encode() + b"\r\n")
+        assert f.readline().startswith(b"+OK")
+        assert f.readline().startswith(b"+OK")
+        before = _rss_kb(env)
+        s.sendall(b"RETR 1\r\n" * 60)     # 60 x 2 MB, never read
+        time.sleep(1.5)
+        grown = _rss_kb(env) - before
+        assert grown < 24 * 1024, grown
+        # reading resumes the rest: all 60 answers arrive
+        n = 0
+        while n < 60:
+            ln = f.readline()
+            assert ln, n
+            if ln.startswith(b"+OK"):
+                n += 1
+        s.close()
+        _assert_pop3_served(env)
+    finally:
+        if os.environ.get("ASAN_OPTIONS", "").endswith("thread_local_quarantine_size_kb=64"):
+            if old is None:
+                del os.environ["ASAN_OPTIONS"]
+            else:
+                os.environ["ASAN_OPTIONS"] = old
+        env.cleanup()

@@ -13,7 +13,9 @@
 #include "../../mra/imap_cmd.h"
 #include "../../mra/imap_search.h"
 
-static const struct imap_parser_limits test_lim = { 1024, 4096, 8 };
+static const struct imap_parser_limits test_lim = {
+	.max_line = 1024, .max_literal = 4096, .max_depth = 8
+};
 
 struct test_res {
 	char buf[8192];
@@ -129,6 +131,10 @@ static void test_errors(void **st)
 	assert_int_equal(test_parse(&r, "a X {99999+}\r\n", 14),
 			 IMAP_PARSE_ERROR);
 	assert_int_equal(r.need.nonsync, 1);
+	/* a bare LF ends a {n+} announcement too */
+	assert_int_equal(test_parse(&r, "a X ) {5+}\nhello\r\n", 19),
+			 IMAP_PARSE_ERROR);
+	assert_int_equal(r.need.nonsync, 1);
 	assert_int_equal(test_parse(&r, "a X (((((((((x)))))))))\r\n", 25),
 			 IMAP_PARSE_ERROR);
 	assert_int_equal(r.err, IMAP_PERR_TOO_DEEP);
@@ -137,6 +143,66 @@ static void test_errors(void **st)
 	assert_int_equal(r.err, IMAP_PERR_LINE_TOO_LONG);
 	assert_int_equal(test_parse(&r, "a {x}\r\n", 7), IMAP_PARSE_ERROR);
 	assert_int_equal(test_parse(&r, "a\r\n", 3), IMAP_PARSE_ERROR);
+}
+
+/* A line over max_line is an error however it arrives: before, a long
+ * line fed whole parsed, and only a slow client got "too long". */
+static void test_line_limit_whole_or_bytewise(void **st)
+{
+	static struct test_res r;
+	static char in[1100];
+	size_t n, i;
+
+	n = (size_t)snprintf(in, sizeof(in), "a NOOP ");
+	memset(in + n, 'x', 1024 - n);
+	n = 1024;
+	memcpy(in + n, "\r\n", 2);
+	/* exactly max_line bytes: fine, whole and a byte at a time */
+	assert_int_equal(test_bytewise(in), 2);
+	in[n] = 'x';
+	memcpy(in + n + 1, "\r\n", 3);
+	assert_int_equal(test_parse(&r, in, n + 3), IMAP_PARSE_ERROR);
+	assert_int_equal(r.err, IMAP_PERR_LINE_TOO_LONG);
+	assert_int_equal(r.used, n + 3);
+	for (i = 1; i < n + 3; i++) {
+		int rc = test_parse(&r, in, i);
+
+		assert_true(rc == IMAP_PARSE_NEED_MORE ||
+			    (rc == IMAP_PARSE_ERROR &&
+			     r.err == IMAP_PERR_LINE_TOO_LONG));
+	}
+	/* a bare LF line end counts the same */
+	memcpy(in + n + 1, "\n", 2);
+	assert_int_equal(test_parse(&r, in, n + 2), IMAP_PARSE_ERROR);
+	assert_int_equal(r.err, IMAP_PERR_LINE_TOO_LONG);
+}
+
+/* literal_gate: every literal is reported once, even when its bytes are
+ * already there (a client that did not wait for "+"), so the caller
+ * judges it whatever the timing. */
+static void test_literal_gate(void **st)
+{
+	static struct test_res r;
+	struct imap_parser_limits lim = test_lim;
+	const char *in = "a LOGIN {5}\r\nalice {3+}\r\npw!\r\n";
+
+	memcpy(r.buf, in, strlen(in));
+	lim.literal_gate = 1;
+	assert_int_equal(imap_parser_parse(&lim, r.buf, strlen(in), &r.tag,
+					   r.args, 64, &r.used, &r.need,
+					   &r.err), IMAP_PARSE_NEED_MORE);
+	assert_int_equal(r.need.literal, 1);
+	assert_int_equal(r.need.literal_at, 13);
+	lim.literal_gate = 13 + 1;
+	assert_int_equal(imap_parser_parse(&lim, r.buf, strlen(in), &r.tag,
+					   r.args, 64, &r.used, &r.need,
+					   &r.err), IMAP_PARSE_NEED_MORE);
+	assert_int_equal(r.need.literal_at, 25);
+	assert_int_equal(r.need.nonsync, 1);
+	lim.literal_gate = 25 + 1;
+	assert_int_equal(imap_parser_parse(&lim, r.buf, strlen(in), &r.tag,
+					   r.args, 64, &r.used, &r.need,
+					   &r.err), 3);
 }
 
 static void test_too_many_args(void **st)
@@ -231,6 +297,8 @@ int main(void)
 		cmocka_unit_test(test_literal_sync),
 		cmocka_unit_test(test_body_section),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_line_limit_whole_or_bytewise),
+		cmocka_unit_test(test_literal_gate),
 		cmocka_unit_test(test_too_many_args),
 		cmocka_unit_test(test_seqset),
 		cmocka_unit_test(test_line),

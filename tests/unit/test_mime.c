@@ -1,12 +1,15 @@
 /* Unit tests for shared/mime: tree offsets, ENVELOPE, BODYSTRUCTURE,
- * BODY[section] and the SEARCH decoders. */
+ * BODY[section] and the SEARCH decoders; hostile messages (issue #9)
+ * render whole and well-formed, or not at all. */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 #include "mime.h"
+#include "../fuzz/imap_syntax.h"
 
 static const char test_simple[] =
 	"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n"
@@ -309,6 +312,187 @@ static void test_lf_only(void **st)
 	mime_tree_free(NULL);
 }
 
+/* Render both structures of m unbounded (must succeed, well-formed), then
+ * under every bound in steps: each either succeeds with the same bytes or
+ * fails leaving out as it was (STYLE §4: no cut-off response). */
+static void test_render_checked(const char *m, size_t len, struct buf *env_r)
+{
+	struct mime_tree *t = NULL;
+	struct buf full, b;
+	struct err e;
+	size_t max, step;
+	int ext, rc;
+
+	assert_int_equal(mime_parse(m, len, NULL, &t, &e), 0);
+	for (ext = -1; ext <= 1; ext++) {
+		buf_init(&full, 0);
+		if (ext < 0)
+			assert_int_equal(mime_envelope(t, 0, &full), 0);
+		else
+			assert_int_equal(mime_bodystructure(t, ext, &full), 0);
+		if (imap_syntax_one(full.p, full.len) != 0)
+			fail_msg("malformed: %.300s", full.p);
+		step = full.len / 37 + 1;
+		for (max = 1; max < full.len + 8; max += step) {
+			buf_init(&b, max);
+			assert_int_equal(buf_append(&b, "x", 1), 0);
+			rc = ext < 0 ? mime_envelope(t, 0, &b) :
+			     mime_bodystructure(t, ext, &b);
+			if (rc == 0) {
+				assert_int_equal(b.len, full.len + 1);
+				assert_memory_equal(b.p + 1, full.p, full.len);
+			} else {
+				assert_int_equal(rc, -1);
+				assert_int_equal(b.len, 1);
+				assert_int_equal(b.p[1], '\0');
+			}
+			buf_free(&b);
+		}
+		if (ext < 0 && env_r != NULL) {
+			*env_r = full;
+			continue;
+		}
+		buf_free(&full);
+	}
+	mime_tree_free(t);
+}
+
+/* A header field over 64 KB made ENVELOPE stop half-way: unbalanced
+ * parentheses in the FETCH response. */
+static void test_huge_subject(void **st)
+{
+	struct buf m, env;
+	char want[64];
+
+	buf_init(&m, 0);
+	assert_int_equal(buf_puts(&m, "From: a@example.net\r\nSubject: "), 0);
+	while (m.len < 100100)
+		assert_int_equal(buf_puts(&m, "abcdefghij"), 0);
+	assert_int_equal(buf_puts(&m, "\r\n\r\nbody\r\n"), 0);
+	test_render_checked(m.p, m.len, &env);
+	/* a long string goes as a literal, not a 100 KB quoted line */
+	snprintf(want, sizeof(want), "(NIL {%zu}\r\nabcdefghij", m.len - 30 - 10);
+	assert_memory_equal(env.p, want, strlen(want));
+	buf_free(&env);
+	buf_free(&m);
+}
+
+static void test_huge_addresses(void **st)
+{
+	struct buf m;
+	int i;
+
+	buf_init(&m, 0);
+	assert_int_equal(buf_puts(&m, "From: "), 0);
+	for (i = 0; i < 3000; i++)
+		assert_int_equal(buf_printf(&m, "%s\"N\\\"ame %d\" <user%d@example.net>",
+		                            i ? ",\r\n " : "", i, i), 0);
+	assert_int_equal(buf_puts(&m, "\r\nTo: g: a@b, (c) <d@e>;\r\nCc: \""), 0);
+	for (i = 0; i < 70000; i++)
+		assert_int_equal(buf_putc(&m, 'q'), 0);
+	assert_int_equal(buf_puts(&m, "\" <" ), 0);
+	for (i = 0; i < 70000; i++)
+		assert_int_equal(buf_putc(&m, 'l'), 0);
+	assert_int_equal(buf_puts(&m, "@[1.2.3.4]>\r\nMessage-ID: <"), 0);
+	for (i = 0; i < 100000; i++)
+		assert_int_equal(buf_putc(&m, 'x'), 0);
+	assert_int_equal(buf_puts(&m, "@x>\r\n\r\nb\r\n"), 0);
+	test_render_checked(m.p, m.len, NULL);
+	buf_free(&m);
+}
+
+static void test_huge_mime_fields(void **st)
+{
+	struct buf m;
+	int i;
+
+	buf_init(&m, 0);
+	assert_int_equal(buf_puts(&m, "Content-Type: multipart/mixed; boundary=b; x"), 0);
+	for (i = 0; i < 300; i++)
+		assert_int_equal(buf_putc(&m, 'n'), 0);
+	assert_int_equal(buf_puts(&m, "=1\r\n\r\n--b\r\nContent-Type: text/plain; name=\""), 0);
+	for (i = 0; i < 70000; i++)
+		assert_int_equal(buf_putc(&m, 'v'), 0);
+	assert_int_equal(buf_puts(&m, "\"\r\nContent-Transfer-Encoding: "), 0);
+	for (i = 0; i < 2000; i++)
+		assert_int_equal(buf_putc(&m, 'e'), 0);
+	assert_int_equal(buf_puts(&m, "\r\nContent-Description: \"\\\"\r\n"
+	                 "Content-Disposition: attachment; filename=\"\xff\"\r\n"
+	                 "Content-Language: a, b, c\r\n\r\nx\r\n--b--\r\n"), 0);
+	test_render_checked(m.p, m.len, NULL);
+	buf_free(&m);
+}
+
+/* RFC 3501 §4.3: no IMAP string holds a NUL; 8-bit and CR/LF force a
+ * literal. */
+static void test_nul_and_8bit(void **st)
+{
+	static const char m[] = "Subject: a\0b\x80\r\nFrom: \"x\0\" <a\0@b>\r\n"
+	                        "Message-ID: <\r\n\r\n";
+	struct buf env;
+
+	test_render_checked(m, sizeof(m) - 1, &env);
+	assert_null(memchr(env.p, '\0', env.len));
+	assert_non_null(strstr(env.p, "(NIL {4}\r\na\x80" "b\x80 "));
+	buf_free(&env);
+}
+
+static void test_deep_and_wide(void **st)
+{
+	struct buf m;
+	int i;
+
+	buf_init(&m, 0);
+	for (i = 0; i < 60; i++)
+		assert_int_equal(buf_printf(&m, "Content-Type: multipart/mixed; "
+		                            "boundary=b%d\r\n\r\n--b%d\r\n", i, i), 0);
+	assert_int_equal(buf_puts(&m, "Content-Type: message/rfc822\r\n\r\n"
+	                          "Subject: inner\r\n\r\nx\r\n"), 0);
+	test_render_checked(m.p, m.len, NULL);
+	buf_reset(&m);
+	assert_int_equal(buf_puts(&m, "Content-Type: multipart/mixed; boundary=w\r\n\r\n"), 0);
+	for (i = 0; i < 1500; i++)
+		assert_int_equal(buf_printf(&m, "--w\r\nContent-Type: message/rfc822\r\n\r\n"
+		                            "From: p%d@x\r\n\r\n%d\r\n", i, i), 0);
+	test_render_checked(m.p, m.len, NULL);
+	buf_free(&m);
+}
+
+/* SEARCH's substring test: right across its internal windows, and linear
+ * (a naive scan of this takes minutes). */
+static void test_contains(void **st)
+{
+	size_t hl = 4u << 20, nlen = 32768, i;
+	char *hay = malloc(hl), *needle = malloc(nlen);
+	unsigned seed = 1;
+
+	assert_non_null(hay);
+	assert_non_null(needle);
+	memset(hay, 'a', hl);
+	memset(needle, 'A', nlen);
+	needle[nlen - 1] = 'b';
+	assert_false(mime_contains(hay, hl, needle, nlen));
+	hay[hl - 1] = 'B';
+	assert_true(mime_contains(hay, hl, needle, nlen));
+	assert_true(mime_contains(hay, hl, "AB", 2));
+	for (i = 0; i < 200000; i++) {
+		seed = seed * 1103515245 + 12345;
+		hay[i] = "abAB"[(seed >> 16) & 3];
+	}
+	/* every needle cut from the text is found, wherever it sits */
+	for (i = 0; i < 200; i++) {
+		size_t off, len;
+
+		seed = seed * 1103515245 + 12345;
+		off = (seed >> 8) % 190000;
+		len = 1 + (seed >> 4) % 9000;
+		assert_true(mime_contains(hay, 200000, hay + off, len));
+	}
+	assert_false(mime_contains(hay, 200000, "c", 1));
+	free(hay);
+	free(needle);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -321,6 +505,12 @@ int main(void)
 		cmocka_unit_test(test_depth_limit),
 		cmocka_unit_test(test_prefixes),
 		cmocka_unit_test(test_lf_only),
+		cmocka_unit_test(test_huge_subject),
+		cmocka_unit_test(test_huge_addresses),
+		cmocka_unit_test(test_huge_mime_fields),
+		cmocka_unit_test(test_nul_and_8bit),
+		cmocka_unit_test(test_deep_and_wide),
+		cmocka_unit_test(test_contains),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

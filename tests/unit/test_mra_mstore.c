@@ -1,6 +1,7 @@
 /* Unit tests for mra/mstore: persistent UIDs, flags and keywords, several
  * processes appending at once, index crash recovery, folder names that
- * try to leave the mailbox, sync change reports, copy, list, IDLE watch. */
+ * try to leave the mailbox, sync change reports, copy, list, IDLE watch,
+ * and the quota COPY charges (issue #9). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <cmocka.h>
 #include <event2/event.h>
 #include "maildir.h"
+#include "quota.h"
 #include "../../mra/mstore.h"
 
 static char test_root[256];
@@ -365,10 +367,10 @@ static void test_copy_list_status(void **st)
 	f = mstore_folder_open(ms, "INBOX", 0, &e);
 	assert_int_equal(f->msgs[0].uid, 1);   /* STATUS assigned them already */
 	mstore_set_flags(f, 0, MSTORE_F_SEEN, 0, &e);
-	assert_int_equal(mstore_copy(f, idx, 2, "Junk", uids, &uv, &e), 0);
+	assert_int_equal(mstore_copy(f, idx, 2, "Junk", 0, uids, &uv, &e), 0);
 	assert_int_equal(uids[0], 1);
 	assert_int_equal(uids[1], 2);
-	assert_int_equal(mstore_copy(f, idx, 1, "Nope", uids, &uv, &e), -1);
+	assert_int_equal(mstore_copy(f, idx, 1, "Nope", 0, uids, &uv, &e), -1);
 	mstore_folder_free(f);
 	assert_int_equal(mstore_status(ms, "Junk", &s, &e), 0);
 	assert_int_equal(s.messages, 2);
@@ -479,6 +481,154 @@ static void test_watch(void **st)
 	event_base_free(base);
 }
 
+/* Usage as the files say, and as maildirsize says. */
+static void test_usage(long long *disk_r, long long *files_r, long long *md_r,
+                       long long *mdfiles_r)
+{
+	char p[400];
+	long long limit;
+	struct err e;
+	int fd;
+	char text[8192];
+	ssize_t r;
+
+	*disk_r = *files_r = 0;
+	snprintf(p, sizeof(p), "%s/maildirsize", test_root);
+	rename(p, "/tmp/mstore-test-maildirsize.keep");
+	assert_int_equal(quota_usage(test_root, disk_r, files_r, &e), 0);
+	rename("/tmp/mstore-test-maildirsize.keep", p);
+	fd = open(p, O_RDONLY);
+	assert_true(fd >= 0);
+	r = read(fd, text, sizeof(text));
+	close(fd);
+	assert_true(r > 0);
+	assert_true(quota_parse(text, (size_t)r, &limit, md_r, mdfiles_r) >= 2);
+}
+
+/* RFC 9208 §4.3: COPY is charged; over the limit it fails whole; a MOVE
+ * inside the mailbox is not charged; maildirsize follows the files. */
+static void test_copy_quota(void **st)
+{
+	struct mstore *ms = mstore_open(test_root, NULL);
+	struct mstore_folder *f;
+	struct mstore_status s;
+	size_t idx[3] = { 0, 1, 2 };
+	uint32_t uids[3], uv;
+	long long disk, files, md, mdfiles;
+	struct err e;
+	int i, ok = 0, over = 0;
+
+	for (i = 0; i < 3; i++)
+		test_deliver(test_root, "Subject: q\r\n\r\n0123456789012345678901234567890123456789\r\n");
+	f = mstore_folder_open(ms, "INBOX", 0, &e);
+	assert_non_null(f);
+	assert_int_equal(f->count, 3);
+	/* room for the INBOX and two more copies of it */
+	mstore_set_quota(ms, 3 * 3 * f->msgs[0].size + 10);
+	for (i = 0; i < 5; i++) {
+		int rc = mstore_copy(f, idx, 3, "Junk", 0, uids, &uv, &e);
+
+		if (rc == 0)
+			ok++;
+		else if (rc == MSTORE_OVERQUOTA)
+			over++;
+		else
+			fail_msg("copy: %s", e.msg);
+	}
+	assert_int_equal(ok, 2);
+	assert_int_equal(over, 3);
+	assert_int_equal(mstore_status(ms, "Junk", &s, &e), 0);
+	assert_int_equal(s.messages, 6);
+	test_usage(&disk, &files, &md, &mdfiles);
+	assert_int_equal(files, 9);
+	assert_true(disk <= (long long)(3 * 3 * f->msgs[0].size + 10));
+	assert_int_equal(md, disk);
+	assert_int_equal(mdfiles, files);
+	/* at the limit, MOVE still works and changes nothing */
+	assert_int_equal(mstore_copy(f, idx, 1, "Trash", MSTORE_COPY_MOVE, uids,
+	                             &uv, &e), 0);
+	assert_int_equal(mstore_expunge(f, &f->msgs[0].uid, 1, 1, NULL, &e), 0);
+	test_usage(&disk, &files, &md, &mdfiles);
+	assert_int_equal(files, 9);
+	assert_int_equal(md, disk);
+	assert_int_equal(mdfiles, 9);
+	mstore_folder_free(f);
+	mstore_free(ms);
+}
+
+/* Without a user map, maildirsize's own definition is the limit. */
+static void test_copy_quota_from_maildirsize(void **st)
+{
+	struct mstore *ms = mstore_open(test_root, NULL);
+	struct mstore_folder *f;
+	size_t idx[1] = { 0 };
+	char p[400];
+	struct err e;
+	FILE *fp;
+
+	test_deliver(test_root, "Subject: m\r\n\r\n0123456789012345678901234567890123456789\r\n");
+	f = mstore_folder_open(ms, "INBOX", 0, &e);
+	assert_non_null(f);
+	snprintf(p, sizeof(p), "%s/maildirsize", test_root);
+	fp = fopen(p, "w");
+	assert_non_null(fp);
+	fprintf(fp, "%lluS\n%llu 1\n", (unsigned long long)f->msgs[0].size + 5,
+	        (unsigned long long)f->msgs[0].size);
+	fclose(fp);
+	assert_int_equal(mstore_copy(f, idx, 1, "Junk", 0, NULL, NULL, &e),
+	                 MSTORE_OVERQUOTA);
+	mstore_set_quota(ms, 3 * f->msgs[0].size);
+	assert_int_equal(mstore_copy(f, idx, 1, "Junk", 0, NULL, NULL, &e), 0);
+	mstore_folder_free(f);
+	mstore_free(ms);
+}
+
+/* Processes copying at once: the check and the charge are one step under
+ * quota.lock, so together they never pass the limit. */
+static void test_copy_quota_concurrent(void **st)
+{
+	struct mstore *ms = mstore_open(test_root, NULL);
+	struct mstore_folder *f;
+	long long disk, files, md, mdfiles;
+	uint64_t limit;
+	struct err e;
+	pid_t kids[4];
+	int i, status;
+
+	for (i = 0; i < 2; i++)
+		test_deliver(test_root, "Subject: c\r\n\r\n0123456789012345678901234567890123456789\r\n");
+	f = mstore_folder_open(ms, "INBOX", 0, &e);
+	assert_non_null(f);
+	limit = 2 * f->msgs[0].size * 10 + 1;
+	mstore_set_quota(ms, limit);
+	for (i = 0; i < 4; i++) {
+		kids[i] = fork();
+		assert_true(kids[i] >= 0);
+		if (kids[i] == 0) {
+			size_t idx[2] = { 0, 1 };
+			int n, rc;
+
+			for (n = 0; n < 10; n++) {
+				rc = mstore_copy(f, idx, 2, "Trash", 0, NULL, NULL, &e);
+				if (rc < 0 && rc != MSTORE_OVERQUOTA)
+					_exit(1);
+			}
+			_exit(0);
+		}
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(waitpid(kids[i], &status, 0), kids[i]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	test_usage(&disk, &files, &md, &mdfiles);
+	assert_int_equal(files, 20);   /* 2 + 9 copies of 2: the 10th is over */
+	assert_true(disk <= (long long)limit);
+	assert_int_equal(md, disk);
+	assert_int_equal(mdfiles, files);
+	mstore_folder_free(f);
+	mstore_free(ms);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -491,6 +641,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_copy_list_status, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_sync_quiet, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_watch, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_copy_quota, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_copy_quota_from_maildirsize, test_setup,
+		                                test_teardown),
+		cmocka_unit_test_setup_teardown(test_copy_quota_concurrent, test_setup,
+		                                test_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

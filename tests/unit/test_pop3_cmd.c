@@ -39,6 +39,37 @@ static void test_line_bytewise(void **st)
 	assert_int_equal(n, 7);
 }
 
+/* Issue #9: pop3_session's line buffer is max bytes; a line of max - 1
+ * bytes ending in a lone LF must still leave room for the NUL (an
+ * 8,193-byte line wrote one byte past an 8,193-byte buffer). */
+static void test_line_fits_buffer(void **st)
+{
+	static char in[8200];
+	size_t max = 8194, n = 0, used = 0, i;
+
+	memset(in, 'Q', sizeof(in));
+	in[8193] = '\n';
+	assert_int_equal(pop3_cmd_line(in, 8194, max, &n, &used), POP3_OK);
+	assert_int_equal(n, 8193);
+	assert_true(n < max);
+	assert_int_equal(used, 8194);
+	in[8192] = '\r';
+	assert_int_equal(pop3_cmd_line(in, 8194, max, &n, &used), POP3_OK);
+	assert_int_equal(n, 8192);
+	/* one more byte is too long, whatever follows */
+	in[8192] = 'Q';
+	in[8193] = 'Q';
+	in[8194] = '\n';
+	assert_int_equal(pop3_cmd_line(in, 8195, max, &n, &used),
+			 POP3_ERR_TOO_LONG);
+	assert_int_equal(pop3_cmd_line(in, 8194, max, &n, &used),
+			 POP3_ERR_TOO_LONG);
+	for (i = 0; i < 8194; i++)
+		assert_int_equal(pop3_cmd_line(in, i, max, &n, &used),
+				 POP3_NEED_MORE);
+	assert_int_equal(pop3_cmd_line(in, 0, 0, &n, &used), POP3_ERR_TOO_LONG);
+}
+
 static void test_commands(void **st)
 {
 	struct pop3_cmd c;
@@ -110,6 +141,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_line),
 		cmocka_unit_test(test_line_bytewise),
+		cmocka_unit_test(test_line_fits_buffer),
 		cmocka_unit_test(test_commands),
 		cmocka_unit_test(test_arguments),
 		cmocka_unit_test(test_numbers),
