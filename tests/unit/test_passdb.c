@@ -138,20 +138,22 @@ static double test_passdb_time(struct passdb *p, const char *user)
 
 /* An unknown user must cost a hash computation like a wrong password.
  * The fastest of many interleaved runs is compared: other load on the
- * machine only ever adds time. */
+ * machine only ever adds time. A skipped hash is some hundred times
+ * faster, so a factor of 3 either way still catches it on a busy
+ * machine (a factor of 2 failed there by a hair). */
 static void test_unknown_user_timing(void **st)
 {
 	struct passdb *p = test_passdb_open("SHA512-CRYPT");
 	double known = 1e9, unknown = 1e9, t;
 	int i;
 
-	for (i = 0; i < 25; i++) {
+	for (i = 0; i < 40; i++) {
 		t = test_passdb_time(p, "alice@example.test");
 		known = t < known ? t : known;
 		t = test_passdb_time(p, "nobody@example.test");
 		unknown = t < unknown ? t : unknown;
 	}
-	if (unknown < known / 2 || unknown > known * 2)
+	if (unknown < known / 3 || unknown > known * 3)
 		fail_msg("wrong password %.6fs vs unknown user %.6fs", known, unknown);
 	passdb_free(p);
 }
