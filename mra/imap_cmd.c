@@ -11,12 +11,15 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include "conn.h"
 #include "imap_cmd.h"
+#include "imap_fetch.h"
 #include "log.h"
+#include "loginfail.h"
+#include "mra_userip.h"
 #include "mstore.h"
 #include "passdb.h"
 #include "sasl_glue.h"
-#include "tls.h"
 #include "work.h"
 
 static void imap_cmd_capability(struct imap_cmd *c);
@@ -27,6 +30,8 @@ static void imap_cmd_authenticate(struct imap_cmd *c);
 static void imap_cmd_id(struct imap_cmd *c);
 static void imap_cmd_enable(struct imap_cmd *c);
 static void imap_cmd_namespace(struct imap_cmd *c);
+static void imap_cmd_sasl_checked(void *ctx, uint64_t id,
+				  const struct loginfail_answer *ans);
 
 #define P IMAP_CMD_POOL
 #define NE IMAP_CMD_NOEXPUNGE
@@ -150,10 +155,14 @@ void imap_cmd_bad(struct imap_cmd *c, const char *fmt, ...)
 	va_end(ap);
 }
 
-void imap_cmd_put_string(struct buf *out, const char *s, size_t len)
+int imap_cmd_put_string(struct buf *out, const char *s, size_t len)
 {
 	size_t i;
 
+	/* RFC 3501 §4.3: no NUL, in a literal either (that would take
+	 * BINARY's literal8): refuse rather than send one */
+	if (memchr(s, '\0', len) != NULL)
+		return -1;
 	if (len <= 1024) {
 		for (i = 0; i < len; i++) {
 			unsigned char ch = (unsigned char)s[i];
@@ -162,43 +171,17 @@ void imap_cmd_put_string(struct buf *out, const char *s, size_t len)
 				break;
 		}
 		if (i == len) {
-			buf_putc(out, '"');
-			buf_append(out, s, len);
-			buf_putc(out, '"');
-			return;
+			if (buf_putc(out, '"') < 0 ||
+			    buf_append(out, s, len) < 0 ||
+			    buf_putc(out, '"') < 0)
+				return -1;
+			return 0;
 		}
 	}
-	buf_printf(out, "{%zu}\r\n", len);
-	buf_append(out, s, len);
-}
-
-void imap_cmd_put_flags(struct imap_cmd *c, unsigned flags,
-			uint32_t keywords)
-{
-	static const struct { unsigned bit; const char *name; } sys[] = {
-		{ MSTORE_F_SEEN, "\\Seen" }, { MSTORE_F_ANSWERED, "\\Answered" },
-		{ MSTORE_F_FLAGGED, "\\Flagged" },
-		{ MSTORE_F_DELETED, "\\Deleted" }, { MSTORE_F_DRAFT, "\\Draft" },
-		{ MSTORE_F_RECENT, "\\Recent" },
-	};
-	struct mstore_folder *f = c->s->folder;
-	const char *sep = "";
-	size_t i;
-
-	buf_putc(&c->out, '(');
-	for (i = 0; i < sizeof(sys) / sizeof(sys[0]); i++) {
-		if (flags & sys[i].bit) {
-			buf_printf(&c->out, "%s%s", sep, sys[i].name);
-			sep = " ";
-		}
-	}
-	for (i = 0; f != NULL && i < MSTORE_MAX_KEYWORDS; i++) {
-		if ((keywords & (1u << i)) && f->keywords[i] != NULL) {
-			buf_printf(&c->out, "%s%s", sep, f->keywords[i]);
-			sep = " ";
-		}
-	}
-	buf_putc(&c->out, ')');
+	if (buf_printf(out, "{%zu}\r\n", len) < 0 ||
+	    buf_append(out, s, len) < 0)
+		return -1;
+	return 0;
 }
 
 void imap_cmd_sync(struct imap_cmd *c, int allow_expunge)
@@ -206,7 +189,7 @@ void imap_cmd_sync(struct imap_cmd *c, int allow_expunge)
 	struct mstore_folder *f = c->s->folder;
 	struct mstore_changes ch;
 	struct err err;
-	size_t i, recent = 0;
+	size_t i, recent = 0, start;
 
 	if (f == NULL || !allow_expunge)
 		return;
@@ -231,11 +214,18 @@ void imap_cmd_sync(struct imap_cmd *c, int allow_expunge)
 
 		if (seq == 0 || seq > f->count)
 			continue;
-		buf_printf(&c->out, "* %u FETCH (UID %u FLAGS ", seq,
-			   f->msgs[seq - 1].uid);
-		imap_cmd_put_flags(c, f->msgs[seq - 1].flags,
-				   f->msgs[seq - 1].keywords);
-		buf_puts(&c->out, ")\r\n");
+		start = c->out.len;
+		/* the checked writer of imap_fetch (keywords that are not
+		 * atoms are left out); a line that does not fit is dropped
+		 * whole, never sent cut */
+		if (buf_printf(&c->out, "* %u FETCH (UID %u FLAGS ", seq,
+			       f->msgs[seq - 1].uid) < 0 ||
+		    imap_fetch_put_flags(&c->out,
+					 (const char *const *)f->keywords,
+					 f->msgs[seq - 1].flags,
+					 f->msgs[seq - 1].keywords) < 0 ||
+		    buf_puts(&c->out, ")\r\n") < 0)
+			c->out.len = start;
 	}
 	mstore_changes_free(&ch);
 }
@@ -244,7 +234,7 @@ void imap_cmd_capability_text(struct imap_session *s, struct buf *out)
 {
 	buf_puts(out, "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE");
 	if (s->state == IMAP_ST_NOTAUTH) {
-		if (s->set->tls != NULL && !s->tls)
+		if (s->set->tls != NULL && !conn_tls(s->conn))
 			buf_puts(out, " STARTTLS");
 		if (imap_session_plain_disabled(s))
 			buf_puts(out, " LOGINDISABLED");
@@ -305,32 +295,25 @@ static void imap_cmd_namespace(struct imap_cmd *c)
 static void imap_cmd_starttls(struct imap_cmd *c)
 {
 	struct imap_session *s = c->s;
-	struct bufferevent *nb;
 	struct err err;
 
-	if (s->set->tls == NULL || s->tls) {
-		imap_cmd_bad(c, s->tls ? "TLS is already active." :
+	if (s->set->tls == NULL || conn_tls(s->conn)) {
+		imap_cmd_bad(c, conn_tls(s->conn) ? "TLS is already active." :
 			     "STARTTLS is not available.");
 		imap_session_cmd_done(c);
 		return;
 	}
 	imap_session_printf(s, "%s OK Begin TLS negotiation now.\r\n", c->tag);
-	/* RFC 3501 §6.2.1 / RFC 2595 §3.1: anything pipelined after
-	 * STARTTLS in plaintext is discarded (CVE-2011-0411). */
-	evbuffer_drain(bufferevent_get_input(s->bev),
-		       evbuffer_get_length(bufferevent_get_input(s->bev)));
-	nb = tls_bev_starttls_server(s->bev, s->set->tls, &err);
-	if (nb == NULL) {
+	/* RFC 3501 §6.2.1 / RFC 2595 §3.1: conn_starttls() discards
+	 * anything pipelined after STARTTLS in plaintext (CVE-2011-0411).
+	 * The output under the TLS filter counts in conn_output_len(), so
+	 * conn_pace() holds back a client that does not read, as before. */
+	if (conn_starttls(s->conn, &err) < 0) {
 		log_warn("imap: client=%s: STARTTLS: %s", s->addr, err.msg);
 		c->logout = 1;
 	} else {
-		s->bev = nb;
-		s->tls = 1;
-		/* the filter moves our output into the socket bufferevent at
-		 * once; bound that, so that a client that does not read is
-		 * still held back by the session's output limit */
-		bufferevent_setwatermark(bufferevent_get_underlying(nb),
-					 EV_WRITE, 0, 128 * 1024);
+		/* the new bufferevent: the state's timeout again */
+		imap_session_set_state(s, s->state);
 	}
 	imap_session_cmd_done(c);
 }
@@ -414,16 +397,41 @@ static void imap_cmd_auth_success(struct imap_cmd *c, const char *method)
 {
 	struct imap_session *s = c->s;
 	struct imap_cmd_auth *a = c->priv;
+	int r = 0;
 
+	if (s->set->loginfail != NULL)
+		loginfail_record(s->set->loginfail, s->addr, a->user, 1);
+	/* Dovecot's mail_max_userip_connections, checked once the user is
+	 * known to be who they say */
+	if (s->set->userip != NULL &&
+	    (r = mra_userip_acquire(s->set->userip, a->user, s->addr)) != 0) {
+		if (r > 0) {
+			log_info("imap: client=%s, user=<%s>: refused, "
+				 "mail_max_userip_connections=%u", s->addr,
+				 a->user, mra_userip_max(s->set->userip));
+			imap_cmd_no(c, "[UNAVAILABLE] Maximum number of "
+				    "connections from user+IP exceeded "
+				    "(mail_max_userip_connections=%u)",
+				    mra_userip_max(s->set->userip));
+		} else {
+			imap_cmd_no(c, "[UNAVAILABLE] Out of memory.");
+		}
+		imap_session_cmd_done(c);
+		return;
+	}
+	s->userip_held = s->set->userip != NULL;
 	s->user = a->user;
 	a->user = NULL;
 	s->ms = a->ms;
 	a->ms = NULL;
 	s->quota_limit = a->quota;
 	s->quota_used = a->quota_used;
+	/* the map's limit, for COPY's and APPEND's checks under quota_lock
+	 * and for maildirsize's definition line */
+	mstore_set_quota(s->ms, s->quota_limit);
 	s->auth_fails = 0;
 	log_info("imap: login: client=%s, user=<%s>, method=%s%s", s->addr,
-		 s->user, method, s->tls ? ", TLS" : "");
+		 s->user, method, conn_tls(s->conn) ? ", TLS" : "");
 	imap_session_set_state(s, IMAP_ST_AUTH);
 	buf_printf(&c->out, "%s OK [CAPABILITY ", c->tag);
 	imap_cmd_capability_text(s, &c->out);
@@ -436,14 +444,15 @@ static void imap_cmd_login_done(void *job)
 	struct imap_cmd *c = job;
 	struct imap_cmd_auth *a = c->priv;
 
-	if (c->s->closing) {
+	if (conn_gone(c->s->conn)) {
 		imap_session_cmd_done(c);
 		return;
 	}
 	if (a->rc == PASSDB_OK) {
 		imap_cmd_auth_success(c, "LOGIN");
 	} else if (a->rc == PASSDB_FAIL) {
-		imap_session_auth_failed(c, a->user, "LOGIN", a->err.msg,
+		/* no extra delay: loginfail_check() waited already */
+		imap_session_auth_failed(c, a->user, "LOGIN",
 			"[AUTHENTICATIONFAILED] Authentication failed.");
 	} else {
 		log_warn("imap: client=%s, user=<%s>: login: %s",
@@ -454,6 +463,77 @@ static void imap_cmd_login_done(void *job)
 	}
 }
 
+/* The loginfail verdict for the command waiting in s->lf_cmd (the conn
+ * is BUSY meanwhile, so the session is found unless the server goes);
+ * NULL when there is none. A TEMP_REFUSE is answered here. */
+static struct imap_cmd *imap_cmd_loginfail_take(void *ctx, uint64_t id,
+					       const struct loginfail_answer *ans,
+					       const char *user)
+{
+	struct imap_session *s = imap_session_find(ctx, id);
+	struct imap_cmd *c;
+
+	if (s == NULL || (c = s->lf_cmd) == NULL)
+		return NULL;
+	s->lf_cmd = NULL;
+	if (conn_gone(s->conn)) {
+		imap_session_cmd_done(c);
+		return NULL;
+	}
+	if (ans->verdict == LOGINFAIL_TEMP_REFUSE) {
+		loginfail_log_mra_refused("imap", s->addr,
+			user != NULL ? user : "", ans);
+		imap_cmd_no(c, "[UNAVAILABLE] Too many failed logins, try "
+			    "later.");
+		imap_session_cmd_done(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* LOGIN: the verdict came; now the password job. */
+static void imap_cmd_login_checked(void *ctx, uint64_t id,
+				   const struct loginfail_answer *ans)
+{
+	struct imap_session *s = imap_session_find(ctx, id);
+	struct imap_cmd *c;
+
+	if (s == NULL || s->lf_cmd == NULL)
+		return;
+	c = imap_cmd_loginfail_take(ctx, id, ans,
+		((struct imap_cmd_auth *)s->lf_cmd->priv)->user);
+	if (c == NULL)
+		return;
+	if (work_submit(c->s->pool, imap_cmd_login_run, imap_cmd_login_done,
+			c) < 0) {
+		imap_cmd_no(c, "[UNAVAILABLE] Server busy.");
+		imap_session_cmd_done(c);
+	}
+}
+
+/* Ask loginfail about (address, user) for c; cb runs from the loop with
+ * c in s->lf_cmd. No loginfail configured: cb at once. -1: out of
+ * memory (nothing pending). */
+static int imap_cmd_loginfail_check(struct imap_cmd *c, const char *user,
+				    loginfail_cb *cb)
+{
+	struct imap_session *s = c->s;
+	static const struct loginfail_answer ok = { LOGINFAIL_OK, 0, 0, 0, 0,
+						    0 };
+
+	s->lf_cmd = c;
+	if (s->set->loginfail == NULL) {
+		cb(s->srv, s->id, &ok);
+		return 0;
+	}
+	if (loginfail_check(s->set->loginfail, s->addr, user, cb, s->srv,
+			    s->id) < 0) {
+		s->lf_cmd = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 /* Common checks before a login attempt; replies and returns -1 on refusal. */
 static int imap_cmd_auth_check(struct imap_cmd *c)
 {
@@ -461,11 +541,6 @@ static int imap_cmd_auth_check(struct imap_cmd *c)
 		/* RFC 3501 §6.2.3, RFC 5530 PRIVACYREQUIRED */
 		imap_cmd_no(c, "[PRIVACYREQUIRED] Plaintext authentication "
 			    "disallowed on non-secure connections.");
-	} else if (imap_session_addr_blocked(c->s)) {
-		log_info("imap: client=%s: refused, too many failed logins",
-			 c->s->addr);
-		imap_cmd_no(c, "[UNAVAILABLE] Too many failed logins, try "
-			    "later.");
 	} else {
 		return 0;
 	}
@@ -503,8 +578,7 @@ static void imap_cmd_login(struct imap_cmd *c)
 	c->priv = a;
 	c->priv_free = imap_cmd_auth_free;
 	if (a == NULL || a->user == NULL || a->pass == NULL ||
-	    work_submit(c->s->pool, imap_cmd_login_run, imap_cmd_login_done,
-			c) < 0) {
+	    imap_cmd_loginfail_check(c, a->user, imap_cmd_login_checked) < 0) {
 		imap_cmd_no(c, "[UNAVAILABLE] Server busy.");
 		imap_session_cmd_done(c);
 	}
@@ -539,26 +613,36 @@ static void imap_cmd_sasl_done(void *job)
 	struct imap_cmd *c = job;
 	struct imap_cmd_auth *a = c->priv;
 	struct imap_session *s = c->s;
+	const char *u;
 
-	if (s->closing) {
+	if (conn_gone(s->conn)) {
 		imap_session_cmd_done(c);
 		return;
 	}
 	switch (a->rc) {
 	case SASL_GLUE_OK:
-		imap_cmd_auth_success(c, a->mech);
+	case SASL_GLUE_FAIL:
+		/* the exchange is over and the user known: the loginfail
+		 * verdict before the result is revealed */
+		if (a->rc == SASL_GLUE_FAIL) {
+			u = sasl_glue_server_attempted_user(a->sasl);
+			free(a->user);
+			a->user = strdup(u != NULL ? u : "");
+		}
+		if (a->user == NULL ||
+		    imap_cmd_loginfail_check(c, a->user,
+					     imap_cmd_sasl_checked) < 0) {
+			imap_cmd_no(c, "[UNAVAILABLE] Temporary "
+				    "authentication failure.");
+			break;
+		}
 		return;
 	case SASL_GLUE_CONTINUE:
 		/* RFC 3501 §6.2.2: "+ " challenge, then one client line */
 		imap_session_printf(s, "+ %s\r\n", a->out != NULL ? a->out : "");
 		s->auth_cmd = c;
 		s->mode = IMAP_MODE_AUTH;
-		s->busy = 0;
-		return;
-	case SASL_GLUE_FAIL:
-		imap_session_auth_failed(c, a->user, a->mech,
-			sasl_glue_server_error(a->sasl),
-			"[AUTHENTICATIONFAILED] Authentication failed.");
+		(void)conn_ready(s->conn);   /* -1: closed() freed c */
 		return;
 	case SASL_GLUE_BADPROT:
 		imap_cmd_bad(c, "AUTHENTICATE aborted or malformed.");
@@ -577,11 +661,32 @@ static void imap_cmd_sasl_done(void *job)
 	imap_session_cmd_done(c);
 }
 
+/* AUTHENTICATE: the verdict came after the exchange. */
+static void imap_cmd_sasl_checked(void *ctx, uint64_t id,
+				  const struct loginfail_answer *ans)
+{
+	struct imap_session *s = imap_session_find(ctx, id);
+	struct imap_cmd_auth *a;
+	struct imap_cmd *c;
+
+	if (s == NULL || s->lf_cmd == NULL)
+		return;
+	a = s->lf_cmd->priv;
+	c = imap_cmd_loginfail_take(ctx, id, ans, a->user);
+	if (c == NULL)
+		return;
+	if (a->rc == SASL_GLUE_OK)
+		imap_cmd_auth_success(c, a->mech);
+	else
+		imap_session_auth_failed(c, a->user, a->mech,
+			"[AUTHENTICATIONFAILED] Authentication failed.");
+}
+
 void imap_cmd_auth_line(struct imap_cmd *c, const char *line, size_t len)
 {
 	struct imap_cmd_auth *a = c->priv;
 
-	c->s->busy = 1;
+	conn_busy(c->s->conn);
 	if (len == 1 && line[0] == '*') {
 		/* RFC 3501 §6.2.2: the client cancels */
 		imap_cmd_bad(c, "AUTHENTICATE cancelled.");
@@ -631,8 +736,9 @@ static void imap_cmd_authenticate(struct imap_cmd *c)
 		a->mech[i] = (char)(m->s[i] >= 'a' && m->s[i] <= 'z' ?
 				    m->s[i] - 32 : m->s[i]);
 	a->sasl = sasl_glue_server_new("imap", s->set->hostname,
-				       s->local_ipport, s->remote_ipport,
-				       s->tls ? 256 : 0, &err);
+				       conn_local_ipport(s->conn),
+				       conn_remote_ipport(s->conn),
+				       conn_tls(s->conn) ? 256 : 0, &err);
 	/* RFC 4959: "=" is an empty initial response, as in SMTP */
 	if (ir != NULL)
 		a->in = strdup(ir->s);

@@ -79,11 +79,11 @@ void imap_cmd_no(struct imap_cmd *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void imap_cmd_bad(struct imap_cmd *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Append an IMAP string: atom-safe text as quoted, else a literal. */
-void imap_cmd_put_string(struct buf *out, const char *s, size_t len);
-/* Append the FLAGS list of a message's flags and keywords. */
-void imap_cmd_put_flags(struct imap_cmd *c, unsigned flags,
-			uint32_t keywords);
+/* Append an IMAP string: atom-safe text as quoted, else a literal.
+ * -1 (out may hold part of it) when s holds a NUL, which IMAP4rev1
+ * cannot carry, or the buffer is full. (FLAGS lists:
+ * imap_fetch_put_flags.) */
+int imap_cmd_put_string(struct buf *out, const char *s, size_t len);
 /* Sync the selected folder and append untagged EXPUNGE/EXISTS/RECENT/FETCH.
  * allow_expunge 0 keeps the view (no EXPUNGE may be sent now). */
 void imap_cmd_sync(struct imap_cmd *c, int allow_expunge);

@@ -41,7 +41,9 @@ static void imap_cmd_mbox_put_name(struct buf *out, const char *name)
 
 	if (imap_cmd_mutf7_encode(name, wire, sizeof(wire)) < 0)
 		snprintf(wire, sizeof(wire), "%s", name);
-	imap_cmd_put_string(out, wire, strlen(wire));
+	/* strlen: no NUL can reach the client */
+	if (imap_cmd_put_string(out, wire, strlen(wire)) < 0)
+		buf_puts(out, "\"\"");
 }
 
 void imap_cmd_mbox_select(struct imap_cmd *c)
@@ -526,6 +528,7 @@ void imap_cmd_mbox_append(struct imap_cmd *c)
 	uint32_t uid = 0, uidv = 0;
 	uint64_t used = 0, count = 0, size;
 	struct err err;
+	int qlk = -1, rc;
 
 	if (c->nargs < 2) {
 		imap_cmd_bad(c, "APPEND needs a mailbox and a message.");
@@ -561,17 +564,29 @@ void imap_cmd_mbox_append(struct imap_cmd *c)
 		return;
 	}
 	size = c->lit_arg != NULL ? c->lit_size : msg->len;
-	if (s->quota_limit > 0 &&
-	    mstore_quota_usage(s->ms, &used, &count, &err) == 0) {
-		s->quota_used = used;
-		if (used + size > s->quota_limit) {
-			/* RFC 9208 §4.3: OVERQUOTA */
-			imap_cmd_no(c, "[OVERQUOTA] Quota exceeded.");
+	/* RFC 9208 §4.3, shared/quota.h: check, append and the maildirsize
+	 * update under quota_lock (taken before the folder's lock, as COPY
+	 * and the MDA do), so concurrent APPENDs cannot overshoot */
+	if (s->quota_limit > 0) {
+		qlk = quota_lock(mstore_root(s->ms), (uid_t)-1, (gid_t)-1, &err);
+		if (qlk < 0) {
+			imap_cmd_no(c, "[UNAVAILABLE] %s", err.msg);
 			return;
 		}
+		if (mstore_quota_usage(s->ms, &used, &count, &err) == 0) {
+			s->quota_used = used;
+			if (used + size > s->quota_limit) {
+				quota_unlock(qlk);
+				/* RFC 9208 §4.3: OVERQUOTA */
+				imap_cmd_no(c, "[OVERQUOTA] Quota exceeded.");
+				return;
+			}
+		}
 	}
-	if (imap_cmd_mbox_append_store(c, name, msg, flags, kw, nkw, date,
-				       &uid, &uidv, &err) < 0) {
+	rc = imap_cmd_mbox_append_store(c, name, msg, flags, kw, nkw, date,
+					&uid, &uidv, &err);
+	quota_unlock(qlk);
+	if (rc < 0) {
 		imap_cmd_no(c, "%s%s", err.temp ? "[UNAVAILABLE] " :
 			    "[TRYCREATE] ", err.msg);
 		return;

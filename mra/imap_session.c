@@ -1,8 +1,10 @@
-/* imap_session: connections of the IMAP server. Reads commands with the
- * pure parser, runs them (on the loop or the pool), writes responses,
- * handles STARTTLS, AUTHENTICATE continuations, IDLE, timeouts, rate and
- * failed-login limits. A session is freed only when no job of it is on
- * the pool (closing defers the free). */
+/* imap_session: connections of the IMAP server, on shared/conn. Reads
+ * commands with the pure parser, runs them (on the loop or the pool),
+ * writes responses, handles AUTHENTICATE continuations and IDLE. conn does
+ * the rest: sockets, TLS, caps, pacing, timeouts as ops->timeout, and
+ * closing once the output is sent. A session is freed only in
+ * ops->closed, which conn never calls while the conn is BUSY (a job of the
+ * session is out), so a job's done callback always finds its session. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -15,74 +17,83 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <sys/inotify.h>
 #include <unistd.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
+#include "conn.h"
 #include "imap_cmd.h"
 #include "imap_session.h"
-#include "listen.h"
 #include "log.h"
+#include "loginfail.h"
+#include "mra_userip.h"
 #include "mstore.h"
-#include "sasl_glue.h"
-#include "tls.h"
 #include "work.h"
 
+/* Output queued before commands wait for it to drain (conn_pace). */
 #define IMAP_SESSION_OUT_HIGH (1024 * 1024)
-#define IMAP_SESSION_OUT_LOW  (128 * 1024)
 #define IMAP_SESSION_MAX_BAD  20
-#define IMAP_SESSION_ADDR_SLOTS 1024
 
-struct imap_session_listener {
-	struct evconnlistener *l;
+/* ---- IDLE notifications: one inotify instance per server ----
+ * (an instance per session would hit fs.inotify.max_user_instances, 128
+ * by default, long before thousands of IDLE clients). A directory watched
+ * by several sessions has one watch descriptor, counted. */
+
+#define IMAP_SESSION_INO_DELAY_MS 100
+#define IMAP_SESSION_INO_MASK (IN_CREATE | IN_DELETE | IN_MOVED_FROM | \
+			       IN_MOVED_TO)
+/* Directories changed since the last fire: usually one or two. */
+#define IMAP_SESSION_DIRTY_MAX 64
+
+struct imap_session_wd {
+	int wd;
+	unsigned refs;
+};
+
+struct imap_ino {
+	int fd;                      /* -1 until the first IDLE */
+	struct event *ev, *timer;
+	struct imap_session_wd *wds;
+	size_t nwds, capwds;
+	int all;                     /* overflow: wake every IDLE session */
+	int dirty[IMAP_SESSION_DIRTY_MAX];
+	size_t ndirty;
+};
+
+struct imap_server {
 	struct event_base *base;
 	struct work_pool *pool;
 	const struct imap_settings *set;
-	int implicit_tls;
-	struct imap_session_listener *next;
+	struct conn_server *conns;
+	struct imap_session *list;   /* every session (IDLE wake-ups) */
+	struct imap_ino ino;
+	time_t watch_warn;
+	/* The parser's argument records: the loop is single-threaded and a
+	 * command is copied out (imap_session_take) before the next parse. */
+	struct imap_arg args[IMAP_MAX_ARGS];
+	/* APPEND messages pass through here on their way to the file */
+	char chunk[64 * 1024];
 };
-
-/* Failed logins per client address (a small hash, oldest overwritten). */
-struct imap_session_addr {
-	char addr[64];
-	unsigned fails;
-	time_t since;
-};
-
-static struct imap_session *imap_session_list;
-static struct imap_session_listener *imap_session_listeners;
-static struct imap_session_addr imap_session_addrs[IMAP_SESSION_ADDR_SLOTS];
-static uint64_t imap_session_next_id = 1;
-static unsigned imap_session_n;
-
-/* The parser's argument records: the loop is single-threaded and a
- * command is copied out (imap_session_take) before the next parse. */
-static struct imap_arg imap_session_args[IMAP_MAX_ARGS];
 
 static void imap_session_input(struct imap_session *s);
-static void imap_session_free(struct imap_session *s);
-static void imap_session_linger(struct imap_session *s);
+static void imap_session_idle_cb(void *arg);
 
-unsigned imap_session_count(void)
+unsigned imap_server_count(const struct imap_server *srv)
 {
-	return imap_session_n;
+	return conn_server_count(srv->conns);
 }
 
-struct imap_session *imap_session_find(uint64_t id)
+struct imap_session *imap_session_find(struct imap_server *srv, uint64_t id)
 {
-	struct imap_session *s;
+	struct conn *c = conn_find(srv->conns, id);
 
-	for (s = imap_session_list; s != NULL; s = s->next)
-		if (s->id == id && !s->closing)
-			return s;
-	return NULL;
+	if (c == NULL || conn_state(c) == CONN_ST_CLOSING)
+		return NULL;
+	return conn_session(c);
 }
 
 void imap_session_send(struct imap_session *s, const char *data, size_t len)
 {
-	if (s->bev != NULL && len > 0)
-		bufferevent_write(s->bev, data, len);
+	if (len > 0)
+		conn_write(s->conn, data, len);
 }
 
 void imap_session_printf(struct imap_session *s, const char *fmt, ...)
@@ -101,77 +112,51 @@ void imap_session_printf(struct imap_session *s, const char *fmt, ...)
 	imap_session_send(s, line, (size_t)n);
 }
 
-void imap_session_set_state(struct imap_session *s, enum imap_state st)
+/* The idle timeout of the state (login_timeout before login), on the
+ * bufferevent conn reads with: conn turns it into ops->timeout. */
+static void imap_session_timeouts(struct imap_session *s)
 {
+	struct bufferevent *bev = conn_bev(s->conn);
 	struct timeval tv;
 
-	s->state = st;
-	tv.tv_sec = st == IMAP_ST_NOTAUTH ? s->set->login_timeout :
+	tv.tv_sec = s->state == IMAP_ST_NOTAUTH ? s->set->login_timeout :
 		s->set->idle_timeout;
 	tv.tv_usec = 0;
-	if (s->bev != NULL)
-		bufferevent_set_timeouts(s->bev, &tv, &tv);
+	if (bev != NULL)
+		bufferevent_set_timeouts(bev, &tv, NULL);
+}
+
+void imap_session_set_state(struct imap_session *s, enum imap_state st)
+{
+	s->state = st;
+	imap_session_timeouts(s);
 }
 
 int imap_session_plain_disabled(const struct imap_session *s)
 {
-	if (s->tls)
+	if (conn_tls(s->conn))
 		return 0;
 	return s->set->disable_plaintext_auth || s->set->ssl_required;
 }
 
+void imap_session_close(struct imap_session *s)
+{
+	s->state = IMAP_ST_LOGOUT;
+	conn_close(s->conn);
+}
+
 /* ---- failed logins ---- */
 
-static struct imap_session_addr *imap_session_addr_slot(const char *addr)
+void imap_session_auth_failed(struct imap_cmd *c, const char *user,
+			      const char *mech, const char *reply)
 {
-	unsigned h = 5381;
-	const char *p;
-
-	for (p = addr; *p != '\0'; p++)
-		h = h * 33 + (unsigned char)*p;
-	return &imap_session_addrs[h % IMAP_SESSION_ADDR_SLOTS];
-}
-
-int imap_session_addr_blocked(const struct imap_session *s)
-{
-	struct imap_session_addr *a = imap_session_addr_slot(s->addr);
-
-	if (s->set->max_auth_fails_ip == 0 || strcmp(a->addr, s->addr) != 0)
-		return 0;
-	if (time(NULL) - a->since > (time_t)s->set->auth_fail_window)
-		return 0;
-	return a->fails >= s->set->max_auth_fails_ip;
-}
-
-static void imap_session_addr_fail(const struct imap_session *s)
-{
-	struct imap_session_addr *a = imap_session_addr_slot(s->addr);
-	time_t now = time(NULL);
-
-	if (strcmp(a->addr, s->addr) != 0 ||
-	    now - a->since > (time_t)s->set->auth_fail_window) {
-		snprintf(a->addr, sizeof(a->addr), "%s", s->addr);
-		a->fails = 0;
-		a->since = now;
-	}
-	a->fails++;
-}
-
-static void imap_session_timer_free(struct imap_session *s)
-{
-	if (s->timer != NULL) {
-		event_free(s->timer);
-		s->timer = NULL;
-	}
-}
-
-static void imap_session_auth_delay_cb(evutil_socket_t fd, short what,
-				       void *arg)
-{
-	struct imap_cmd *c = arg;
 	struct imap_session *s = c->s;
 
-	imap_session_timer_free(s);
+	loginfail_log_mra("imap", s->addr, mech, user);
+	if (s->set->loginfail != NULL)
+		loginfail_record(s->set->loginfail, s->addr, user, 0);
+	s->auth_fails++;
+	buf_printf(&c->out, "%s NO %s\r\n", c->tag, reply);
 	if (s->set->max_auth_fails > 0 &&
 	    s->auth_fails >= s->set->max_auth_fails) {
 		buf_puts(&c->out, "* BYE Too many invalid authentication "
@@ -179,36 +164,6 @@ static void imap_session_auth_delay_cb(evutil_socket_t fd, short what,
 		c->logout = 1;
 	}
 	imap_session_cmd_done(c);
-}
-
-void imap_session_auth_failed(struct imap_cmd *c, const char *user,
-			      const char *mech, const char *reason,
-			      const char *reply)
-{
-	struct imap_session *s = c->s;
-	struct timeval tv;
-	unsigned ms;
-
-	log_info("imap: auth failed: client=%s, user=<%s>, method=%s, "
-		 "reason=%s", s->addr, user != NULL ? user : "",
-		 mech, reason);
-	s->auth_fails++;
-	imap_session_addr_fail(s);
-	buf_printf(&c->out, "%s NO %s\r\n", c->tag, reply);
-	ms = s->set->auth_fail_delay_ms;
-	if (s->auth_fails > 1)
-		ms <<= (s->auth_fails - 1 < 5 ? s->auth_fails - 1 : 5);
-	if (ms > 15000)
-		ms = 15000;
-	imap_session_timer_free(s);
-	s->timer = evtimer_new(s->base, imap_session_auth_delay_cb, c);
-	if (s->timer == NULL) {
-		imap_session_auth_delay_cb(-1, 0, c);
-		return;
-	}
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(s->timer, &tv);
 }
 
 /* ---- commands ---- */
@@ -222,6 +177,8 @@ static void imap_session_job_run(void *job)
 	c->def->fn(c);
 }
 
+/* The conn is BUSY while the job is out, so c->s is alive; a client that
+ * left meanwhile is seen by imap_session_cmd_done (conn_gone). */
 static void imap_session_job_done(void *job)
 {
 	imap_session_cmd_done(job);
@@ -229,84 +186,57 @@ static void imap_session_job_done(void *job)
 
 int imap_session_cmd_submit(struct imap_cmd *c)
 {
-	c->s->busy = 1;
-	if (work_submit(c->s->pool, imap_session_job_run,
-			imap_session_job_done, c) < 0) {
-		c->s->busy = 0;
-		return -1;
-	}
-	return 0;
+	conn_busy(c->s->conn);
+	return work_submit(c->s->pool, imap_session_job_run,
+			   imap_session_job_done, c);
 }
 
-static void imap_session_idle_cb(void *arg);
-
-/* ---- IDLE notifications: one inotify instance for all sessions ----
- * (an instance per session would hit fs.inotify.max_user_instances, 128
- * by default, long before thousands of IDLE clients). A directory watched
- * by several sessions has one watch descriptor, counted. */
-
-#define IMAP_SESSION_INO_DELAY_MS 100
-#define IMAP_SESSION_INO_MASK (IN_CREATE | IN_DELETE | IN_MOVED_FROM | \
-			       IN_MOVED_TO)
-
-struct imap_session_wd {
-	int wd;
-	unsigned refs;
-};
-
-static int imap_session_ino_fd = -1;
-static struct event *imap_session_ino_ev, *imap_session_ino_timer;
-static struct imap_session_wd *imap_session_wds;
-static size_t imap_session_nwds, imap_session_capwds;
-static int imap_session_ino_all;
-
-static struct imap_session_wd *imap_session_wd_find(int wd)
+static struct imap_session_wd *imap_session_wd_find(struct imap_ino *ino,
+						    int wd)
 {
 	size_t i;
 
-	for (i = 0; i < imap_session_nwds; i++)
-		if (imap_session_wds[i].wd == wd)
-			return &imap_session_wds[i];
+	for (i = 0; i < ino->nwds; i++)
+		if (ino->wds[i].wd == wd)
+			return &ino->wds[i];
 	return NULL;
 }
 
-/* Directories changed since the last fire: usually one or two. */
-#define IMAP_SESSION_DIRTY_MAX 64
-static int imap_session_dirty[IMAP_SESSION_DIRTY_MAX];
-static size_t imap_session_ndirty;
-
-static int imap_session_is_dirty(int wd)
+static int imap_session_is_dirty(const struct imap_ino *ino, int wd)
 {
 	size_t i;
 
 	if (wd < 0)
 		return 0;
-	for (i = 0; i < imap_session_ndirty; i++)
-		if (imap_session_dirty[i] == wd)
+	for (i = 0; i < ino->ndirty; i++)
+		if (ino->dirty[i] == wd)
 			return 1;
 	return 0;
 }
 
 static void imap_session_ino_fire(evutil_socket_t fd, short what, void *arg)
 {
+	struct imap_server *srv = arg;
 	struct imap_session *s, *next;
 
-	for (s = imap_session_list; s != NULL; s = next) {
+	for (s = srv->list; s != NULL; s = next) {
 		next = s->next;
-		if (s->mode != IMAP_MODE_IDLE || s->closing)
+		if (s->mode != IMAP_MODE_IDLE ||
+		    conn_state(s->conn) == CONN_ST_CLOSING)
 			continue;
-		if (imap_session_ino_all || imap_session_is_dirty(s->wd[0]) ||
-		    imap_session_is_dirty(s->wd[1]))
+		if (srv->ino.all || imap_session_is_dirty(&srv->ino, s->wd[0]) ||
+		    imap_session_is_dirty(&srv->ino, s->wd[1]))
 			imap_session_idle_cb(s);
 	}
-	imap_session_ndirty = 0;
-	imap_session_ino_all = 0;
+	srv->ino.ndirty = 0;
+	srv->ino.all = 0;
 }
 
 static void imap_session_ino_read(evutil_socket_t fd, short what, void *arg)
 {
 	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
 	struct timeval tv = { 0, IMAP_SESSION_INO_DELAY_MS * 1000 };
+	struct imap_ino *ino = &((struct imap_server *)arg)->ino;
 	struct inotify_event *ev;
 	ssize_t r, off;
 
@@ -315,83 +245,88 @@ static void imap_session_ino_read(evutil_socket_t fd, short what, void *arg)
 		     off += (ssize_t)sizeof(*ev) + (ssize_t)ev->len) {
 			ev = (struct inotify_event *)(buf + off);
 			if (ev->mask & IN_Q_OVERFLOW ||
-			    imap_session_ndirty == IMAP_SESSION_DIRTY_MAX)
-				imap_session_ino_all = 1;
-			else if (!imap_session_is_dirty(ev->wd))
-				imap_session_dirty[imap_session_ndirty++] =
-					ev->wd;
+			    ino->ndirty == IMAP_SESSION_DIRTY_MAX)
+				ino->all = 1;
+			else if (!imap_session_is_dirty(ino, ev->wd))
+				ino->dirty[ino->ndirty++] = ev->wd;
 		}
 	}
 	/* coalesce a burst (and our own new/ -> cur/ renames) */
-	if (!evtimer_pending(imap_session_ino_timer, NULL))
-		evtimer_add(imap_session_ino_timer, &tv);
+	if (!evtimer_pending(ino->timer, NULL))
+		evtimer_add(ino->timer, &tv);
 }
 
-static int imap_session_ino_init(struct event_base *base)
+static int imap_session_ino_init(struct imap_server *srv)
 {
-	if (imap_session_ino_fd >= 0)
+	struct imap_ino *ino = &srv->ino;
+
+	if (ino->fd >= 0)
 		return 0;
-	imap_session_ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (imap_session_ino_fd < 0)
+	ino->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (ino->fd < 0)
 		return -1;
-	imap_session_ino_ev = event_new(base, imap_session_ino_fd,
-					EV_READ | EV_PERSIST,
-					imap_session_ino_read, NULL);
-	imap_session_ino_timer = evtimer_new(base, imap_session_ino_fire, NULL);
-	if (imap_session_ino_ev == NULL || imap_session_ino_timer == NULL ||
-	    event_add(imap_session_ino_ev, NULL) < 0) {
-		close(imap_session_ino_fd);
-		imap_session_ino_fd = -1;
+	ino->ev = event_new(srv->base, ino->fd, EV_READ | EV_PERSIST,
+			    imap_session_ino_read, srv);
+	ino->timer = evtimer_new(srv->base, imap_session_ino_fire, srv);
+	if (ino->ev == NULL || ino->timer == NULL ||
+	    event_add(ino->ev, NULL) < 0) {
+		if (ino->ev != NULL)
+			event_free(ino->ev);
+		if (ino->timer != NULL)
+			event_free(ino->timer);
+		ino->ev = ino->timer = NULL;
+		close(ino->fd);
+		ino->fd = -1;
 		return -1;
 	}
 	return 0;
 }
 
-static int imap_session_wd_add(const char *dir)
+static int imap_session_wd_add(struct imap_ino *ino, const char *dir)
 {
 	struct imap_session_wd *w;
-	int wd = inotify_add_watch(imap_session_ino_fd, dir,
-				   IMAP_SESSION_INO_MASK);
+	int wd = inotify_add_watch(ino->fd, dir, IMAP_SESSION_INO_MASK);
 
 	if (wd < 0)
 		return -1;
-	w = imap_session_wd_find(wd);
+	w = imap_session_wd_find(ino, wd);
 	if (w != NULL) {
 		w->refs++;
 		return wd;
 	}
-	if (imap_session_nwds == imap_session_capwds) {
-		size_t ncap = imap_session_capwds ? imap_session_capwds * 2 : 64;
-		struct imap_session_wd *nw = realloc(imap_session_wds,
+	if (ino->nwds == ino->capwds) {
+		size_t ncap = ino->capwds ? ino->capwds * 2 : 64;
+		struct imap_session_wd *nw = realloc(ino->wds,
 						     ncap * sizeof(*nw));
 
 		if (nw == NULL) {
-			inotify_rm_watch(imap_session_ino_fd, wd);
+			inotify_rm_watch(ino->fd, wd);
 			return -1;
 		}
-		imap_session_wds = nw;
-		imap_session_capwds = ncap;
+		ino->wds = nw;
+		ino->capwds = ncap;
 	}
-	w = &imap_session_wds[imap_session_nwds++];
+	w = &ino->wds[ino->nwds++];
 	w->wd = wd;
 	w->refs = 1;
 	return wd;
 }
 
-static void imap_session_wd_del(int wd)
+static void imap_session_wd_del(struct imap_ino *ino, int wd)
 {
-	struct imap_session_wd *w = wd >= 0 ? imap_session_wd_find(wd) : NULL;
+	struct imap_session_wd *w = wd >= 0 ? imap_session_wd_find(ino, wd) :
+		NULL;
 
 	if (w == NULL || --w->refs > 0)
 		return;
-	inotify_rm_watch(imap_session_ino_fd, wd);
-	*w = imap_session_wds[--imap_session_nwds];
+	inotify_rm_watch(ino->fd, wd);
+	*w = ino->wds[--ino->nwds];
 }
 
 static void imap_session_unwatch(struct imap_session *s)
 {
-	imap_session_wd_del(s->wd[0]);
-	imap_session_wd_del(s->wd[1]);
+	imap_session_wd_del(&s->srv->ino, s->wd[0]);
+	imap_session_wd_del(&s->srv->ino, s->wd[1]);
 	s->wd[0] = s->wd[1] = -1;
 	mstore_watch_free(s->watch);
 	s->watch = NULL;
@@ -399,7 +334,7 @@ static void imap_session_unwatch(struct imap_session *s)
 
 static void imap_session_watch(struct imap_session *s)
 {
-	static time_t last_warn;
+	struct imap_server *srv = s->srv;
 	const char *name, *path;
 	char dir[4200];
 	struct err err;
@@ -408,19 +343,19 @@ static void imap_session_watch(struct imap_session *s)
 	path = s->folder != NULL ? s->folder->path : s->snap_path;
 	if (name == NULL || s->wd[0] >= 0 || s->watch != NULL)
 		return;
-	if (path != NULL && imap_session_ino_init(s->base) == 0) {
+	if (path != NULL && imap_session_ino_init(srv) == 0) {
 		snprintf(dir, sizeof(dir), "%s/new", path);
-		s->wd[0] = imap_session_wd_add(dir);
+		s->wd[0] = imap_session_wd_add(&srv->ino, dir);
 		snprintf(dir, sizeof(dir), "%s/cur", path);
-		s->wd[1] = imap_session_wd_add(dir);
+		s->wd[1] = imap_session_wd_add(&srv->ino, dir);
 		if (s->wd[0] >= 0 && s->wd[1] >= 0)
 			return;
 		imap_session_unwatch(s);
 	}
 	s->watch = mstore_watch_new(s->base, s->ms, name,
 				    imap_session_idle_cb, s, &err);
-	if (s->watch == NULL && time(NULL) - last_warn > 60) {
-		last_warn = time(NULL);
+	if (s->watch == NULL && time(NULL) - srv->watch_warn > 60) {
+		srv->watch_warn = time(NULL);
 		log_warn("imap: client=%s, user=<%s>: IDLE watch: %s",
 			 s->addr, s->user, err.msg);
 	}
@@ -466,81 +401,84 @@ static struct imap_cmd *imap_session_cmd_alloc(struct imap_session *s)
 }
 
 /* A change in the folder while idling (or DONE, restore = 1): sync on
- * the pool. */
-static void imap_session_idle_sync(struct imap_session *s, int restore)
+ * the pool (the conn goes, or stays, BUSY). -1 when it could not start. */
+static int imap_session_idle_sync(struct imap_session *s, int restore)
 {
 	struct imap_cmd *c;
 
 	s->idle_dirty = 0;
 	c = imap_session_cmd_alloc(s);
 	if (c == NULL)
-		return;
+		return -1;
 	c->def = &imap_cmd_idle_sync_def;
 	c->no_tagged = 1;
 	c->idle_restore = restore;
 	c->tag = c->name;
-	if (imap_session_cmd_submit(c) < 0)
+	if (imap_session_cmd_submit(c) < 0) {
 		imap_cmd_free(c);
+		return -1;
+	}
+	return 0;
 }
 
 static void imap_session_idle_cb(void *arg)
 {
 	struct imap_session *s = arg;
 
-	if (s->mode != IMAP_MODE_IDLE || s->closing)
+	if (s->mode != IMAP_MODE_IDLE)
 		return;
-	if (s->busy)
+	switch (conn_state(s->conn)) {
+	case CONN_ST_BUSY:
 		s->idle_dirty = 1;
-	else
-		imap_session_idle_sync(s, 0);
+		break;
+	case CONN_ST_OPEN:
+		if (imap_session_idle_sync(s, 0) < 0)
+			(void)conn_ready(s->conn);
+		break;
+	case CONN_ST_CLOSING:
+		break;
+	}
 }
 
+/* Runs with the conn BUSY (every command made it so): send, free c,
+ * then conn_ready() (or the next job of an IDLE sync). */
 void imap_session_cmd_done(struct imap_cmd *c)
 {
 	struct imap_session *s = c->s;
-	struct evbuffer *out;
+	struct conn *cn = s->conn;
+	int logout = c->logout, gone = conn_gone(cn);
 
-	int c_logout = c->logout;
-
-	s->busy = 0;
-	if (s->closing) {
-		imap_cmd_free(c);
-		imap_session_free(s);
-		return;
-	}
-	if (c->new_state >= 0)
-		imap_session_set_state(s, (enum imap_state)c->new_state);
-	imap_session_send(s, c->out.p, c->out.len);
-	if (c->idle_enter) {
-		imap_session_printf(s, "+ idling\r\n");
-		imap_session_idle_start(s, c->tag);
+	if (!gone) {
+		if (c->new_state >= 0)
+			imap_session_set_state(s,
+					       (enum imap_state)c->new_state);
+		imap_session_send(s, c->out.p, c->out.len);
+		if (c->idle_enter) {
+			imap_session_printf(s, "+ idling\r\n");
+			imap_session_idle_start(s, c->tag);
+		}
 	}
 	imap_cmd_free(c);
-	if (c_logout || s->logout_pending) {
-		imap_session_linger(s);
-		return;
-	}
-	if (s->mode == IMAP_MODE_IDLE && s->idle_done_pending) {
+	if (logout) {
+		imap_session_close(s);   /* closes at conn_ready() */
+	} else if (!gone && s->mode == IMAP_MODE_IDLE &&
+		   s->idle_done_pending) {
 		if (s->snap_name != NULL) {
 			/* DONE: the folder comes back before the reply */
 			s->idle_done_pending = 0;
-			imap_session_idle_sync(s, 1);
-			s->idle_done_pending = 1;
-			return;
+			if (imap_session_idle_sync(s, 1) == 0) {
+				s->idle_done_pending = 1;
+				return;
+			}
 		}
 		imap_session_idle_finish(s);
 		s->mode = IMAP_MODE_CMD;
-	} else if (s->mode == IMAP_MODE_IDLE && s->idle_dirty) {
-		imap_session_idle_sync(s, 0);
-		return;
+	} else if (!gone && s->mode == IMAP_MODE_IDLE && s->idle_dirty) {
+		if (imap_session_idle_sync(s, 0) == 0)
+			return;
 	}
-	out = bufferevent_get_output(s->bev);
-	if (evbuffer_get_length(out) > IMAP_SESSION_OUT_HIGH) {
-		s->out_paused = 1;
-		return;
-	}
-	if (!s->in_input)
-		imap_session_input(s);
+	/* reading resumes from the loop; -1: s is gone */
+	(void)conn_ready(cn);
 }
 
 /* ---- APPEND messages streamed to a file ---- */
@@ -612,11 +550,12 @@ static int imap_session_stream_data(struct imap_session *s,
 				    struct evbuffer *in,
 				    const struct imap_reader_out *o)
 {
-	static char chunk[64 * 1024];
+	char *chunk = s->srv->chunk;
 	size_t left = o->used;
 
 	while (left > 0) {
-		size_t k = left < sizeof(chunk) ? left : sizeof(chunk), w = 0;
+		size_t k = left < sizeof(s->srv->chunk) ? left :
+			sizeof(s->srv->chunk), w = 0;
 		int got = evbuffer_remove(in, chunk, k);
 
 		if (got <= 0)
@@ -681,7 +620,7 @@ static void imap_session_bad(struct imap_session *s, const char *tag,
 	if (++s->bad_cmds > IMAP_SESSION_MAX_BAD || fatal) {
 		imap_session_printf(s, "* BYE %s\r\n", fatal ? why :
 				    "Too many invalid commands.");
-		imap_session_linger(s);
+		imap_session_close(s);
 	}
 }
 
@@ -704,6 +643,8 @@ static void imap_session_dispatch(struct imap_session *s, struct imap_cmd *c)
 	char sub[16];
 	struct imap_arg *a = c->args;
 
+	/* every command runs BUSY until imap_session_cmd_done() */
+	conn_busy(s->conn);
 	if (imap_session_upper(a->s, c->name, sizeof(c->name)) < 0 ||
 	    a->type != IMAP_ARG_ATOM) {
 		imap_cmd_bad(c, "Unknown command.");
@@ -739,7 +680,6 @@ static void imap_session_dispatch(struct imap_session *s, struct imap_cmd *c)
 		imap_session_cmd_done(c);
 		return;
 	}
-	s->busy = 1;
 	if (c->def->flags & IMAP_CMD_POOL) {
 		if (imap_session_cmd_submit(c) < 0) {
 			imap_cmd_no(c, "[UNAVAILABLE] Server busy.");
@@ -801,41 +741,6 @@ static struct imap_cmd *imap_session_take(struct imap_session *s, char *p,
 	return c;
 }
 
-static void imap_session_rate_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct imap_session *s = arg;
-
-	imap_session_timer_free(s);
-	s->paused = 0;
-	imap_session_input(s);
-}
-
-/* Command rate limit: beyond max per second, stop reading until the
- * next second (the client is slowed, not disconnected). Returns 1 when
- * the next command must wait. */
-static int imap_session_rate_wait(struct imap_session *s)
-{
-	struct timeval tv = { 1, 0 };
-	long now = (long)time(NULL);
-
-	if (s->set->max_cmds_per_sec == 0)
-		return 0;
-	if (now != s->cmd_second) {
-		s->cmd_second = now;
-		s->cmd_count = 0;
-	}
-	if (s->cmd_count < s->set->max_cmds_per_sec)
-		return 0;
-	if (s->timer != NULL)
-		return 1;
-	s->timer = evtimer_new(s->base, imap_session_rate_cb, s);
-	if (s->timer == NULL)
-		return 0;
-	s->paused = 1;
-	evtimer_add(s->timer, &tv);
-	return 1;
-}
-
 /* The reader's limits now: small literals before login (RFC 7888 §4
  * allows refusing; strangers must not make us hold much), bigger ones
  * after, and APPEND messages streamed to a file up to the size limit. */
@@ -864,9 +769,10 @@ static void imap_session_read_limit(struct imap_session *s)
 {
 	size_t base = s->rd.need > s->rd.stream_at ? s->rd.need :
 		s->rd.stream_at;
+	struct bufferevent *bev = conn_bev(s->conn);
 
-	if (s->bev != NULL)
-		bufferevent_setwatermark(s->bev, EV_READ, 0,
+	if (bev != NULL)
+		bufferevent_setwatermark(bev, EV_READ, 0,
 					 base + s->set->max_line + 2);
 }
 
@@ -875,7 +781,7 @@ static int imap_session_command(struct imap_session *s, struct evbuffer *in,
 {
 	struct imap_cmd *c;
 
-	c = imap_session_take(s, p, o->used, o->tag, imap_session_args,
+	c = imap_session_take(s, p, o->used, o->tag, s->srv->args,
 			      o->nargs);
 	evbuffer_drain(in, o->used);
 	if (c == NULL) {
@@ -886,7 +792,6 @@ static int imap_session_command(struct imap_session *s, struct evbuffer *in,
 	}
 	imap_session_stream_attach(s, c,
 		imap_session_arg_span(c->args, c->args) + 1, o->stream_at);
-	s->cmd_count++;
 	imap_session_dispatch(s, c);
 	return 1;
 }
@@ -904,13 +809,15 @@ static int imap_session_input_cmd(struct imap_session *s,
 	if (imap_reader_streaming(&s->rd)) {
 		ev = imap_reader_step(&s->rd, NULL, NULL, len, NULL, 0, &o);
 	} else {
-		if (imap_session_rate_wait(s))
+		/* pacing and output back-pressure (conn_pace): a client
+		 * that pipelines and never reads is held here */
+		if (conn_pace(s->conn))
 			return 0;
 		imap_session_policy(s, &pol);
 		p = (char *)evbuffer_pullup(in, -1);
 		if (p == NULL)
 			return 0;
-		ev = imap_reader_step(&s->rd, &pol, p, len, imap_session_args,
+		ev = imap_reader_step(&s->rd, &pol, p, len, s->srv->args,
 				      IMAP_MAX_ARGS, &o);
 	}
 	switch (ev) {
@@ -933,7 +840,7 @@ static int imap_session_input_cmd(struct imap_session *s,
 		imap_session_bad(s, o.tag, o.code, o.text,
 				 ev == IMAP_RD_FATAL);
 		evbuffer_drain(in, o.used);
-		return !s->logout_pending;
+		return s->state != IMAP_ST_LOGOUT;
 	case IMAP_RD_DROP:
 		evbuffer_drain(in, o.used);
 		return 1;
@@ -948,7 +855,7 @@ static int imap_session_input_cmd(struct imap_session *s,
 	}
 	imap_session_stream_discard(s);
 	imap_session_printf(s, "* BYE Out of memory.\r\n");
-	imap_session_linger(s);
+	imap_session_close(s);
 	return 0;
 }
 
@@ -967,7 +874,7 @@ static int imap_session_input_line(struct imap_session *s,
 	if (r < 0) {
 		/* the BYE must reach the client: linger, not close at once */
 		imap_session_printf(s, "* BYE Line too long.\r\n");
-		imap_session_linger(s);
+		imap_session_close(s);
 		return -1;
 	}
 	line = strndup(p, n);
@@ -988,11 +895,15 @@ static int imap_session_input_line(struct imap_session *s,
 					    s->idle_tag);
 			free(s->idle_tag);
 			s->idle_tag = NULL;
-		} else if (s->busy || s->snap_name != NULL) {
+		} else if (s->snap_name != NULL) {
+			/* input runs OPEN only: the sync starts now */
 			s->idle_done_pending = 1;
 			s->mode = IMAP_MODE_IDLE;
-			if (!s->busy)
-				imap_session_idle_sync(s, 1);
+			if (imap_session_idle_sync(s, 1) < 0) {
+				(void)conn_ready(s->conn);
+				s->mode = IMAP_MODE_CMD;
+				imap_session_idle_finish(s);
+			}
 		} else {
 			imap_session_idle_finish(s);
 		}
@@ -1001,18 +912,18 @@ static int imap_session_input_line(struct imap_session *s,
 	return 1;
 }
 
+/* ops->input: the conn is OPEN and bytes wait. */
 static void imap_session_input(struct imap_session *s)
 {
+	struct bufferevent *bev;
 	struct evbuffer *in;
 	size_t len;
 	int go = 1;
 
-	if (s->in_input)
-		return;
-	s->in_input = 1;
-	while (go && s->bev != NULL && !s->busy && !s->paused &&
-	       !s->closing && !s->logout_pending && !s->out_paused) {
-		in = bufferevent_get_input(s->bev);
+	while (go && conn_state(s->conn) == CONN_ST_OPEN &&
+	       s->state != IMAP_ST_LOGOUT &&
+	       (bev = conn_bev(s->conn)) != NULL) {
+		in = bufferevent_get_input(bev);
 		len = evbuffer_get_length(in);
 		if (len == 0)
 			break;
@@ -1030,163 +941,11 @@ static void imap_session_input(struct imap_session *s)
 			break;
 		}
 	}
-	s->in_input = 0;
-	if (s->closing && !s->busy) {
-		imap_session_free(s);
-		return;
-	}
-	if (s->mode == IMAP_MODE_CMD)
+	if (conn_state(s->conn) == CONN_ST_OPEN && s->mode == IMAP_MODE_CMD)
 		imap_session_read_limit(s);
 }
 
-/* ---- closing after the last response ---- */
-
-/* 1 when every byte queued for the client has left (a STARTTLS filter
- * keeps its ciphertext on the underlying bufferevent). */
-static int imap_session_flushed(struct imap_session *s)
-{
-	struct bufferevent *u;
-
-	if (s->bev == NULL)
-		return 1;
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
-		return 0;
-	u = bufferevent_get_underlying(s->bev);
-	return u == NULL || evbuffer_get_length(bufferevent_get_output(u)) == 0;
-}
-
-static void imap_session_linger_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct imap_session *s = arg;
-	struct timeval tv = { 0, 20000 };
-
-	if (imap_session_flushed(s) || ++s->linger > 250) {
-		imap_session_timer_free(s);
-		imap_session_close(s);
-		return;
-	}
-	evtimer_add(s->timer, &tv);
-}
-
-/* LOGOUT, BYE: stop reading, close once the output is sent. */
-static void imap_session_linger(struct imap_session *s)
-{
-	struct timeval tv = { 0, 0 };
-
-	s->logout_pending = 1;
-	s->state = IMAP_ST_LOGOUT;
-	if (s->bev != NULL)
-		bufferevent_disable(s->bev, EV_READ);
-	if (s->busy)
-		return;
-	imap_session_timer_free(s);
-	s->timer = evtimer_new(s->base, imap_session_linger_cb, s);
-	if (s->timer == NULL) {
-		imap_session_close(s);
-		return;
-	}
-	evtimer_add(s->timer, &tv);
-}
-
-/* ---- bufferevent callbacks ---- */
-
-static void imap_session_read_cb(struct bufferevent *bev, void *arg)
-{
-	imap_session_input(arg);
-}
-
-static void imap_session_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct imap_session *s = arg;
-	size_t left = evbuffer_get_length(bufferevent_get_output(bev));
-
-	if (s->out_paused && left <= IMAP_SESSION_OUT_LOW) {
-		s->out_paused = 0;
-		imap_session_input(s);
-	}
-}
-
-static void imap_session_event_cb(struct bufferevent *bev, short what,
-				  void *arg)
-{
-	struct imap_session *s = arg;
-	char why[128];
-
-	if (what & BEV_EVENT_CONNECTED)
-		return;
-	if (what & BEV_EVENT_TIMEOUT) {
-		if (s->busy) {
-			bufferevent_enable(bev, EV_READ);
-			return;
-		}
-		log_info("imap: client=%s, user=<%s>: idle timeout", s->addr,
-			 s->user != NULL ? s->user : "");
-		imap_session_printf(s, "* BYE Disconnected for inactivity.\r\n");
-		imap_session_linger(s);
-		return;
-	}
-	if (what & BEV_EVENT_ERROR) {
-		tls_bev_error(bev, why, sizeof(why));
-		if (why[0] != '\0')
-			log_info("imap: client=%s: TLS error: %s", s->addr,
-				 why);
-	}
-	imap_session_close(s);
-}
-
-/* ---- life cycle ---- */
-
-static void imap_session_unlink(struct imap_session *s)
-{
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else if (imap_session_list == s)
-		imap_session_list = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	s->next = s->prev = NULL;
-}
-
-static void imap_session_free(struct imap_session *s)
-{
-	if (s->busy || s->in_input)
-		return;
-	imap_session_unlink(s);
-	imap_session_timer_free(s);
-	imap_session_unwatch(s);
-	if (s->auth_cmd != NULL)
-		imap_cmd_free(s->auth_cmd);
-	mstore_folder_free(s->folder);
-	imap_cmd_msg_snapshot_free(s);
-	imap_session_stream_discard(s);
-	mstore_free(s->ms);
-	if (s->bev != NULL)
-		bufferevent_free(s->bev);
-	if (s->user != NULL)
-		log_info("imap: logout: client=%s, user=<%s>", s->addr,
-			 s->user);
-	free(s->user);
-	free(s->idle_tag);
-	free(s);
-	imap_session_n--;
-}
-
-void imap_session_close(struct imap_session *s)
-{
-	if (s->closing)
-		return;
-	s->closing = 1;
-	imap_session_unwatch(s);
-	if (s->bev != NULL) {
-		bufferevent_free(s->bev);
-		s->bev = NULL;
-	}
-	/* a pending timer owns a command: let it fire and free */
-	if (s->timer != NULL && s->busy)
-		return;
-	imap_session_timer_free(s);
-	imap_session_free(s);
-}
+/* ---- conn callbacks ---- */
 
 static void imap_session_greet(struct imap_session *s)
 {
@@ -1200,118 +959,165 @@ static void imap_session_greet(struct imap_session *s)
 	buf_free(&b);
 }
 
-static void imap_session_accept_cb(struct evconnlistener *l,
-				   evutil_socket_t fd, struct sockaddr *sa,
-				   int salen, void *arg)
+static void *imap_session_open(struct conn *cn, void *ctx)
 {
-	struct imap_session_listener *li = arg;
-	struct imap_session *s;
-	struct sockaddr_storage local;
-	socklen_t llen = sizeof(local);
-	struct err err;
-	int one = 1;
+	struct imap_server *srv = ctx;
+	struct imap_session *s = calloc(1, sizeof(*s));
+	struct bufferevent *bev = conn_bev(cn);
 
-	s = calloc(1, sizeof(*s));
-	if (s == NULL) {
-		evutil_closesocket(fd);
-		return;
-	}
-	/* responses go out whole; no Nagle delay on their last segment */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	s->id = imap_session_next_id++;
+	if (s == NULL)
+		return NULL;
+	s->id = conn_id(cn);
+	s->conn = cn;
+	s->srv = srv;
+	s->set = srv->set;
+	s->base = srv->base;
+	s->pool = srv->pool;
+	s->addr = conn_addr(cn);
 	s->wd[0] = s->wd[1] = -1;
 	s->lit_fd = -1;
-	s->set = li->set;
-	s->base = li->base;
-	s->pool = li->pool;
-	s->implicit_tls = li->implicit_tls;
-	listen_addr_string(sa, s->addr, sizeof(s->addr));
-	sasl_glue_ipport(sa, s->remote_ipport, sizeof(s->remote_ipport));
-	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
-		sasl_glue_ipport((struct sockaddr *)&local, s->local_ipport,
-				 sizeof(s->local_ipport));
-	if (li->implicit_tls) {
-		s->bev = tls_bev_accept(li->base, fd, li->set->tls, &err);
-		s->tls = 1;
-	} else {
-		s->bev = bufferevent_socket_new(li->base, fd,
-						BEV_OPT_CLOSE_ON_FREE);
-		err_set(&err, 1, "bufferevent_socket_new failed");
-	}
-	if (s->bev == NULL) {
-		log_warn("imap: client=%s: %s", s->addr, err.msg);
-		evutil_closesocket(fd);
-		free(s);
-		return;
-	}
-	s->next = imap_session_list;
-	if (imap_session_list != NULL)
-		imap_session_list->prev = s;
-	imap_session_list = s;
-	imap_session_n++;
-	bufferevent_setcb(s->bev, imap_session_read_cb, imap_session_write_cb,
-			  imap_session_event_cb, s);
-	bufferevent_setwatermark(s->bev, EV_WRITE, IMAP_SESSION_OUT_LOW, 0);
+	s->next = srv->list;
+	if (srv->list != NULL)
+		srv->list->prev = s;
+	srv->list = s;
+	imap_session_set_state(s, IMAP_ST_NOTAUTH);
 	/* a client pipelining while a command runs is stopped by TCP
 	 * back-pressure, not buffered without bound */
-	bufferevent_setwatermark(s->bev, EV_READ, 0, s->set->max_line + 2);
-	imap_session_set_state(s, IMAP_ST_NOTAUTH);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (bev != NULL)
+		bufferevent_setwatermark(bev, EV_READ, 0, s->set->max_line + 2);
 	log_debug("imap: connect from %s%s", s->addr,
-		  li->implicit_tls ? " (imaps)" : "");
+		  conn_implicit_tls(cn) ? " (imaps)" : "");
 	imap_session_greet(s);
+	return s;
 }
 
-int imap_listener_start(struct event_base *base, struct work_pool *pool,
-			int fd, const struct imap_settings *set,
-			int implicit_tls, struct err *err)
+static void imap_session_refuse(struct conn *cn, enum conn_refusal why,
+				void *ctx)
 {
-	struct imap_session_listener *li;
+	conn_printf(cn, "* BYE [UNAVAILABLE] Too many connections%s\r\n",
+		    why == CONN_REFUSE_ADDR ? " from your address" : "");
+}
 
-	if (implicit_tls && set->tls == NULL)
+static void imap_session_input_cb(struct conn *cn, void *sess, void *ctx)
+{
+	imap_session_input(sess);
+}
+
+static void imap_session_timeout(struct conn *cn, void *sess, void *ctx)
+{
+	struct imap_session *s = sess;
+
+	log_info("imap: client=%s, user=<%s>: idle timeout", s->addr,
+		 s->user != NULL ? s->user : "");
+	imap_session_printf(s, "* BYE Disconnected for inactivity.\r\n");
+	s->state = IMAP_ST_LOGOUT;
+}
+
+static void imap_session_closed(struct conn *cn, void *sess, int gone,
+				const char *why, void *ctx)
+{
+	struct imap_server *srv = ctx;
+	struct imap_session *s = sess;
+
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else if (srv->list == s)
+		srv->list = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	imap_session_unwatch(s);
+	if (s->auth_cmd != NULL)
+		imap_cmd_free(s->auth_cmd);
+	if (s->lf_cmd != NULL)
+		imap_cmd_free(s->lf_cmd);
+	mstore_folder_free(s->folder);
+	s->folder = NULL;
+	imap_cmd_msg_snapshot_free(s);
+	imap_session_stream_discard(s);
+	mstore_free(s->ms);
+	if (s->userip_held && s->set->userip != NULL)
+		mra_userip_release(s->set->userip, s->user, s->addr);
+	if (s->user != NULL)
+		log_info("imap: logout: client=%s, user=<%s>", s->addr,
+			 s->user);
+	else if (gone && why[0] != '\0')
+		log_debug("imap: client=%s: %s", s->addr, why);
+	free(s->user);
+	free(s->idle_tag);
+	free(s);
+}
+
+static const struct conn_ops imap_session_ops = {
+	.open = imap_session_open,
+	.refuse = imap_session_refuse,
+	.input = imap_session_input_cb,
+	.timeout = imap_session_timeout,
+	.closed = imap_session_closed,
+};
+
+/* ---- the server ---- */
+
+struct imap_server *imap_server_new(struct event_base *base,
+				    struct work_pool *pool,
+				    const struct imap_settings *set,
+				    struct err *err)
+{
+	struct imap_server *srv = calloc(1, sizeof(*srv));
+	struct conn_settings cs;
+
+	if (srv == NULL) {
+		err_set(err, 1, "out of memory");
+		return NULL;
+	}
+	srv->base = base;
+	srv->pool = pool;
+	srv->set = set;
+	srv->ino.fd = -1;
+	memset(&cs, 0, sizeof(cs));
+	cs.service = "imap";
+	cs.tls = set->tls;
+	cs.max_total = set->max_conns;
+	cs.max_per_addr = set->max_conns_per_addr;
+	cs.max_cmds_per_sec = set->max_cmds_per_sec;
+	/* the per-state timeouts are set on the bufferevent
+	 * (imap_session_timeouts); this one also ends a client that leaves
+	 * output unread */
+	cs.timeout = (int)set->idle_timeout;
+	cs.busy_detached = 0;
+	cs.write_hiwat = IMAP_SESSION_OUT_HIGH;
+	srv->conns = conn_server_new(base, &cs, &imap_session_ops, srv, err);
+	if (srv->conns == NULL) {
+		free(srv);
+		return NULL;
+	}
+	return srv;
+}
+
+int imap_server_listen(struct imap_server *srv, int fd, int implicit_tls,
+		       struct err *err)
+{
+	if (implicit_tls && srv->set->tls == NULL)
 		return err_set(err, 0, "IMAPS needs a TLS certificate");
-	li = calloc(1, sizeof(*li));
-	if (li == NULL)
-		return err_set(err, 1, "out of memory");
-	li->base = base;
-	li->pool = pool;
-	li->set = set;
-	li->implicit_tls = implicit_tls;
-	li->l = evconnlistener_new(base, imap_session_accept_cb, li,
-				   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-				   -1, fd);
-	if (li->l == NULL) {
-		free(li);
-		return err_set(err, 1, "evconnlistener_new failed");
-	}
-	li->next = imap_session_listeners;
-	imap_session_listeners = li;
-	return 0;
+	return conn_server_listen(srv->conns, fd,
+				  implicit_tls ? CONN_LISTEN_TLS : 0, err);
 }
 
-void imap_shutdown(void)
+void imap_server_stop_listening(struct imap_server *srv)
 {
-	struct imap_session_listener *li;
-	struct imap_session *s, *next;
+	conn_server_stop_listening(srv->conns);
+}
 
-	while ((li = imap_session_listeners) != NULL) {
-		imap_session_listeners = li->next;
-		evconnlistener_free(li->l);
-		free(li);
-	}
-	for (s = imap_session_list; s != NULL; s = next) {
-		next = s->next;
-		imap_session_close(s);
-	}
-	if (imap_session_ino_ev != NULL)
-		event_free(imap_session_ino_ev);
-	if (imap_session_ino_timer != NULL)
-		event_free(imap_session_ino_timer);
-	imap_session_ino_ev = imap_session_ino_timer = NULL;
-	if (imap_session_ino_fd >= 0)
-		close(imap_session_ino_fd);
-	imap_session_ino_fd = -1;
-	free(imap_session_wds);
-	imap_session_wds = NULL;
-	imap_session_nwds = imap_session_capwds = 0;
+void imap_server_free(struct imap_server *srv)
+{
+	if (srv == NULL)
+		return;
+	conn_server_free(srv->conns);
+	if (srv->ino.ev != NULL)
+		event_free(srv->ino.ev);
+	if (srv->ino.timer != NULL)
+		event_free(srv->ino.timer);
+	if (srv->ino.fd >= 0)
+		close(srv->ino.fd);
+	free(srv->ino.wds);
+	free(srv);
 }

@@ -1,9 +1,12 @@
-/* imap_session: the mra's IMAP4rev1 server connections (RFC 3501). The
- * session owns its bufferevent, the parsed command and, after login, the
- * user's mstore and the selected folder. Commands that touch the store run
- * on the worker pool (the session is "busy" meanwhile and reads nothing),
- * the rest on the loop. mra/main.c binds the sockets and calls
- * imap_listener_start() once per listening fd. */
+/* imap_session: the mra's IMAP4rev1 server connections (RFC 3501), on
+ * the shared connection core (shared/conn.h): conn owns the socket, TLS,
+ * ids, caps, pacing and "close once sent"; the session owns the parsed
+ * command and, after login, the user's mstore and the selected folder.
+ * Commands that touch the store run on the worker pool (the conn is BUSY
+ * meanwhile: nothing is read and it is not freed until conn_ready()), the
+ * rest on the loop. mra/main.c owns the struct imap_server (no global
+ * state here), binds the sockets and calls imap_server_listen() once per
+ * listening fd. */
 #ifndef IMAP_SESSION_H
 #define IMAP_SESSION_H
 
@@ -25,6 +28,10 @@ struct bufferevent;
 struct event;
 struct imap_cmd;
 struct sasl_glue_server;
+struct conn;
+struct loginfail;
+struct mra_userip;
+struct imap_server;
 
 /* Login name -> Maildir root; runs on a worker thread (may block). */
 typedef int imap_mailbox_fn(void *arg, const char *user, char *out,
@@ -54,11 +61,13 @@ struct imap_settings {
 				      * memory; a bigger APPEND message is
 				      * streamed to a file */
 	size_t max_append;           /* APPEND message size limit */
-	unsigned max_cmds_per_sec;   /* beyond: reading pauses */
+	unsigned max_cmds_per_sec;   /* conn_pace(): beyond, reading pauses */
 	unsigned max_auth_fails;     /* per connection, then BYE */
-	unsigned max_auth_fails_ip;  /* per client address per window */
-	unsigned auth_fail_window;   /* seconds */
-	unsigned auth_fail_delay_ms; /* first delay, doubles each time */
+	unsigned max_conns;          /* mra_connection_limit; 0: none */
+	unsigned max_conns_per_addr; /* mra_client_connection_count_limit */
+	struct loginfail *loginfail; /* failed-login policy (borrowed) */
+	struct mra_userip *userip;   /* mail_max_userip_connections (borrowed;
+				      * NULL: no limit) */
 };
 
 /* While idling, the selected folder is closed and only this compact copy
@@ -84,27 +93,25 @@ enum imap_mode {
 
 #define IMAP_MAX_ARGS 512
 
+/* The session's life is conn's state (OPEN, BUSY while a job of it runs,
+ * CLOSING) plus the protocol state below (enum imap_state) and what the
+ * input side reads (enum imap_mode). */
 struct imap_session {
-	uint64_t id;
+	uint64_t id;                 /* conn_id() */
+	struct conn *conn;
+	struct imap_server *srv;
 	const struct imap_settings *set;
 	struct event_base *base;
 	struct work_pool *pool;
-	struct bufferevent *bev;
-	char addr[64];               /* client address */
-	char local_ipport[80], remote_ipport[80];
-	int tls;                     /* 1 once TLS is up */
-	int implicit_tls;
+	const char *addr;            /* conn_addr(), valid while conn lives */
 	enum imap_state state;
 	enum imap_mode mode;
-	int busy;                    /* a job is on the pool */
-	int closing;                 /* free when the job comes back */
-	int paused;                  /* reading paused (rate, output) */
 	unsigned auth_fails;
-	unsigned cmd_count;          /* commands this second */
-	long cmd_second;
-	struct event *timer;         /* delays: failed auth, rate limit */
 	char *user;
+	int userip_held;             /* counted in set->userip */
 	struct imap_cmd *auth_cmd;   /* AUTHENTICATE awaiting a line */
+	struct imap_cmd *lf_cmd;     /* LOGIN/AUTHENTICATE awaiting the
+				      * loginfail check (conn BUSY) */
 	struct imap_reader rd;       /* the command being read */
 	/* An APPEND message streamed to an unlinked file in the user's
 	 * Maildir tmp/ while it arrives (never held in memory whole); the
@@ -116,10 +123,6 @@ struct imap_session {
 	char *lit_prefix;
 	size_t lit_prefix_len;
 	unsigned bad_cmds;
-	int logout_pending;
-	unsigned linger;
-	int out_paused;
-	int in_input;
 	int idle_done_pending;
 	/* Owned by whichever thread runs the current command. */
 	struct mstore *ms;
@@ -139,15 +142,22 @@ struct imap_session {
 	struct imap_session *next, *prev;
 };
 
-/* Serve IMAP (implicit_tls 0) or IMAPS (1) on the listening socket fd.
- * set is borrowed and must live while the loop runs. */
-int imap_listener_start(struct event_base *base, struct work_pool *pool,
-			int fd, const struct imap_settings *set,
-			int implicit_tls, struct err *err);
-/* Stop accepting; close every session (before work_pool_free). */
-void imap_shutdown(void);
+/* The IMAP server: one conn_server for IMAP and IMAPS, the IDLE
+ * notification state, the parser's scratch records. set is borrowed and
+ * must outlive the server. */
+struct imap_server *imap_server_new(struct event_base *base,
+				    struct work_pool *pool,
+				    const struct imap_settings *set,
+				    struct err *err);
+/* Serve IMAP (implicit_tls 0) or IMAPS (1) on the listening socket fd. */
+int imap_server_listen(struct imap_server *srv, int fd, int implicit_tls,
+		       struct err *err);
+void imap_server_stop_listening(struct imap_server *srv);
+/* Close every session and free (after work_pool_free, whose outstanding
+ * done callbacks still find their sessions). */
+void imap_server_free(struct imap_server *srv);
 /* Number of live sessions (for tests and logs). */
-unsigned imap_session_count(void);
+unsigned imap_server_count(const struct imap_server *srv);
 
 /* Used by the command handlers (imap_cmd*.c). */
 void imap_session_send(struct imap_session *s, const char *data, size_t len);
@@ -156,21 +166,21 @@ void imap_session_printf(struct imap_session *s, const char *fmt, ...)
 void imap_session_set_state(struct imap_session *s, enum imap_state st);
 /* 1 when plaintext authentication is refused on this connection now. */
 int imap_session_plain_disabled(const struct imap_session *s);
-/* Record a failed login for command c (log line, counters), then after a
- * growing delay send "tag NO reply" and finish c (or BYE after too many). */
+/* A failed login for command c (the loginfail check already waited):
+ * log line for fail2ban, loginfail_record(), "tag NO reply" at once and
+ * finish c (with BYE after max_auth_fails on this connection). */
 void imap_session_auth_failed(struct imap_cmd *c, const char *user,
-			      const char *mech, const char *reason,
-			      const char *reply);
-/* 1 when this client address has failed too often lately. */
-int imap_session_addr_blocked(const struct imap_session *s);
+			      const char *mech, const char *reply);
 /* Command c is complete: send its output, free it, apply its state
  * change and go on reading. Loop handlers call it (at once or from their
  * own job's done callback); pool commands get it automatically. */
 void imap_session_cmd_done(struct imap_cmd *c);
 /* Run c->def->fn on the pool, then imap_session_cmd_done(). */
 int imap_session_cmd_submit(struct imap_cmd *c);
+/* LOGOUT, BYE: close once the output is sent (conn_close). */
 void imap_session_close(struct imap_session *s);
-/* Find a live session by id (pool callbacks), else NULL. */
-struct imap_session *imap_session_find(uint64_t id);
+/* Find a live session by id (callbacks of jobs and of loginfail), else
+ * NULL. A BUSY session is found until its conn_ready(). */
+struct imap_session *imap_session_find(struct imap_server *srv, uint64_t id);
 
 #endif

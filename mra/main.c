@@ -13,7 +13,9 @@
 #include "imap_session.h"
 #include "listen.h"
 #include "log.h"
+#include "loginfail.h"
 #include "map.h"
+#include "mra_userip.h"
 #include "mstore.h"
 #include "params.h"
 #include "passdb.h"
@@ -35,8 +37,8 @@ static long var_message_size_limit, var_imap_max_line_length,
 	var_imap_literal_limit, var_imap_login_literal_limit,
 	var_login_timeout, var_imap_idle_timeout,
 	var_imap_max_commands_per_second, var_auth_max_failures,
-	var_auth_max_failures_per_ip, var_auth_failure_window,
-	var_auth_failure_delay, var_worker_threads, var_pop3_timeout;
+	var_worker_threads, var_pop3_timeout, var_mra_conn_limit,
+	var_mra_client_conn_limit, var_mail_max_userip;
 
 static const struct cfg_param main_params[] = {
 	{ "imap_listen", CFG_INT, "143", &var_imap_listen, 0, 65535 },
@@ -72,20 +74,24 @@ static const struct cfg_param main_params[] = {
 	{ "imap_idle_timeout", CFG_TIME, "30m", &var_imap_idle_timeout, 1, 0 },
 	{ "imap_max_commands_per_second", CFG_INT, "1000",
 	  &var_imap_max_commands_per_second, 0, 0 },
+	/* per connection, then BYE; across connections: loginfail_params */
 	{ "auth_max_failures", CFG_INT, "3", &var_auth_max_failures, 0, 0 },
-	{ "auth_max_failures_per_ip", CFG_INT, "10",
-	  &var_auth_max_failures_per_ip, 0, 0 },
-	{ "auth_failure_window", CFG_TIME, "10m", &var_auth_failure_window,
+	/* IMAP and POP3 each count their connections against these (like
+	 * Postfix's smtpd_client_connection_count_limit and
+	 * smtpd_connection_limit); per address high: offices behind NAT */
+	{ "mra_client_connection_count_limit", CFG_INT, "100",
+	  &var_mra_client_conn_limit, 0, 0 },
+	{ "mra_connection_limit", CFG_INT, "5000", &var_mra_conn_limit, 0, 0 },
+	/* Dovecot: logged-in sessions of one user from one address */
+	{ "mail_max_userip_connections", CFG_INT, "10", &var_mail_max_userip,
 	  0, 0 },
-	{ "auth_failure_delay", CFG_TIME, "2s", &var_auth_failure_delay, 0,
-	  60 },
 	{ "mra_worker_threads", CFG_INT, "8", &var_worker_threads, 1, 64 },
 	{ "pop3_timeout", CFG_TIME, "10m", &var_pop3_timeout, 1, 0 },
 	{ NULL, CFG_STR, NULL, NULL, 0, 0 },
 };
 
 static const struct cfg_param *const main_tabs[] = {
-	params_common, main_params, NULL
+	params_common, main_params, loginfail_params, NULL
 };
 
 static const char main_help[] =
@@ -97,6 +103,8 @@ struct main_ctx {
 	struct map *mailbox_map;
 	struct map *limit_map;
 	struct passdb *passdb;
+	struct loginfail *loginfail;   /* memory only: mra has no Redis */
+	struct mra_userip *userip;     /* shared by IMAP and POP3 */
 };
 
 /* A map value or user part must not climb out of the mailbox base. */
@@ -339,12 +347,13 @@ static void main_imap_settings(struct imap_settings *set,
 	set->max_append = (size_t)var_message_size_limit;
 	set->max_cmds_per_sec = (unsigned)var_imap_max_commands_per_second;
 	set->max_auth_fails = (unsigned)var_auth_max_failures;
-	set->max_auth_fails_ip = (unsigned)var_auth_max_failures_per_ip;
-	set->auth_fail_window = (unsigned)var_auth_failure_window;
-	set->auth_fail_delay_ms = (unsigned)var_auth_failure_delay * 1000;
+	set->max_conns = (unsigned)var_mra_conn_limit;
+	set->max_conns_per_addr = (unsigned)var_mra_client_conn_limit;
+	set->loginfail = ctx->loginfail;
+	set->userip = ctx->userip;
 }
 
-static void main_pop3_settings(struct pop3_settings *set, int implicit,
+static void main_pop3_settings(struct pop3_settings *set,
 			       const struct imap_settings *iset,
 			       struct main_ctx *ctx)
 {
@@ -352,14 +361,16 @@ static void main_pop3_settings(struct pop3_settings *set, int implicit,
 	set->passdb = ctx->passdb;
 	set->sasl = iset->sasl;
 	set->tls = iset->tls;
-	set->implicit_tls = implicit;
 	set->disable_plaintext_auth = var_disable_plaintext_auth ||
 		iset->ssl_required;
 	set->mail_base = var_virtual_mailbox_base;
 	set->mailbox_fn = main_mailbox;
 	set->mailbox_arg = ctx;
 	set->timeout = (unsigned)var_pop3_timeout;
-	set->auth_fail_delay_ms = iset->auth_fail_delay_ms;
+	set->loginfail = ctx->loginfail;
+	set->max_conns = (unsigned)var_mra_conn_limit;
+	set->max_conns_per_addr = (unsigned)var_mra_client_conn_limit;
+	set->userip = ctx->userip;
 }
 
 /* Listening sockets: IMAP, IMAPS, POP3, POP3S (bound before the drop). */
@@ -378,31 +389,46 @@ static void main_bind_all(struct main_socks *sk, int tls_on)
 				      "pop3s_listen") : 0;
 }
 
+/* The servers (owned here: no global state in the protocol modules). */
+struct main_servers {
+	struct imap_server *imap;
+	struct pop3_server *pop3;
+};
+
 static void main_serve(struct event_base *base, struct work_pool *pool,
 		       struct main_socks *sk, const struct imap_settings *iset,
-		       const struct pop3_settings *pset)
+		       const struct pop3_settings *pset,
+		       struct main_servers *sv)
 {
 	struct err err;
 	int i, j;
 
+	sv->imap = imap_server_new(base, pool, iset, &err);
+	if (sv->imap == NULL)
+		main_fatal("IMAP", err.msg);
+	sv->pop3 = pop3_server_new(base, pool, pset, &err);
+	if (sv->pop3 == NULL)
+		main_fatal("POP3", err.msg);
 	for (i = 0; i < 2; i++)
 		for (j = 0; j < sk->n[i]; j++)
-			if (imap_listener_start(base, pool, sk->fds[i][j], iset,
-						i == 1, &err) < 0)
+			if (imap_server_listen(sv->imap, sk->fds[i][j], i == 1,
+					       &err) < 0)
 				main_fatal("IMAP", err.msg);
 	for (i = 0; i < 2; i++)
 		for (j = 0; j < sk->n[2 + i]; j++)
-			if (pop3_listener_start(base, pool, sk->fds[2 + i][j],
-						&pset[i], &err) < 0)
+			if (pop3_server_listen(sv->pop3, sk->fds[2 + i][j],
+					       i == 1, &err) < 0)
 				main_fatal("POP3", err.msg);
 }
 
 int main(int argc, char **argv)
 {
 	static struct imap_settings iset;
-	static struct pop3_settings pset[2];
+	static struct pop3_settings pset;
 	static struct main_ctx ctx;
 	static struct main_socks sk;
+	struct main_servers sv;
+	struct loginfail_settings lfs;
 	struct event_base *base;
 	struct work_pool *pool;
 	struct event *sigs[2];
@@ -432,10 +458,17 @@ int main(int argc, char **argv)
 	pool = work_pool_new(base, (int)var_worker_threads, &err);
 	if (pool == NULL)
 		main_fatal("worker pool", err.msg);
+	/* mra has no Redis: the counters live in memory (loginfail.h) */
+	loginfail_settings_from_params(&lfs);
+	ctx.loginfail = loginfail_new(base, NULL, &lfs, &err);
+	if (ctx.loginfail == NULL)
+		main_fatal("loginfail", err.msg);
+	ctx.userip = mra_userip_new((unsigned)var_mail_max_userip);
+	if (ctx.userip == NULL)
+		main_fatal("", "out of memory");
 	main_imap_settings(&iset, &ctx, tls);
-	main_pop3_settings(&pset[0], 0, &iset, &ctx);
-	main_pop3_settings(&pset[1], 1, &iset, &ctx);
-	main_serve(base, pool, &sk, &iset, pset);
+	main_pop3_settings(&pset, &iset, &ctx);
+	main_serve(base, pool, &sk, &iset, &pset, &sv);
 	sigs[0] = evsignal_new(base, SIGTERM, main_signal_cb, base);
 	sigs[1] = evsignal_new(base, SIGINT, main_signal_cb, base);
 	for (i = 0; i < 2; i++)
@@ -448,9 +481,14 @@ int main(int argc, char **argv)
 		 sk.n[3] > 0 ? var_pop3s_listen : 0);
 	event_base_dispatch(base);
 
-	imap_shutdown();
-	pop3_shutdown();
+	/* POP3 before the pool (its jobs free what they hold); IMAP after
+	 * it: a BUSY IMAP conn lives until its job's done has run */
+	imap_server_stop_listening(sv.imap);
+	pop3_server_free(sv.pop3);
 	work_pool_free(pool);
+	imap_server_free(sv.imap);
+	loginfail_free(ctx.loginfail);
+	mra_userip_free(ctx.userip);
 	for (i = 0; i < 2; i++)
 		if (sigs[i] != NULL)
 			event_free(sigs[i]);

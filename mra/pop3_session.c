@@ -1,23 +1,27 @@
-/* pop3_session: POP3 sessions on the event loop (RFC 1939 states
- * AUTHORIZATION -> TRANSACTION -> UPDATE). Authentication, mailbox opening,
- * message reads and the UPDATE expunge run on the worker pool; a session
- * with a job out reads no commands, and is only freed once its job is
- * back (jobs use the session's folder). Sessions own their mstore. */
-#include <errno.h>
+/* pop3_session: POP3 sessions on the connection core (shared/conn.h), in
+ * the RFC 1939 states AUTHORIZATION -> TRANSACTION -> UPDATE. The core
+ * owns the connection's life (open, BUSY while a job is out, CLOSING while
+ * the last reply flushes); this file owns the protocol state and the
+ * session. Password checks, SASL steps, mailbox opening, message reads and
+ * the UPDATE expunge run on the worker pool; the session is BUSY
+ * meanwhile (it reads no commands and is not freed before conn_ready()),
+ * and the job's result finds its session again by id. A job out when the
+ * server stops takes over what it borrowed from the session and frees it
+ * when it is back. Failed logins are counted and delayed by
+ * shared/loginfail, per address and per (address, user). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/event.h>
-#include <event2/listener.h>
 #include "buf.h"
-#include "listen.h"
+#include "conn.h"
 #include "log.h"
+#include "loginfail.h"
 #include "mstore.h"
+#include "mra_userip.h"
 #include "passdb.h"
 #include "sasl_glue.h"
 #include "tls.h"
@@ -31,46 +35,42 @@
 #define POP3_LINE_BUF       (POP3_AUTH_LINE_MAX + 2)
 #define POP3_MAX_AUTH_FAILS 3
 #define POP3_READ_HIGH      (64 * 1024)
-/* Pipelined RETRs to a client that does not read: stop taking commands
- * while this much output is queued, go on below POP3_OUT_LOW. */
-#define POP3_OUT_HIGH       (1024 * 1024)
-#define POP3_OUT_LOW        (128 * 1024)
 
-enum pop3_state { POP3_ST_AUTH, POP3_ST_TRANS, POP3_ST_UPDATE, POP3_ST_CLOSING };
+/* RFC 1939 §3 */
+enum pop3_state {
+	POP3_ST_AUTHORIZATION,
+	POP3_ST_TRANSACTION,
+	POP3_ST_UPDATE
+};
 
-struct pop3_listener {
-	struct evconnlistener *lev;
+struct pop3_server {
 	struct event_base *base;
 	struct work_pool *pool;
 	const struct pop3_settings *set;
-	struct pop3_listener *next;
+	struct conn_server *cs;
 };
+
+struct pop3_job;
 
 struct pop3_session {
 	uint64_t id;
-	struct pop3_listener *l;
-	struct bufferevent *bev;
+	struct pop3_server *srv;
+	struct conn *c;
 	enum pop3_state state;
-	int busy;                 /* a job or a delay is out */
-	int flushed;              /* closing: the last reply is out */
-	struct event *closer;     /* closing: flush re-check, linger limit */
-	int dead;                 /* client gone while busy: free when back */
-	int in_sasl;              /* lines are SASL responses */
-	int tls;
-	char addr[64];
-	char local_ipport[80], remote_ipport[80];
+	const char *end_why;      /* why we close: for the disconnect log */
 	char *user;               /* USER name, then the logged-in user */
 	unsigned auth_fails;
+	/* an AUTH exchange is under way (lines are SASL responses) while
+	 * this is set and no job is out */
 	struct sasl_glue_server *sasl;
-	struct event *delay;
-	char *delayed_reply;
+	/* the job out on the pool or waiting for loginfail's verdict */
+	struct pop3_job *job;
 	struct mstore *ms;
 	struct mstore_folder *f;
 	size_t nmsgs;             /* the maildrop as it was at login */
 	unsigned char *deleted;
 	unsigned long retr_count, dele_count;
 	uint64_t retr_bytes;
-	struct pop3_session *next;
 };
 
 enum pop3_job_kind { POP3_JOB_PASS, POP3_JOB_SASL_START, POP3_JOB_SASL_STEP,
@@ -79,15 +79,22 @@ enum pop3_job_kind { POP3_JOB_PASS, POP3_JOB_SASL_START, POP3_JOB_SASL_STEP,
 struct pop3_job {
 	uint64_t sid;
 	enum pop3_job_kind kind;
+	struct pop3_server *srv;  /* not used once orphan */
 	const struct pop3_settings *set;
-	struct sasl_glue_server *sasl;   /* the session's; untouched meanwhile */
+	/* the session's (borrowed) until orphan; owned after */
+	struct sasl_glue_server *sasl;
+	int orphan;               /* its session is gone: free all when back */
+	int on_pool;              /* submitted (else waiting for loginfail) */
 	char *user, *pass, *mech, *in, *out;
+	char *tried;              /* SASL: the authentication id tried */
 	enum sasl_glue_rc src;
 	enum passdb_rc prc;
 	int rc;                   /* 0, -1: see err */
 	struct err err;
 	struct mstore *ms;
-	struct mstore_folder *f;
+	struct mstore_folder *f;  /* READ/UPDATE: the session's, borrowed
+	                             until orphan (then ms and f are owned) */
+	int owns_f;
 	size_t idx;
 	long top;                 /* -1: RETR */
 	struct buf data;
@@ -95,148 +102,9 @@ struct pop3_job {
 	size_t nuids;
 };
 
-static struct pop3_listener *pop3_listeners;
-static struct pop3_session *pop3_sessions;
-static uint64_t pop3_next_id = 1;
-
-static void pop3_read_cb(struct bufferevent *bev, void *arg);
-static void pop3_process(struct pop3_session *s);
+static void pop3_input(struct conn *c, void *sess, void *ctx);
 
 /* ---- session plumbing ---- */
-
-static struct pop3_session *pop3_session_find(uint64_t id)
-{
-	struct pop3_session *s;
-
-	for (s = pop3_sessions; s != NULL; s = s->next)
-		if (s->id == id)
-			return s;
-	return NULL;
-}
-
-static void pop3_session_free(struct pop3_session *s)
-{
-	struct pop3_session **pp;
-
-	for (pp = &pop3_sessions; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == s) {
-			*pp = s->next;
-			break;
-		}
-	if (s->bev != NULL)
-		bufferevent_free(s->bev);
-	if (s->delay != NULL)
-		event_free(s->delay);
-	if (s->closer != NULL)
-		event_free(s->closer);
-	sasl_glue_server_free(s->sasl);
-	mstore_folder_free(s->f);
-	mstore_free(s->ms);
-	free(s->delayed_reply);
-	free(s->deleted);
-	free(s->user);
-	free(s);
-}
-
-static void pop3_session_close(struct pop3_session *s);
-
-static void pop3_closing_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
-		pop3_session_close(arg);
-}
-
-static void pop3_log_end(struct pop3_session *s, const char *why)
-{
-	if (s->state == POP3_ST_AUTH && s->f == NULL)
-		log_info("pop3: disconnect: %s, rip=%s", why, s->addr);
-	else
-		log_info("pop3: disconnect: %s, user=<%s>, rip=%s, retr=%lu/%llu, "
-		         "del=%lu/%zu", why, s->user ? s->user : "", s->addr,
-		         s->retr_count, (unsigned long long)s->retr_bytes,
-		         s->dele_count, s->nmsgs);
-}
-
-/* The client is gone or we hung up: free now, or when the job is back. */
-static void pop3_session_close(struct pop3_session *s)
-{
-	if (s->busy) {
-		s->dead = 1;
-		if (s->bev != NULL) {
-			bufferevent_free(s->bev);
-			s->bev = NULL;
-		}
-		return;
-	}
-	pop3_session_free(s);
-}
-
-/* Bytes not yet on the wire: a STLS filter keeps some in the socket
- * bufferevent below it. */
-static size_t pop3_pending_out(struct bufferevent *bev)
-{
-	struct bufferevent *u = bufferevent_get_underlying(bev);
-	size_t n = evbuffer_get_length(bufferevent_get_output(bev));
-
-	if (u != NULL)
-		n += evbuffer_get_length(bufferevent_get_output(u));
-	return n;
-}
-
-static void pop3_write_done_cb(struct bufferevent *bev, void *arg);
-
-static void pop3_closer_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct pop3_session *s = arg;
-
-	if (!s->flushed && s->bev != NULL)
-		pop3_write_done_cb(s->bev, s);
-	else
-		pop3_session_close(s);
-}
-
-static void pop3_closer_arm(struct pop3_session *s, long usec)
-{
-	struct timeval tv = { usec / 1000000, usec % 1000000 };
-
-	if (s->closer == NULL)
-		s->closer = evtimer_new(s->l->base, pop3_closer_cb, s);
-	if (s->closer == NULL || evtimer_add(s->closer, &tv) < 0)
-		pop3_session_close(s);
-}
-
-/* Whatever the client still sends after our last word is dropped. */
-static void pop3_linger_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct evbuffer *in = bufferevent_get_input(bev);
-
-	evbuffer_drain(in, evbuffer_get_length(in));
-}
-
-/* Once the last reply is out, close; a plain connection first half-closes
- * and drains for a moment, so that unread client bytes do not turn our
- * close into a reset that destroys the reply in flight. */
-static void pop3_write_done_cb(struct bufferevent *bev, void *arg)
-{
-	struct pop3_session *s = arg;
-
-	if (s->flushed)
-		return;
-	if (pop3_pending_out(bev) > 0) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			pop3_closer_arm(s, 20000);   /* below the filter */
-		return;
-	}
-	s->flushed = 1;
-	if (s->tls || bufferevent_getfd(bev) < 0) {
-		pop3_session_close(s);
-		return;
-	}
-	shutdown(bufferevent_getfd(bev), SHUT_WR);
-	bufferevent_setcb(bev, pop3_linger_read_cb, NULL, pop3_closing_event_cb, s);
-	bufferevent_enable(bev, EV_READ);
-	pop3_closer_arm(s, 2000000);
-}
 
 static void pop3_reply(struct pop3_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -244,56 +112,18 @@ static void pop3_reply(struct pop3_session *s, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (s->bev == NULL)
-		return;
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(bufferevent_get_output(s->bev), fmt, ap);
+	conn_vprintf(s->c, fmt, ap);
 	va_end(ap);
-	evbuffer_add(bufferevent_get_output(s->bev), "\r\n", 2);
+	conn_write(s->c, "\r\n", 2);
 }
 
-/* Send the last reply, then hang up once it is written. */
+/* Hang up once the last reply is out (the core flushes, then closes). */
 static void pop3_hangup(struct pop3_session *s, const char *why)
 {
-	pop3_log_end(s, why);
-	s->state = POP3_ST_CLOSING;
-	if (s->bev == NULL) {
-		pop3_session_close(s);
-		return;
-	}
-	bufferevent_disable(s->bev, EV_READ);
-	bufferevent_setcb(s->bev, NULL, pop3_write_done_cb, pop3_closing_event_cb, s);
-	bufferevent_enable(s->bev, EV_WRITE);
-	/* from the loop, not here: callers still hold s */
-	pop3_closer_arm(s, 0);
-}
-
-static void pop3_set_state(struct pop3_session *s, enum pop3_state st)
-{
-	s->state = st;
-}
-
-static int pop3_submit(struct pop3_session *s, struct pop3_job *j,
-                       void (*fn)(void *), void (*done)(void *))
-{
-	j->sid = s->id;
-	j->set = s->l->set;
-	if (work_submit(s->l->pool, fn, done, j) < 0)
-		return -1;
-	s->busy = 1;
-	return 0;
-}
-
-/* Back from a job: go on with what the client pipelined. */
-static void pop3_resume(struct pop3_session *s)
-{
-	s->busy = 0;
-	if (s->dead) {
-		pop3_session_free(s);
-		return;
-	}
-	if (s->state != POP3_ST_CLOSING)
-		pop3_process(s);
+	if (s->end_why == NULL)
+		s->end_why = why;
+	conn_close(s->c);
 }
 
 static struct pop3_job *pop3_job_new(enum pop3_job_kind kind)
@@ -320,13 +150,65 @@ static void pop3_job_free(struct pop3_job *j)
 		free(j->in);
 	}
 	free(j->user);
+	free(j->tried);
 	free(j->mech);
 	free(j->out);
 	free(j->uids);
 	buf_free(&j->data);
+	if (j->orphan)
+		sasl_glue_server_free(j->sasl);
+	if (j->kind == POP3_JOB_READ || j->kind == POP3_JOB_UPDATE) {
+		if (!j->owns_f) {
+			j->f = NULL;
+			j->ms = NULL;
+		}
+	}
 	mstore_folder_free(j->f);
 	mstore_free(j->ms);
 	free(j);
+}
+
+/* Run a job on the pool; the conn is BUSY until pop3_resume(). */
+static int pop3_submit(struct pop3_session *s, struct pop3_job *j,
+                       void (*fn)(void *), void (*done)(void *))
+{
+	j->sid = s->id;
+	j->srv = s->srv;
+	j->set = s->srv->set;
+	if (work_submit(s->srv->pool, fn, done, j) < 0)
+		return -1;
+	j->on_pool = 1;
+	s->job = j;
+	conn_busy(s->c);
+	return 0;
+}
+
+/* The session of a job that is back, or NULL (the job is then freed):
+ * the session may be gone (server stopping). */
+static struct pop3_session *pop3_job_session(struct pop3_job *j)
+{
+	struct conn *c;
+	struct pop3_session *s;
+
+	if (j->orphan) {
+		pop3_job_free(j);
+		return NULL;
+	}
+	c = conn_find(j->srv->cs, j->sid);
+	s = c != NULL ? conn_session(c) : NULL;
+	if (s == NULL || s->job != j) {
+		pop3_job_free(j);   /* cannot happen: closed() orphans it */
+		return NULL;
+	}
+	s->job = NULL;
+	return s;
+}
+
+/* Back from a job or a wait: go on with what the client pipelined (the
+ * core hands it to pop3_input() from the loop). s may be freed here. */
+static void pop3_resume(struct pop3_session *s)
+{
+	(void)conn_ready(s->c);
 }
 
 /* ---- AUTHORIZATION ---- */
@@ -367,6 +249,9 @@ static void pop3_auth_work(void *arg)
 		j->src = j->kind == POP3_JOB_SASL_START ?
 		         sasl_glue_server_start(j->sasl, j->mech, j->in, &j->out) :
 		         sasl_glue_server_step(j->sasl, j->in, &j->out);
+		u = sasl_glue_server_attempted_user(j->sasl);
+		if (u != NULL)
+			j->tried = strndup(u, 255);
 		if (j->src != SASL_GLUE_OK)
 			return;
 		u = sasl_glue_server_user(j->sasl);
@@ -382,55 +267,26 @@ static void pop3_auth_work(void *arg)
 	}
 }
 
-static void pop3_delay_cb(evutil_socket_t fd, short what, void *arg)
+/* Back to AUTHORIZATION with no mailbox. */
+static void pop3_drop_mailbox(struct pop3_session *s)
 {
-	struct pop3_session *s = arg;
-
-	if (s->dead) {
-		s->busy = 0;
-		pop3_session_free(s);
-		return;
-	}
-	if (s->delayed_reply != NULL)
-		pop3_reply(s, "%s", s->delayed_reply);
-	free(s->delayed_reply);
-	s->delayed_reply = NULL;
-	if (s->auth_fails >= POP3_MAX_AUTH_FAILS) {
-		s->busy = 0;
-		pop3_hangup(s, "too many authentication failures");
-		return;
-	}
-	pop3_resume(s);
-}
-
-/* A failed login: log it, answer after a delay (slows down guessing). */
-static void pop3_auth_failed(struct pop3_session *s, const char *user,
-                             const char *method, const char *reason)
-{
-	unsigned ms = s->l->set->auth_fail_delay_ms ? s->l->set->auth_fail_delay_ms
-	                                            : 2000;
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
-	s->auth_fails++;
-	log_info("pop3: auth failed: user=<%s>, rip=%s, method=%s, reason=%s",
-	         user ? user : "", s->addr, method, reason);
+	mstore_folder_free(s->f);
+	mstore_free(s->ms);
+	s->f = NULL;
+	s->ms = NULL;
+	free(s->deleted);
+	s->deleted = NULL;
+	s->nmsgs = 0;
 	free(s->user);
 	s->user = NULL;
-	free(s->delayed_reply);
-	s->delayed_reply = strdup("-ERR [AUTH] Authentication failed.");
-	if (s->delay == NULL)
-		s->delay = evtimer_new(s->l->base, pop3_delay_cb, s);
-	if (s->delay == NULL || evtimer_add(s->delay, &tv) < 0) {
-		pop3_reply(s, "-ERR [AUTH] Authentication failed.");
-		pop3_resume(s);
-		return;
-	}
-	s->busy = 1;
 }
 
 static void pop3_login_ok(struct pop3_session *s, struct pop3_job *j,
                           const char *method)
 {
+	const struct pop3_settings *set = s->srv->set;
+	int rc;
+
 	free(s->user);
 	s->user = j->user;
 	j->user = NULL;
@@ -445,91 +301,239 @@ static void pop3_login_ok(struct pop3_session *s, struct pop3_job *j,
 		pop3_hangup(s, "out of memory");
 		return;
 	}
-	pop3_set_state(s, POP3_ST_TRANS);
+	/* Dovecot's mail_max_userip_connections; held while the state is
+	 * TRANSACTION or UPDATE, released in pop3_closed() */
+	if (set->userip != NULL &&
+	    (rc = mra_userip_acquire(set->userip, s->user,
+	                             conn_addr(s->c))) != 0) {
+		log_info("pop3: login refused: user=<%s>, rip=%s: %s", s->user,
+		         conn_addr(s->c), rc > 0 ? "too many sessions from this "
+		         "address" : "out of memory");
+		/* RFC 2449 §8.1.2: the login was right, the maildrop is in
+		 * use (by too many sessions) */
+		pop3_reply(s, rc > 0 ? "-ERR [IN-USE] Maximum number of "
+		           "connections from user+IP exceeded." :
+		           "-ERR [SYS/TEMP] Out of memory.");
+		pop3_drop_mailbox(s);
+		return;
+	}
+	s->state = POP3_ST_TRANSACTION;
 	log_info("pop3: login: user=<%s>, rip=%s, method=%s, tls=%s, msgs=%zu",
-	         s->user, s->addr, method, s->tls ? "yes" : "no", s->nmsgs);
+	         s->user, conn_addr(s->c), method,
+	         conn_tls(s->c) ? "yes" : "no", s->nmsgs);
 	pop3_reply(s, "+OK Logged in.");
+}
+
+/* The user name a job's attempt counts for. */
+static const char *pop3_job_login(const struct pop3_job *j)
+{
+	if (j->kind == POP3_JOB_PASS)
+		return j->user;
+	return j->tried != NULL ? j->tried : j->user;
+}
+
+static const char *pop3_job_mech(const struct pop3_job *j)
+{
+	const char *m;
+
+	if (j->kind == POP3_JOB_PASS)
+		return "USER";
+	m = j->sasl != NULL ? sasl_glue_server_mech(j->sasl) : NULL;
+	return m != NULL ? m : "SASL";
+}
+
+/* A failed login: counted and logged (loginfail), answered at once: the
+ * delay was waited before (loginfail_check). */
+static void pop3_auth_failed(struct pop3_session *s, struct pop3_job *j)
+{
+	const struct pop3_settings *set = s->srv->set;
+	const char *user = pop3_job_login(j);
+
+	s->auth_fails++;
+	if (set->loginfail != NULL)
+		loginfail_record(set->loginfail, conn_addr(s->c), user, 0);
+	loginfail_log_mra("pop3", conn_addr(s->c), pop3_job_mech(j), user);
+	free(s->user);
+	s->user = NULL;
+	pop3_reply(s, "-ERR [AUTH] Authentication failed.");
+	if (s->auth_fails >= POP3_MAX_AUTH_FAILS)
+		pop3_hangup(s, "too many authentication failures");
+}
+
+/* The end of a login attempt whose delay (if any) is waited: reply. The
+ * job is freed; the session's SASL exchange, if any, has ended. */
+static void pop3_auth_finish(struct pop3_session *s, struct pop3_job *j)
+{
+	const struct pop3_settings *set = s->srv->set;
+	int ok = -1;   /* -1: nothing to record */
+
+	if (j->kind == POP3_JOB_PASS) {
+		if (j->prc == PASSDB_FAIL) {
+			ok = 0;
+		} else if (j->prc == PASSDB_TEMPFAIL) {
+			log_warn("pop3: auth tempfail: user=<%s>, rip=%s: %s",
+			         j->user, conn_addr(s->c), j->err.msg);
+			pop3_reply(s, "-ERR [SYS/TEMP] Temporary authentication "
+			           "failure.");
+		} else {
+			ok = 1;
+		}
+	} else {
+		ok = j->src == SASL_GLUE_OK ? 1 : 0;
+	}
+	if (ok == 0) {
+		pop3_auth_failed(s, j);
+	} else if (ok == 1) {
+		if (set->loginfail != NULL)
+			loginfail_record(set->loginfail, conn_addr(s->c),
+			                 pop3_job_login(j), 1);
+		if (j->rc < 0) {
+			log_warn("pop3: mailbox: user=<%s>, rip=%s: %s", j->user,
+			         conn_addr(s->c), j->err.msg);
+			pop3_reply(s, "-ERR [SYS/TEMP] Mailbox unavailable.");
+		} else {
+			pop3_login_ok(s, j, pop3_job_mech(j));
+		}
+	}
+	if (j->kind != POP3_JOB_PASS) {
+		sasl_glue_server_free(s->sasl);
+		s->sasl = NULL;
+		j->sasl = NULL;
+	}
+	pop3_job_free(j);
+}
+
+static void pop3_auth_done(void *arg);
+
+/* loginfail answered (its delay waited): refuse, run the password job
+ * (PASS), or reveal the SASL result (AUTH). */
+static void pop3_loginfail_cb(void *ctx, uint64_t id,
+                              const struct loginfail_answer *a)
+{
+	struct pop3_server *srv = ctx;
+	struct conn *c = conn_find(srv->cs, id);
+	struct pop3_session *s = c != NULL ? conn_session(c) : NULL;
+	struct pop3_job *j;
+
+	if (s == NULL || s->job == NULL || s->job->on_pool)
+		return;   /* gone: closed() freed the job */
+	j = s->job;
+	s->job = NULL;
+	if (a->verdict == LOGINFAIL_TEMP_REFUSE) {
+		/* RFC 3206 §4: SYS/TEMP, a temporary condition, try later;
+		 * AUTH would tell the client that its password is wrong
+		 * (none was checked) and to stop retrying, IN-USE (RFC 2449
+		 * §8.1.1) that the login succeeded and the maildrop is
+		 * locked */
+		loginfail_log_mra_refused("pop3", conn_addr(c),
+		                          pop3_job_login(j), a);
+		s->auth_fails++;
+		free(s->user);
+		s->user = NULL;
+		if (j->kind != POP3_JOB_PASS) {
+			sasl_glue_server_free(s->sasl);
+			s->sasl = NULL;
+			j->sasl = NULL;
+		}
+		pop3_job_free(j);
+		pop3_reply(s, "-ERR [SYS/TEMP] Too many failed logins, "
+		           "try later.");
+		if (s->auth_fails >= POP3_MAX_AUTH_FAILS)
+			pop3_hangup(s, "too many authentication failures");
+		pop3_resume(s);
+		return;
+	}
+	if (j->kind == POP3_JOB_PASS) {
+		if (conn_gone(c)) {
+			pop3_job_free(j);
+		} else if (work_submit(srv->pool, pop3_auth_work, pop3_auth_done,
+		                       j) < 0) {
+			pop3_job_free(j);
+			pop3_reply(s, "-ERR [SYS/TEMP] Out of memory.");
+		} else {
+			j->on_pool = 1;
+			s->job = j;   /* the conn stays BUSY */
+			return;
+		}
+		pop3_resume(s);
+		return;
+	}
+	pop3_auth_finish(s, j);
+	pop3_resume(s);
+}
+
+/* Ask loginfail, keeping j in the session (the conn BUSY) until its
+ * callback. 0, or -1 (out of memory; j untouched). */
+static int pop3_loginfail_wait(struct pop3_session *s, struct pop3_job *j)
+{
+	if (loginfail_check(s->srv->set->loginfail, conn_addr(s->c),
+	                    pop3_job_login(j), pop3_loginfail_cb, s->srv,
+	                    s->id) < 0)
+		return -1;
+	j->on_pool = 0;
+	s->job = j;
+	conn_busy(s->c);   /* no-op when BUSY already (after a SASL job) */
+	return 0;
 }
 
 static void pop3_auth_done(void *arg)
 {
 	struct pop3_job *j = arg;
-	struct pop3_session *s = pop3_session_find(j->sid);
-	const char *method = j->kind == POP3_JOB_PASS ? "USER" :
-	                     sasl_glue_server_mech(j->sasl);
+	struct pop3_session *s = pop3_job_session(j);
 
-	if (s == NULL || s->dead || s->state == POP3_ST_CLOSING) {
-		pop3_job_free(j);
-		if (s != NULL)
-			pop3_resume(s);
+	if (s == NULL)
 		return;
-	}
-	s->busy = 0;
 	if (j->kind == POP3_JOB_PASS) {
-		if (j->prc == PASSDB_FAIL) {
-			pop3_auth_failed(s, j->user, method, j->err.msg);
-		} else if (j->prc == PASSDB_TEMPFAIL) {
-			log_warn("pop3: auth tempfail: user=<%s>, rip=%s: %s",
-			         j->user, s->addr, j->err.msg);
-			pop3_reply(s, "-ERR [SYS/TEMP] Temporary authentication failure.");
-		} else if (j->rc < 0) {
-			log_warn("pop3: mailbox: user=<%s>, rip=%s: %s", j->user,
-			         s->addr, j->err.msg);
-			pop3_reply(s, "-ERR [SYS/TEMP] Mailbox unavailable.");
-		} else {
-			pop3_login_ok(s, j, method);
-		}
-		pop3_job_free(j);
-		if (!s->busy && s->state != POP3_ST_CLOSING)
-			pop3_resume(s);
+		pop3_auth_finish(s, j);   /* loginfail was asked before */
+		pop3_resume(s);
 		return;
 	}
-	/* SASL */
 	switch (j->src) {
 	case SASL_GLUE_CONTINUE:
-		s->in_sasl = 1;
 		pop3_reply(s, "+ %s", j->out ? j->out : "");
-		break;
+		j->sasl = NULL;
+		pop3_job_free(j);
+		pop3_resume(s);
+		return;
 	case SASL_GLUE_OK:
-		s->in_sasl = 0;
-		if (j->rc < 0) {
-			log_warn("pop3: mailbox: user=<%s>, rip=%s: %s", j->user,
-			         s->addr, j->err.msg);
-			pop3_reply(s, "-ERR [SYS/TEMP] Mailbox unavailable.");
-		} else {
-			pop3_login_ok(s, j, method);
-		}
-		break;
 	case SASL_GLUE_FAIL:
-		s->in_sasl = 0;
-		pop3_auth_failed(s, j->user, method, sasl_glue_server_error(j->sasl));
-		break;
+		/* the result is revealed after loginfail's delay, which does
+		 * not depend on it */
+		if (s->srv->set->loginfail == NULL || conn_gone(s->c)) {
+			pop3_auth_finish(s, j);
+		} else if (pop3_loginfail_wait(s, j) < 0) {
+			pop3_reply(s, "-ERR [SYS/TEMP] Temporary authentication "
+			           "failure.");
+			sasl_glue_server_free(s->sasl);
+			s->sasl = NULL;
+			j->sasl = NULL;
+			pop3_job_free(j);
+		} else {
+			return;   /* pop3_loginfail_cb() goes on */
+		}
+		pop3_resume(s);
+		return;
 	case SASL_GLUE_TEMPFAIL:
-		s->in_sasl = 0;
 		pop3_reply(s, "-ERR [SYS/TEMP] Temporary authentication failure.");
 		break;
 	case SASL_GLUE_NOMECH:
-		s->in_sasl = 0;
 		pop3_reply(s, "-ERR Unsupported authentication mechanism.");
 		break;
 	default:
-		s->in_sasl = 0;
 		pop3_reply(s, "-ERR Authentication aborted.");
 		break;
 	}
-	if (!s->in_sasl) {
-		sasl_glue_server_free(s->sasl);
-		s->sasl = NULL;
-	}
+	sasl_glue_server_free(s->sasl);
+	s->sasl = NULL;
+	j->sasl = NULL;
 	pop3_job_free(j);
-	if (!s->busy && s->state != POP3_ST_CLOSING)
-		pop3_resume(s);
+	pop3_resume(s);
 }
 
 /* RFC 2595 §2 / Dovecot disable_plaintext_auth: no passwords in clear. */
 static int pop3_plain_ok(struct pop3_session *s)
 {
-	return s->tls || !s->l->set->disable_plaintext_auth;
+	return conn_tls(s->c) || !s->srv->set->disable_plaintext_auth;
 }
 
 static void pop3_cmd_user(struct pop3_session *s, const struct pop3_cmd *c)
@@ -547,6 +551,7 @@ static void pop3_cmd_user(struct pop3_session *s, const struct pop3_cmd *c)
 static void pop3_cmd_pass(struct pop3_session *s, const struct pop3_cmd *c)
 {
 	struct pop3_job *j;
+	int rc;
 
 	if (!pop3_plain_ok(s)) {
 		pop3_reply(s, "-ERR [AUTH] Plaintext authentication disallowed on "
@@ -559,8 +564,21 @@ static void pop3_cmd_pass(struct pop3_session *s, const struct pop3_cmd *c)
 	}
 	j = pop3_job_new(POP3_JOB_PASS);
 	if (j == NULL || (j->user = strdup(s->user)) == NULL ||
-	    (j->pass = strndup(c->arg[0], c->arg_len[0])) == NULL ||
-	    pop3_submit(s, j, pop3_auth_work, pop3_auth_done) < 0) {
+	    (j->pass = strndup(c->arg[0], c->arg_len[0])) == NULL) {
+		pop3_job_free(j);
+		pop3_reply(s, "-ERR [SYS/TEMP] Out of memory.");
+		return;
+	}
+	j->sid = s->id;
+	j->srv = s->srv;
+	j->set = s->srv->set;
+	/* the delay is waited before the password is checked (the name
+	 * comes first): the job, with the password, waits in the session */
+	if (s->srv->set->loginfail != NULL)
+		rc = pop3_loginfail_wait(s, j);
+	else
+		rc = pop3_submit(s, j, pop3_auth_work, pop3_auth_done);
+	if (rc < 0) {
 		pop3_job_free(j);
 		pop3_reply(s, "-ERR [SYS/TEMP] Out of memory.");
 	}
@@ -569,17 +587,19 @@ static void pop3_cmd_pass(struct pop3_session *s, const struct pop3_cmd *c)
 static struct sasl_glue_server *pop3_sasl_new(struct pop3_session *s)
 {
 	struct err err;
-	int ssf = s->tls && s->bev != NULL ? tls_ssf(s->bev) : 0;
+	struct bufferevent *bev = conn_bev(s->c);
+	int ssf = conn_tls(s->c) && bev != NULL ? tls_ssf(bev) : 0;
 
-	return sasl_glue_server_new("pop", s->l->set->hostname, s->local_ipport,
-	                            s->remote_ipport, ssf, &err);
+	return sasl_glue_server_new("pop", s->srv->set->hostname,
+	                            conn_local_ipport(s->c),
+	                            conn_remote_ipport(s->c), ssf, &err);
 }
 
 static void pop3_cmd_auth(struct pop3_session *s, const struct pop3_cmd *c)
 {
 	struct pop3_job *j;
 
-	if (!s->l->set->sasl || !pop3_plain_ok(s)) {
+	if (!s->srv->set->sasl || !pop3_plain_ok(s)) {
 		pop3_reply(s, "-ERR [AUTH] Plaintext authentication disallowed on "
 		           "non-secure (SSL/TLS) connections.");
 		return;
@@ -612,14 +632,26 @@ static void pop3_cmd_auth(struct pop3_session *s, const struct pop3_cmd *c)
 	if (j == NULL || (j->mech = strndup(c->arg[0], c->arg_len[0])) == NULL ||
 	    (c->narg == 2 && (j->in = strndup(c->arg[1], c->arg_len[1])) == NULL)) {
 		pop3_job_free(j);
+		sasl_glue_server_free(s->sasl);
+		s->sasl = NULL;
 		pop3_reply(s, "-ERR [SYS/TEMP] Out of memory.");
 		return;
 	}
 	j->sasl = s->sasl;
 	if (pop3_submit(s, j, pop3_auth_work, pop3_auth_done) < 0) {
+		j->sasl = NULL;
 		pop3_job_free(j);
+		sasl_glue_server_free(s->sasl);
+		s->sasl = NULL;
 		pop3_reply(s, "-ERR [SYS/TEMP] Out of memory.");
 	}
+}
+
+static void pop3_sasl_end(struct pop3_session *s, const char *reply)
+{
+	sasl_glue_server_free(s->sasl);
+	s->sasl = NULL;
+	pop3_reply(s, "%s", reply);
 }
 
 static void pop3_sasl_response(struct pop3_session *s, const char *line,
@@ -632,30 +664,26 @@ static void pop3_sasl_response(struct pop3_session *s, const char *line,
 	 * be cut off by the C strings below, so refuse it */
 	for (i = 0; i < len; i++)
 		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f) {
-			s->in_sasl = 0;
-			sasl_glue_server_free(s->sasl);
-			s->sasl = NULL;
-			pop3_reply(s, "-ERR Invalid authentication response.");
+			pop3_sasl_end(s, "-ERR Invalid authentication response.");
 			return;
 		}
 	j = pop3_job_new(POP3_JOB_SASL_STEP);
 	if (j == NULL || (j->in = strndup(line, len)) == NULL) {
 		pop3_job_free(j);
-		s->in_sasl = 0;
-		pop3_reply(s, "-ERR [SYS/TEMP] Out of memory.");
+		pop3_sasl_end(s, "-ERR [SYS/TEMP] Out of memory.");
 		return;
 	}
 	j->sasl = s->sasl;
 	if (pop3_submit(s, j, pop3_auth_work, pop3_auth_done) < 0) {
+		j->sasl = NULL;
 		pop3_job_free(j);
-		s->in_sasl = 0;
-		pop3_reply(s, "-ERR [SYS/TEMP] Out of memory.");
+		pop3_sasl_end(s, "-ERR [SYS/TEMP] Out of memory.");
 	}
 }
 
 static void pop3_cmd_capa(struct pop3_session *s)
 {
-	const struct pop3_settings *set = s->l->set;
+	const struct pop3_settings *set = s->srv->set;
 
 	pop3_reply(s, "+OK Capability list follows");
 	pop3_reply(s, "CAPA");
@@ -664,7 +692,7 @@ static void pop3_cmd_capa(struct pop3_session *s)
 	pop3_reply(s, "RESP-CODES");
 	pop3_reply(s, "AUTH-RESP-CODE");
 	pop3_reply(s, "PIPELINING");
-	if (s->state == POP3_ST_AUTH) {
+	if (s->state == POP3_ST_AUTHORIZATION) {
 		if (pop3_plain_ok(s))
 			pop3_reply(s, "USER");
 		if (set->sasl && pop3_plain_ok(s)) {
@@ -674,7 +702,7 @@ static void pop3_cmd_capa(struct pop3_session *s)
 				pop3_reply(s, "SASL %s", sasl_glue_server_mechs(g));
 			sasl_glue_server_free(g);
 		}
-		if (set->tls != NULL && !s->tls)
+		if (set->tls != NULL && !conn_tls(s->c))
 			pop3_reply(s, "STLS");
 	}
 	pop3_reply(s, "IMPLEMENTATION mailpair-mra");
@@ -683,30 +711,19 @@ static void pop3_cmd_capa(struct pop3_session *s)
 
 static void pop3_cmd_stls(struct pop3_session *s)
 {
-	struct bufferevent *nb;
 	struct err err;
 
-	if (s->l->set->tls == NULL || s->tls) {
+	if (s->srv->set->tls == NULL || conn_tls(s->c)) {
 		pop3_reply(s, "-ERR TLS not available.");
 		return;
 	}
 	pop3_reply(s, "+OK Begin TLS negotiation now.");
-	/* RFC 2595 §4: nothing the client sent before the handshake counts */
-	evbuffer_drain(bufferevent_get_input(s->bev),
-	               evbuffer_get_length(bufferevent_get_input(s->bev)));
-	nb = tls_bev_starttls_server(s->bev, s->l->set->tls, &err);
-	if (nb == NULL) {
-		log_warn("pop3: STLS failed: rip=%s: %s", s->addr, err.msg);
+	/* RFC 2595 §4: conn drops what the client sent after STLS */
+	if (conn_starttls(s->c, &err) < 0) {
+		log_warn("pop3: STLS failed: rip=%s: %s", conn_addr(s->c), err.msg);
 		pop3_hangup(s, "STLS failed");
 		return;
 	}
-	s->bev = nb;
-	s->tls = 1;
-	/* the filter writes its ciphertext to the socket bufferevent; bound
-	 * it, so that POP3_OUT_HIGH still holds back a client that does not
-	 * read */
-	bufferevent_setwatermark(bufferevent_get_underlying(nb), EV_WRITE, 0,
-	                         POP3_OUT_LOW);
 	free(s->user);
 	s->user = NULL;
 }
@@ -844,15 +861,11 @@ static void pop3_free_cleanup(const void *data, size_t len, void *arg)
 static void pop3_read_done(void *arg)
 {
 	struct pop3_job *j = arg;
-	struct pop3_session *s = pop3_session_find(j->sid);
+	struct pop3_session *s = pop3_job_session(j);
+	struct bufferevent *bev;
 
-	j->f = NULL;   /* borrowed from the session */
-	if (s == NULL || s->dead) {
-		pop3_job_free(j);
-		if (s != NULL)
-			pop3_resume(s);
+	if (s == NULL)
 		return;
-	}
 	if (j->rc < 0) {
 		log_warn("pop3: read: user=<%s>, uid=%u: %s", s->user,
 		         s->f->msgs[j->idx].uid, j->err.msg);
@@ -861,12 +874,15 @@ static void pop3_read_done(void *arg)
 	} else {
 		pop3_reply(s, "+OK %llu octets",
 		           (unsigned long long)s->f->msgs[j->idx].vsize);
-		if (s->bev != NULL && j->data.len > 0) {
-			/* hand the bytes over instead of copying a large message */
+		bev = conn_bev(s->c);
+		if (bev != NULL && conn_state(s->c) != CONN_ST_CLOSING &&
+		    j->data.len > 0) {
+			/* hand the bytes over instead of copying a large message
+			 * (conn_write() would copy) */
 			size_t n = j->data.len;
 			char *p = buf_steal(&j->data);
 
-			if (evbuffer_add_reference(bufferevent_get_output(s->bev), p, n,
+			if (evbuffer_add_reference(bufferevent_get_output(bev), p, n,
 			                           pop3_free_cleanup, NULL) < 0)
 				free(p);
 		}
@@ -901,7 +917,6 @@ static void pop3_cmd_retr(struct pop3_session *s, const struct pop3_cmd *c)
 	j->idx = i;
 	j->top = c->id == POP3_CMD_TOP ? (long)lines : -1;
 	if (pop3_submit(s, j, pop3_read_work, pop3_read_done) < 0) {
-		j->f = NULL;
 		pop3_job_free(j);
 		pop3_reply(s, "-ERR [SYS/TEMP] Out of memory.");
 	}
@@ -919,14 +934,10 @@ static void pop3_update_work(void *arg)
 static void pop3_update_done(void *arg)
 {
 	struct pop3_job *j = arg;
-	struct pop3_session *s = pop3_session_find(j->sid);
+	struct pop3_session *s = pop3_job_session(j);
 
-	j->f = NULL;
-	if (s == NULL) {
-		pop3_job_free(j);
+	if (s == NULL)
 		return;
-	}
-	s->busy = 0;
 	if (j->rc < 0) {
 		log_warn("pop3: update: user=<%s>: %s", s->user, j->err.msg);
 		/* RFC 1939 §6: -ERR when some deleted messages stay */
@@ -936,12 +947,8 @@ static void pop3_update_done(void *arg)
 		pop3_reply(s, "+OK Logging out, messages deleted.");
 	}
 	pop3_job_free(j);
-	if (s->dead) {
-		pop3_log_end(s, "update");
-		pop3_session_free(s);
-		return;
-	}
 	pop3_hangup(s, "logout");
+	pop3_resume(s);
 }
 
 static void pop3_cmd_quit(struct pop3_session *s)
@@ -949,20 +956,16 @@ static void pop3_cmd_quit(struct pop3_session *s)
 	struct pop3_job *j;
 	size_t i, n = 0;
 
-	if (s->state == POP3_ST_AUTH) {
-		pop3_reply(s, "+OK Logging out.");
-		pop3_hangup(s, "logout");
-		return;
-	}
-	for (i = 0; i < s->nmsgs; i++)
-		n += s->deleted[i];
+	if (s->state == POP3_ST_TRANSACTION)
+		for (i = 0; i < s->nmsgs; i++)
+			n += s->deleted[i];
 	if (n == 0) {
 		pop3_reply(s, "+OK Logging out.");
 		pop3_hangup(s, "logout");
 		return;
 	}
 	/* RFC 1939 §6: DELE takes effect here, in the UPDATE state only */
-	pop3_set_state(s, POP3_ST_UPDATE);
+	s->state = POP3_ST_UPDATE;
 	j = pop3_job_new(POP3_JOB_UPDATE);
 	if (j != NULL)
 		j->uids = calloc(n, sizeof(*j->uids));
@@ -976,10 +979,7 @@ static void pop3_cmd_quit(struct pop3_session *s)
 		if (s->deleted[i])
 			j->uids[j->nuids++] = s->f->msgs[i].uid;
 	j->f = s->f;
-	if (s->bev != NULL)
-		bufferevent_disable(s->bev, EV_READ);
 	if (pop3_submit(s, j, pop3_update_work, pop3_update_done) < 0) {
-		j->f = NULL;
 		pop3_job_free(j);
 		pop3_reply(s, "-ERR [SYS/TEMP] Out of memory.");
 		pop3_hangup(s, "out of memory");
@@ -993,7 +993,7 @@ static void pop3_dispatch(struct pop3_session *s, const char *line, size_t len)
 	struct pop3_cmd c;
 	enum pop3_rc rc;
 
-	if (s->in_sasl) {
+	if (s->sasl != NULL) {
 		pop3_sasl_response(s, line, len);
 		return;
 	}
@@ -1022,7 +1022,7 @@ static void pop3_dispatch(struct pop3_session *s, const char *line, size_t len)
 	default:
 		break;
 	}
-	if (s->state == POP3_ST_AUTH) {
+	if (s->state == POP3_ST_AUTHORIZATION) {
 		switch (c.id) {
 		case POP3_CMD_USER: pop3_cmd_user(s, &c); return;
 		case POP3_CMD_PASS: pop3_cmd_pass(s, &c); return;
@@ -1048,25 +1048,31 @@ static void pop3_dispatch(struct pop3_session *s, const char *line, size_t len)
 	}
 }
 
-/* Run the complete lines buffered, until a job is out. The line is
- * copied out (and the input drained) before it runs: STLS drops the input
- * and replaces the bufferevent. The line buffer is what pop3_cmd_line()
- * is told the limit is, so the copy and its NUL always fit. */
-static void pop3_process(struct pop3_session *s)
+/* ---- conn callbacks ---- */
+
+/* Run the complete lines buffered while the conn is OPEN (a job makes it
+ * BUSY, a hang-up CLOSING). The line is copied out (and the input
+ * drained) before it runs: STLS replaces the bufferevent. The line buffer
+ * is what pop3_cmd_line() is told the limit is, so the copy and its NUL
+ * always fit. */
+static void pop3_input(struct conn *c, void *sess, void *ctx)
 {
+	struct pop3_session *s = sess;
 	char line[POP3_LINE_BUF];
 
-	while (!s->busy && s->bev != NULL && s->state != POP3_ST_CLOSING &&
-	       s->state != POP3_ST_UPDATE) {
-		struct evbuffer *in = bufferevent_get_input(s->bev);
-		size_t len = evbuffer_get_length(in), n, ll, used;
+	while (conn_state(c) == CONN_ST_OPEN && s->state != POP3_ST_UPDATE) {
+		struct bufferevent *bev = conn_bev(c);
+		struct evbuffer *in;
+		size_t len, n, ll, used;
 		const char *p;
 		enum pop3_rc rc;
 
+		if (bev == NULL)
+			return;
+		in = bufferevent_get_input(bev);
+		len = evbuffer_get_length(in);
 		if (len == 0)
 			return;
-		if (pop3_pending_out(s->bev) > POP3_OUT_HIGH)
-			return;   /* pop3_write_cb() resumes */
 		n = len < sizeof(line) ? len : sizeof(line);
 		p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
 		if (p == NULL) {
@@ -1082,6 +1088,10 @@ static void pop3_process(struct pop3_session *s)
 			pop3_hangup(s, "line too long");
 			return;
 		}
+		/* output over the mark (pipelined RETRs never read) or the
+		 * command rate: the core calls again later */
+		if (conn_pace(c))
+			return;
 		memcpy(line, p, ll);
 		line[ll] = '\0';
 		evbuffer_drain(in, used);
@@ -1090,135 +1100,150 @@ static void pop3_process(struct pop3_session *s)
 	}
 }
 
-static void pop3_read_cb(struct bufferevent *bev, void *arg)
+static void *pop3_open(struct conn *c, void *ctx)
 {
-	pop3_process(arg);
-}
+	struct pop3_server *srv = ctx;
+	struct pop3_session *s = calloc(1, sizeof(*s));
 
-/* The output fell below POP3_OUT_LOW: take the commands that waited. */
-static void pop3_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct pop3_session *s = arg;
-
-	if (!s->busy && s->state != POP3_ST_CLOSING)
-		pop3_process(s);
-}
-
-static void pop3_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct pop3_session *s = arg;
-
-	if (what & BEV_EVENT_CONNECTED)
-		return;
-	if (what & BEV_EVENT_TIMEOUT) {
-		pop3_reply(s, "-ERR Disconnected for inactivity.");
-		pop3_hangup(s, "timeout");
-		return;
-	}
-	if (what & BEV_EVENT_ERROR) {
-		char e[128];
-
-		if (tls_bev_is_tls(bev) && tls_bev_error(bev, e, sizeof(e))[0] != '\0')
-			log_info("pop3: TLS error: rip=%s: %s", s->addr, e);
-	}
-	pop3_log_end(s, "connection closed");
-	s->state = POP3_ST_CLOSING;
-	pop3_session_close(s);
-}
-
-static void pop3_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
-                           struct sockaddr *sa, int salen, void *arg)
-{
-	struct pop3_listener *l = arg;
-	const struct pop3_settings *set = l->set;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	struct pop3_session *s;
-	struct timeval tv = { set->timeout ? set->timeout : 600, 0 };
-	struct err err;
-
-	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
-		evutil_closesocket(fd);
-		return;
+		log_warn("pop3: cannot start session: rip=%s: out of memory",
+		         conn_addr(c));
+		return NULL;
 	}
-	s->id = pop3_next_id++;
-	s->l = l;
-	listen_addr_string(sa, s->addr, sizeof(s->addr));
-	sasl_glue_ipport(sa, s->remote_ipport, sizeof(s->remote_ipport));
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-		sasl_glue_ipport((struct sockaddr *)&ss, s->local_ipport,
-		                 sizeof(s->local_ipport));
-	if (set->implicit_tls) {
-		s->bev = tls_bev_accept(l->base, fd, set->tls, &err);
-		s->tls = 1;
-	} else {
-		s->bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	}
-	if (s->bev == NULL) {
-		log_warn("pop3: cannot start session: rip=%s", s->addr);
-		evutil_closesocket(fd);
-		free(s);
-		return;
-	}
-	s->next = pop3_sessions;
-	pop3_sessions = s;
-	bufferevent_setcb(s->bev, pop3_read_cb, pop3_write_cb, pop3_event_cb, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, POP3_READ_HIGH);
-	bufferevent_setwatermark(s->bev, EV_WRITE, POP3_OUT_LOW, 0);
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	log_info("pop3: connect from %s%s", s->addr, s->tls ? " (TLS)" : "");
-	pop3_reply(s, "+OK %s POP3 ready.", set->hostname ? set->hostname : "mra");
+	s->srv = srv;
+	s->c = c;
+	s->id = conn_id(c);
+	s->state = POP3_ST_AUTHORIZATION;
+	log_info("pop3: connect from %s%s", conn_addr(c),
+	         conn_tls(c) ? " (TLS)" : "");
+	pop3_reply(s, "+OK %s POP3 ready.",
+	           srv->set->hostname ? srv->set->hostname : "mra");
+	return s;
 }
 
-int pop3_listener_start(struct event_base *base, struct work_pool *pool,
-                        int fd, const struct pop3_settings *set,
-                        struct err *err)
+/* RFC 2449 §8, RFC 3206 §4: a temporary condition, try again later. */
+static void pop3_refuse(struct conn *c, enum conn_refusal why, void *ctx)
 {
-	struct pop3_listener *l;
-
-	if (set->implicit_tls && set->tls == NULL)
-		return err_set(err, 0, "POP3S needs a TLS context");
-	l = calloc(1, sizeof(*l));
-	if (l == NULL)
-		return err_set(err, 1, "out of memory");
-	l->base = base;
-	l->pool = pool;
-	l->set = set;
-	l->lev = evconnlistener_new(base, pop3_accept_cb, l, LEV_OPT_CLOSE_ON_FREE,
-	                            -1, fd);
-	if (l->lev == NULL) {
-		free(l);
-		return err_set(err, 1, "evconnlistener_new failed");
-	}
-	l->next = pop3_listeners;
-	pop3_listeners = l;
-	return 0;
+	conn_printf(c, "%s\r\n", why == CONN_REFUSE_ADDR ?
+	            "-ERR [SYS/TEMP] Too many connections from your address" :
+	            "-ERR [SYS/TEMP] Too many connections");
 }
 
-void pop3_shutdown(void)
+static void pop3_timeout(struct conn *c, void *sess, void *ctx)
 {
-	struct pop3_session *s, *next;
+	struct pop3_session *s = sess;
 
-	while (pop3_listeners != NULL) {
-		struct pop3_listener *l = pop3_listeners;
+	pop3_reply(s, "-ERR Disconnected for inactivity.");
+	if (s->end_why == NULL)
+		s->end_why = "timeout";
+}
 
-		pop3_listeners = l->next;
-		evconnlistener_free(l->lev);
-		free(l);
-	}
-	for (s = pop3_sessions; s != NULL; s = next) {
-		next = s->next;
-		if (s->busy) {
-			/* its job's done frees it (work_pool_free runs them) */
-			s->dead = 1;
-			if (s->bev != NULL) {
-				bufferevent_free(s->bev);
-				s->bev = NULL;
-			}
-			continue;
+static void pop3_closed(struct conn *c, void *sess, int gone, const char *why,
+                        void *ctx)
+{
+	struct pop3_session *s = sess;
+	struct pop3_job *j = s->job;
+	const char *end = gone || s->end_why == NULL ? why : s->end_why;
+
+	if (s->state == POP3_ST_AUTHORIZATION && s->f == NULL)
+		log_info("pop3: disconnect: %s, rip=%s", end, conn_addr(c));
+	else
+		log_info("pop3: disconnect: %s, user=<%s>, rip=%s, retr=%lu/%llu, "
+		         "del=%lu/%zu", end, s->user ? s->user : "", conn_addr(c),
+		         s->retr_count, (unsigned long long)s->retr_bytes,
+		         s->dele_count, s->nmsgs);
+	if (j != NULL && !j->on_pool) {
+		/* waiting for loginfail, whose callback will not find us */
+		if (j->sasl == s->sasl)
+			j->sasl = NULL;
+		pop3_job_free(j);
+	} else if (j != NULL) {
+		/* on the pool (the server stops): the job takes over what
+		 * it borrowed and frees it when back */
+		j->orphan = 1;
+		if (j->sasl != NULL && j->sasl == s->sasl)
+			s->sasl = NULL;
+		if (j->kind == POP3_JOB_READ || j->kind == POP3_JOB_UPDATE) {
+			j->owns_f = 1;
+			j->ms = s->ms;
+			s->f = NULL;
+			s->ms = NULL;
 		}
-		pop3_session_free(s);
 	}
+	if (s->state != POP3_ST_AUTHORIZATION && s->srv->set->userip != NULL)
+		mra_userip_release(s->srv->set->userip, s->user, conn_addr(c));
+	sasl_glue_server_free(s->sasl);
+	mstore_folder_free(s->f);
+	mstore_free(s->ms);
+	free(s->deleted);
+	free(s->user);
+	free(s);
+}
+
+static const struct conn_ops pop3_conn_ops = {
+	.open = pop3_open,
+	.refuse = pop3_refuse,
+	.input = pop3_input,
+	.timeout = pop3_timeout,
+	.closed = pop3_closed,
+};
+
+/* ---- server ---- */
+
+struct pop3_server *pop3_server_new(struct event_base *base,
+                                    struct work_pool *pool,
+                                    const struct pop3_settings *set,
+                                    struct err *err)
+{
+	struct pop3_server *srv = calloc(1, sizeof(*srv));
+	struct conn_settings cs;
+
+	if (srv == NULL) {
+		err_set(err, 1, "out of memory");
+		return NULL;
+	}
+	srv->base = base;
+	srv->pool = pool;
+	srv->set = set;
+	memset(&cs, 0, sizeof(cs));
+	cs.service = "pop3";
+	cs.tls = set->tls;
+	cs.max_total = set->max_conns;
+	cs.max_per_addr = set->max_conns_per_addr;
+	cs.timeout = (int)(set->timeout ? set->timeout : 600);
+	cs.busy_detached = 0;   /* jobs borrow the session's folder */
+	cs.read_hiwat = POP3_READ_HIGH;
+	srv->cs = conn_server_new(base, &cs, &pop3_conn_ops, srv, err);
+	if (srv->cs == NULL) {
+		free(srv);
+		return NULL;
+	}
+	return srv;
+}
+
+int pop3_server_listen(struct pop3_server *srv, int fd, int implicit_tls,
+                       struct err *err)
+{
+	if (implicit_tls && srv->set->tls == NULL)
+		return err_set(err, 0, "POP3S needs a TLS context");
+	return conn_server_listen(srv->cs, fd,
+	                          implicit_tls ? CONN_LISTEN_TLS : 0, err);
+}
+
+void pop3_server_stop_listening(struct pop3_server *srv)
+{
+	conn_server_stop_listening(srv->cs);
+}
+
+unsigned pop3_server_count(const struct pop3_server *srv)
+{
+	return conn_server_count(srv->cs);
+}
+
+void pop3_server_free(struct pop3_server *srv)
+{
+	if (srv == NULL)
+		return;
+	conn_server_free(srv->cs);
+	free(srv);
 }

@@ -30,6 +30,7 @@ static char *var_rcpt_delim, *var_tls_level, *var_tls_cert, *var_tls_key;
 static long var_size_limit, var_rcpt_limit, var_timeout, var_hard_errors;
 static long var_conn_rate, var_msg_rate, var_rate_unit, var_greet_wait;
 static long var_threads, var_redis_conns, var_line_limit, var_backlog;
+static long var_client_conn_limit, var_conn_limit;
 static int var_forbid_bare_nl, var_forward_enable;
 
 static const struct cfg_param mx_main_params[] = {
@@ -51,6 +52,12 @@ static const struct cfg_param mx_main_params[] = {
 	{ "smtpd_forbid_bare_newline", CFG_BOOL, "yes", &var_forbid_bare_nl, 0, 0 },
 	{ "smtpd_client_connection_rate_limit", CFG_INT, "0", &var_conn_rate, 0, 0 },
 	{ "smtpd_client_message_rate_limit", CFG_INT, "0", &var_msg_rate, 0, 0 },
+	/* Postfix's name and meaning; the total is what master.cf's process
+	 * limit is to Postfix. 0: no limit. */
+	{ "smtpd_client_connection_count_limit", CFG_INT, "50",
+	  &var_client_conn_limit, 0, 1000000 },
+	{ "smtpd_connection_limit", CFG_INT, "2000", &var_conn_limit, 0,
+	  1000000 },
 	{ "anvil_rate_time_unit", CFG_TIME, "60s", &var_rate_unit, 1, 0 },
 	{ "postscreen_greet_wait", CFG_TIME, "0s", &var_greet_wait, 0, 60 },
 	{ "smtpd_listen_backlog", CFG_INT, "1024", &var_backlog, 1, 65535 },
@@ -247,6 +254,8 @@ static void mx_main_server(struct mx_relay *mx, SSL_CTX *tls, int *fds,
 		.tls_required = strcasecmp(var_tls_level, "encrypt") == 0,
 		.auth_enable = 0,      /* the MX never offers AUTH */
 		.pool = mx->pool,
+		.connection_limit = (unsigned)var_conn_limit,
+		.client_connection_limit = (unsigned)var_client_conn_limit,
 	};
 	struct err err;
 	int i;

@@ -34,6 +34,13 @@
 #define CONN_F_INPUT      0x0040   /* hand pending input to ops->input */
 #define CONN_F_COUNTED    0x0080   /* counts towards the caps */
 #define CONN_F_DEAD       0x0100   /* free at the next wake-up */
+#define CONN_F_DRAIN      0x0200   /* CLOSING, flushed: reading to EOF */
+
+/* After the last reply has left, unread input from the client is read
+ * and dropped until it closes, at most this long: closing a socket with
+ * unread bytes makes the kernel send a reset, which may destroy the reply
+ * still on its way (the old POP3 code's half-close and drain). */
+#define CONN_DRAIN_MS     2000
 
 struct conn {
 	uint64_t id;
@@ -41,6 +48,8 @@ struct conn {
 	struct bufferevent *bev;      /* NULL once the client is gone */
 	struct event *ev;             /* wake-ups: deferred input, pacing,
 	                                 flushing; made when first needed */
+	struct event *tmo;            /* stalled too long: BUSY (with
+	                                 busy_detached) or output unread */
 	enum conn_state state;
 	int flags;
 	int in_cb;                    /* depth of protocol callbacks */
@@ -81,6 +90,7 @@ struct conn_server {
 
 static void conn_wake(struct conn *c, unsigned ms);
 static void conn_destroy(struct conn *c);
+static void conn_tmo_set(struct conn *c, int on);
 
 /* ---- per-address counts ---------------------------------------------- */
 
@@ -224,45 +234,74 @@ static void conn_update_read(struct conn *c)
 {
 	if (c->bev == NULL)
 		return;
-	if (c->state == CONN_ST_OPEN &&
-	    !(c->flags & (CONN_F_OUT_PAUSE | CONN_F_PACE_PAUSE)))
+	/* busy_detached: a BUSY conn reads on (into the buffer, up to
+	 * read_hiwat, not handed over) to see a client leave */
+	if ((c->flags & CONN_F_DRAIN) ||
+	    ((c->state == CONN_ST_OPEN || (c->state == CONN_ST_BUSY &&
+	    c->srv->set.busy_detached)) &&
+	    !(c->flags & (CONN_F_OUT_PAUSE | CONN_F_PACE_PAUSE))))
 		bufferevent_enable(c->bev, EV_READ);
 	else
 		bufferevent_disable(c->bev, EV_READ);
 }
 
-/* 1 when every queued byte has left (a STARTTLS filter keeps its
- * ciphertext on the underlying bufferevent). */
-static int conn_flushed(const struct conn *c)
-{
-	struct bufferevent *u;
-
-	if (c->bev == NULL)
-		return 1;
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
-		return 0;
-	u = bufferevent_get_underlying(c->bev);
-	return u == NULL || evbuffer_get_length(bufferevent_get_output(u)) == 0;
-}
-
+/* A STARTTLS filter keeps its ciphertext on the underlying bufferevent:
+ * both count. */
 size_t conn_output_len(const struct conn *c)
 {
-	return c->bev != NULL ?
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+	struct bufferevent *u;
+	size_t n;
+
+	if (c->bev == NULL)
+		return 0;
+	n = evbuffer_get_length(bufferevent_get_output(c->bev));
+	u = bufferevent_get_underlying(c->bev);
+	if (u != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(u));
+	return n;
+}
+
+/* 1 when every queued byte has left. */
+static int conn_flushed(const struct conn *c)
+{
+	return conn_output_len(c) == 0;
 }
 
 /* Output over the high-water mark: stop taking commands until it drains
- * (a client that pipelines FETCHes and never reads holds no more). */
+ * (a client that pipelines FETCHes and never reads holds no more), and
+ * give up on a client that leaves it unread for the timeout. */
 static void conn_check_output(struct conn *c)
 {
-	if (c->bev == NULL || c->state != CONN_ST_OPEN)
+	if (c->bev == NULL || c->state != CONN_ST_OPEN ||
+	    (c->flags & CONN_F_OUT_PAUSE))
 		return;
 	if (conn_output_len(c) > c->srv->set.write_hiwat) {
 		c->flags |= CONN_F_OUT_PAUSE;
 		bufferevent_setwatermark(c->bev, EV_WRITE,
 		                         c->srv->set.write_hiwat / 4, 0);
 		conn_update_read(c);
+		conn_tmo_set(c, 1);
+		/* a TLS filter's bytes drain on the bufferevent under it,
+		 * whose callbacks are the filter's: look again by timer */
+		if (bufferevent_get_underlying(c->bev) != NULL)
+			conn_wake(c, CONN_POLL_MS);
 	}
+}
+
+/* Output drained to write_hiwat / 4: take commands again. 1 when so. */
+static int conn_output_resume(struct conn *c)
+{
+	if (conn_output_len(c) > c->srv->set.write_hiwat / 4)
+		return 0;
+	c->flags &= ~CONN_F_OUT_PAUSE;
+	if (c->bev != NULL)
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	if (c->state == CONN_ST_OPEN)
+		conn_tmo_set(c, 0);
+	conn_update_read(c);
+	c->flags |= CONN_F_INPUT;
+	conn_wake(c, 0);
+	return 1;
 }
 
 /* Hand pending input to the protocol: on the loop, never nested. */
@@ -288,14 +327,19 @@ void conn_write(struct conn *c, const void *data, size_t len)
 	bufferevent_write(c->bev, data, len);
 }
 
+void conn_vprintf(struct conn *c, const char *fmt, va_list ap)
+{
+	if (c->bev == NULL || c->state == CONN_ST_CLOSING)
+		return;
+	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+}
+
 void conn_printf(struct conn *c, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (c->bev == NULL || c->state == CONN_ST_CLOSING)
-		return;
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	conn_vprintf(c, fmt, ap);
 	va_end(ap);
 }
 
@@ -322,9 +366,82 @@ static void conn_destroy(struct conn *c)
 		                c->why != NULL ? c->why : "", srv->ctx);
 	if (c->ev != NULL)
 		event_free(c->ev);
+	if (c->tmo != NULL)
+		event_free(c->tmo);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	free(c);
+}
+
+/* ops->timeout, then close. */
+static void conn_timed_out(struct conn *c)
+{
+	if (c->srv->ops.timeout != NULL) {
+		c->in_cb++;
+		c->srv->ops.timeout(c, c->sess, c->srv->ctx);
+		c->in_cb--;
+	}
+	conn_close(c);
+}
+
+static void conn_tmo_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->state == CONN_ST_BUSY) {
+		/* busy_detached: the client has waited long enough; the job
+		 * will find its session CLOSING or gone */
+		c->state = CONN_ST_OPEN;
+		if (c->flags & CONN_F_CLOSE_ASK) {
+			conn_close(c);   /* its farewell is written already */
+			return;
+		}
+	} else if (c->state != CONN_ST_OPEN ||
+	           !(c->flags & CONN_F_OUT_PAUSE)) {
+		return;
+	}
+	conn_timed_out(c);
+}
+
+/* The stall timer: on (re)starts settings.timeout, off stops it. */
+static void conn_tmo_set(struct conn *c, int on)
+{
+	struct timeval tv = { c->srv->set.timeout, 0 };
+
+	if (!on || c->srv->set.timeout <= 0) {
+		if (c->tmo != NULL)
+			evtimer_del(c->tmo);
+		return;
+	}
+	if (c->tmo == NULL)
+		c->tmo = evtimer_new(c->srv->base, conn_tmo_cb, c);
+	if (c->tmo == NULL) {
+		log_error("%s: out of memory for a timer", c->srv->set.service);
+		return;
+	}
+	evtimer_add(c->tmo, &tv);
+}
+
+/* The last reply has left: say so (FIN on a plain socket; a TLS layer
+ * cannot half-close under its records), then read and drop whatever the
+ * client still sends until it closes or CONN_DRAIN_MS pass. */
+static void conn_drain_start(struct conn *c)
+{
+	evutil_socket_t fd;
+
+	if (c->bev == NULL) {
+		conn_destroy(c);
+		return;
+	}
+	c->flags |= CONN_F_DRAIN;
+	c->linger_polls = 0;
+	if (!(c->flags & CONN_F_TLS) &&
+	    (fd = bufferevent_getfd(c->bev)) >= 0)
+		shutdown(fd, SHUT_WR);
+	evbuffer_drain(bufferevent_get_input(c->bev),
+	               evbuffer_get_length(bufferevent_get_input(c->bev)));
+	conn_update_read(c);
+	conn_wake(c, CONN_POLL_MS);
 }
 
 static void conn_ev_cb(evutil_socket_t fd, short what, void *arg)
@@ -337,12 +454,25 @@ static void conn_ev_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (c->state == CONN_ST_CLOSING) {
-		if (conn_flushed(c) || ++c->linger_polls * CONN_POLL_MS >=
-		    c->srv->set.linger_ms) {
+		if (c->flags & CONN_F_DRAIN) {
+			if (++c->linger_polls * CONN_POLL_MS >= CONN_DRAIN_MS) {
+				conn_destroy(c);
+				return;
+			}
+		} else if (conn_flushed(c)) {
+			conn_drain_start(c);
+			return;
+		} else if (++c->linger_polls * CONN_POLL_MS >=
+		           c->srv->set.linger_ms) {
 			conn_destroy(c);
 			return;
 		}
 		conn_wake(c, CONN_POLL_MS);
+		return;
+	}
+	if ((c->flags & CONN_F_OUT_PAUSE) && !conn_output_resume(c)) {
+		if (c->bev != NULL && bufferevent_get_underlying(c->bev) != NULL)
+			conn_wake(c, CONN_POLL_MS);
 		return;
 	}
 	if (c->flags & CONN_F_PACE_PAUSE) {
@@ -388,6 +518,7 @@ void conn_close(struct conn *c)
 	}
 	c->state = CONN_ST_CLOSING;
 	c->linger_polls = 0;
+	conn_tmo_set(c, 0);
 	if (c->bev != NULL) {
 		bufferevent_disable(c->bev, EV_READ);
 		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
@@ -402,6 +533,7 @@ void conn_busy(struct conn *c)
 		return;
 	c->state = CONN_ST_BUSY;
 	conn_update_read(c);
+	conn_tmo_set(c, c->srv->set.busy_detached);
 }
 
 int conn_ready(struct conn *c)
@@ -417,6 +549,7 @@ int conn_ready(struct conn *c)
 		conn_close(c);
 		return 0;
 	}
+	conn_tmo_set(c, (c->flags & CONN_F_OUT_PAUSE) != 0);
 	conn_update_read(c);
 	c->flags |= CONN_F_INPUT;
 	conn_wake(c, 0);
@@ -459,6 +592,7 @@ int conn_starttls(struct conn *c, struct err *err)
 	tb = tls_bev_starttls_server(c->bev, c->srv->set.tls, err);
 	if (tb == NULL)
 		return -1;
+	bufferevent_set_max_single_read(tb, c->srv->set.read_hiwat);
 	c->bev = tb;
 	c->flags |= CONN_F_TLS;
 	return 0;
@@ -470,6 +604,11 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->flags & CONN_F_DRAIN) {
+		evbuffer_drain(bufferevent_get_input(bev),
+		               evbuffer_get_length(bufferevent_get_input(bev)));
+		return;
+	}
 	if (c->state != CONN_ST_OPEN)
 		return;
 	conn_run_input(c);
@@ -480,18 +619,12 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 
 	if (c->state == CONN_ST_CLOSING) {
-		if (conn_flushed(c))
-			conn_destroy(c);
+		if (!(c->flags & CONN_F_DRAIN) && conn_flushed(c))
+			conn_drain_start(c);
 		return;
 	}
-	if ((c->flags & CONN_F_OUT_PAUSE) &&
-	    conn_output_len(c) <= c->srv->set.write_hiwat / 4) {
-		c->flags &= ~CONN_F_OUT_PAUSE;
-		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-		conn_update_read(c);
-		c->flags |= CONN_F_INPUT;
-		conn_wake(c, 0);
-	}
+	if (c->flags & CONN_F_OUT_PAUSE)
+		(void)conn_output_resume(c);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -503,12 +636,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	if (what & BEV_EVENT_TIMEOUT) {
 		if (c->state == CONN_ST_OPEN) {
-			if (c->srv->ops.timeout != NULL) {
-				c->in_cb++;
-				c->srv->ops.timeout(c, c->sess, c->srv->ctx);
-				c->in_cb--;
-			}
-			conn_close(c);
+			conn_timed_out(c);
 		} else {
 			conn_update_read(c);
 		}
@@ -526,7 +654,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		snprintf(why, sizeof(why), "TLS error: %s", tlswhy);
 		c->why = "TLS error";
 	}
-	if (c->state == CONN_ST_BUSY) {
+	if (c->state == CONN_ST_BUSY && !c->srv->set.busy_detached) {
 		/* the session's job is out: keep the conn until it is back */
 		c->flags |= CONN_F_GONE;
 		bufferevent_free(c->bev);
@@ -559,6 +687,8 @@ static int conn_setup_bev(struct conn *c, int fd, int flags, struct err *err)
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb,
 	                  c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, srv->set.read_hiwat);
+	/* bodies and literals come in large pieces: fewer loop turns */
+	bufferevent_set_max_single_read(c->bev, srv->set.read_hiwat);
 	if (srv->set.timeout > 0)
 		bufferevent_set_timeouts(c->bev, &tv, NULL);
 	bufferevent_enable(c->bev, EV_WRITE);

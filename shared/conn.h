@@ -8,6 +8,7 @@
 #ifndef CONN_H
 #define CONN_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -24,7 +25,8 @@ enum conn_state {
 	CONN_ST_OPEN,      /* reading: ops->input runs when bytes arrive */
 	CONN_ST_BUSY,      /* a job of the session runs elsewhere (worker
 	                      pool, Redis, a delay): nothing is read, and the
-	                      conn is not freed, until conn_ready() */
+	                      conn is not freed, until conn_ready() (but see
+	                      conn_settings.busy_detached) */
 	CONN_ST_CLOSING,   /* flushing the last reply; freed once sent */
 };
 
@@ -43,9 +45,20 @@ struct conn_settings {
 	                            Dovecot mail_max_userip_connections) */
 	unsigned max_cmds_per_sec; /* conn_pace(); 0: no pacing */
 	int timeout;             /* seconds without input before
-	                            ops->timeout; 0: none */
-	size_t read_hiwat;       /* input buffered before TCP pushes back;
-	                            0: 64 KiB */
+	                            ops->timeout; 0: none. It also ends a
+	                            client that leaves output over
+	                            write_hiwat unread this long */
+	int busy_detached;       /* 1: the protocol's jobs find their
+	                            session by id and expect it may be
+	                            gone or CLOSING: a BUSY conn reads
+	                            on into its buffer (nothing is handed
+	                            to ops->input), so a client that
+	                            leaves is seen and freed at once, and
+	                            timeout runs while BUSY too (then the
+	                            conn closes without conn_ready()).
+	                            0: a BUSY conn lives until conn_ready() */
+	size_t read_hiwat;       /* input buffered before TCP pushes back,
+	                            and the most read at once; 0: 64 KiB */
 	size_t write_hiwat;      /* output queued before input pauses until
 	                            it drains to write_hiwat / 4; 0: 256 KiB */
 	unsigned linger_ms;      /* longest wait to flush before a close;
@@ -66,7 +79,8 @@ struct conn_ops {
 	void (*refuse)(struct conn *c, enum conn_refusal why, void *ctx);
 	/* Input is waiting and the conn is OPEN: consume what can be. */
 	void (*input)(struct conn *c, void *sess, void *ctx);
-	/* No input for settings.timeout seconds while OPEN: write the
+	/* No input for settings.timeout seconds while OPEN (or output left
+	 * unread that long, or BUSY that long with busy_detached): write the
 	 * farewell; the core then closes. May be NULL. */
 	void (*timeout)(struct conn *c, void *sess, void *ctx);
 	/* The conn is going away (close, client gone, TLS error): free sess.
@@ -97,7 +111,8 @@ unsigned conn_server_count_addr(const struct conn_server *srv,
                                 const char *addr);
 
 /* A live conn by id (callbacks of jobs: the client may have gone), or
- * NULL. A BUSY conn stays findable until conn_ready(). */
+ * NULL. A BUSY conn stays findable until conn_ready() (unless
+ * busy_detached), a CLOSING one until it is flushed. */
 struct conn *conn_find(struct conn_server *srv, uint64_t id);
 
 /* Accessors; strings are borrowed, valid while the conn lives. */
@@ -114,16 +129,21 @@ const char *conn_remote_ipport(const struct conn *c); /* SASL form */
 int conn_tls(const struct conn *c);                   /* 1: TLS is up */
 int conn_implicit_tls(const struct conn *c);
 void *conn_session(const struct conn *c);
-/* 1 when the client has gone (only seen while BUSY). */
+/* 1 when the client has gone (only seen while BUSY, never with
+ * busy_detached). */
 int conn_gone(const struct conn *c);
 
 /* Output. Dropped silently once the conn is CLOSING or the client gone. */
 void conn_write(struct conn *c, const void *data, size_t len);
 void conn_printf(struct conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+void conn_vprintf(struct conn *c, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+/* Output not yet sent, on the bufferevent and, after STARTTLS, under
+ * its TLS filter. */
 size_t conn_output_len(const struct conn *c);
 
-/* OPEN -> BUSY: reading stops until conn_ready(). */
+/* OPEN -> BUSY: no input is handed over until conn_ready(). */
 void conn_busy(struct conn *c);
 /* BUSY -> OPEN: reading resumes and pending input is handed to
  * ops->input from the loop (never from inside this call); after a

@@ -1,6 +1,8 @@
-/* smtpd: the SMTP server session engine (see smtpd.h). One struct
- * smtpd_session per connection, found by id through the server's slot
- * table; only smtpd_set_state() changes a session's state. Commands go
+/* smtpd: the SMTP server session engine (see smtpd.h), on the connection
+ * core (conn.h), which owns sockets, TLS, ids, caps, back-pressure and the
+ * connection's life (OPEN, BUSY while a hook or job is out, CLOSING). One
+ * struct smtpd_session per conn, found by id with conn_find(); only
+ * smtpd_set_state() changes its protocol state. Commands go
  * smtpd_cmd_<verb>() (check) then the hook or smtpd_proceed_<verb>(). The
  * session owns its transaction strings and, during DATA/BDAT only, the
  * message buffer, which it hands to the message hook. */
@@ -12,16 +14,11 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/random.h>
-#include <sys/time.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/listener.h>
 #include "addr.h"
 #include "buf.h"
-#include "listen.h"
+#include "conn.h"
 #include "log.h"
 #include "queue.h"
 #include "sasl_glue.h"
@@ -33,45 +30,43 @@
 #include "tls.h"
 #include "work.h"
 
-#define SMTPD_MAX_LISTEN   16
 #define SMTPD_AUTH_LINE    (12288 + 2)   /* RFC 4954 §4 */
 #define SMTPD_READ_HIWAT   (64 * 1024)
 /* Replies not yet sent beyond which no more input is read: a client that
  * pipelines without reading could otherwise grow them without end. */
 #define SMTPD_WRITE_HIWAT  (64 * 1024)
-#define SMTPD_OUT_POLL_MS  50
-#define SMTPD_LINGER_MS    20
 /* The message buffer grows by doubling up to this, then by this much. */
 #define SMTPD_MSG_STEP     (1024 * 1024)
 #define SMTPD_NVERBS       (SMTP_CMD_HTTP + 1)
 
+/* Protocol states; whether the connection reads, waits (BUSY) or is
+ * closing is conn's state. */
 enum smtpd_state {
 	SMTPD_ST_CONNECT,    /* before the greeting */
 	SMTPD_ST_CMD,        /* reading commands */
-	SMTPD_ST_WAIT,       /* a hook or a worker job is pending */
 	SMTPD_ST_DATA,       /* reading a DATA body */
 	SMTPD_ST_BDAT,       /* reading a BDAT chunk */
 	SMTPD_ST_AUTH,       /* reading a SASL response line */
-	SMTPD_ST_CLOSING,    /* flushing the last reply */
 };
 
+/* The answer a session waits for (its conn is BUSY meanwhile, but for
+ * CONNECT: before the greeting the input is read, to catch talkers). */
 enum smtpd_wait {
 	SMTPD_W_NONE, SMTPD_W_CONNECT, SMTPD_W_MAIL, SMTPD_W_RCPT,
 	SMTPD_W_MESSAGE, SMTPD_W_AUTH_CHECK, SMTPD_W_AUTH_JOB,
+	SMTPD_W_AUTH_VERDICT,
 };
 
 /* session flags */
 #define SMTPD_F_ESMTP      0x0001
-#define SMTPD_F_TLS        0x0002
 #define SMTPD_F_GREET_WAIT 0x0004   /* greet timer still running */
 #define SMTPD_F_GREET_OK   0x0008   /* connect hook said yes */
-#define SMTPD_F_OUT_FULL   0x0010   /* input paused: replies unsent */
 #define SMTPD_F_TOO_BIG    0x0020   /* message over the size limit */
 #define SMTPD_F_BDAT       0x0040   /* this transaction uses BDAT */
 #define SMTPD_F_BDAT_BAD   0x0080   /* BDAT chunk to discard (no txn) */
 #define SMTPD_F_QUIT       0x0100
-#define SMTPD_F_IN_HOOK    0x0200
-#define SMTPD_F_RESUMED    0x0400
+#define SMTPD_F_IN_HOOK    0x0200   /* a hook is on the stack */
+#define SMTPD_F_RESUMED    0x0400   /* ... and has answered already */
 #define SMTPD_F_SMTPUTF8   0x0800
 #define SMTPD_F_XFWD       0x1000
 
@@ -84,18 +79,13 @@ enum smtpd_wait {
 #define SMTPD_XF_N     SMTP_XFORWARD_NKEPT
 
 struct smtpd_session {
-	uint64_t id;
+	struct conn *conn;            /* borrowed: frees the session */
 	struct smtpd_server *srv;
-	struct bufferevent *bev;
-	struct event *timer;          /* greet wait, output wait, linger;
-	                                 lazily made */
-	struct timeval since;         /* output wait / linger began */
+	struct event *timer;          /* greet wait; lazily made */
 	enum smtpd_state state;
 	enum smtpd_wait wait;
 	int flags;
 	int errors;
-	int port;
-	char addr[48];
 	char qid[SMTPD_QID_SIZE];
 	char *helo;
 	char *auth_user;
@@ -112,6 +102,8 @@ struct smtpd_session {
 	char *pending_orcpt;
 	int pending_notify;
 	char *auth_mech, *auth_in;    /* AUTH waiting for auth_check */
+	int auth_ok;                  /* SASL's yes (1) or no (0) while the
+	                                 auth_verdict hook judges it */
 	struct buf msg;               /* only during DATA / BDAT */
 	size_t hdr_len;               /* our Received: at the start of msg */
 	struct smtp_line_reader lr;
@@ -135,14 +127,8 @@ struct smtpd_server {
 	struct smtpd_settings set;
 	struct smtpd_hooks hooks;
 	void *ctx;
-	struct evconnlistener *lis[SMTPD_MAX_LISTEN];
-	int lis_flags[SMTPD_MAX_LISTEN];
-	int nlis;
-	struct smtpd_session **slots;
-	uint32_t *gens;
-	uint32_t *freelist;
-	uint32_t nslots, nfree;
-	unsigned nsessions;
+	struct conn_server *conns;
+	struct smtpd_session *opening;  /* in ops->open: not yet the conn's */
 	char *mechs[2];               /* AUTH mechanisms: [0] plain, [1] TLS */
 	unsigned jobs;                /* SASL jobs on the worker pool */
 	int dead;                     /* freed while jobs were out */
@@ -159,13 +145,10 @@ struct smtpd_auth_job {
 	enum sasl_glue_rc rc;
 };
 
-static void smtpd_process(struct smtpd_session *s);
 static void smtpd_resumed(struct smtpd_session *s, int code,
                           const char *text);
 static void smtpd_hook_begin(struct smtpd_session *s, enum smtpd_wait w);
 static void smtpd_hook_end(struct smtpd_session *s);
-static void smtpd_session_free(struct smtpd_session *s);
-static void smtpd_close(struct smtpd_session *s);
 
 /* ---- small helpers --------------------------------------------------- */
 
@@ -188,7 +171,14 @@ static const char *smtpd_client_name(const struct smtpd_session *s)
 
 static const char *smtpd_client_addr(const struct smtpd_session *s)
 {
-	return s->xf[SMTPD_XF_ADDR] != NULL ? s->xf[SMTPD_XF_ADDR] : s->addr;
+	return s->xf[SMTPD_XF_ADDR] != NULL ? s->xf[SMTPD_XF_ADDR] :
+	       conn_addr(s->conn);
+}
+
+/* The input buffer (conn keeps no BUSY conn whose client left). */
+static struct evbuffer *smtpd_in(const struct smtpd_session *s)
+{
+	return bufferevent_get_input(conn_bev(s->conn));
 }
 
 static const char *smtpd_qid_or_none(const struct smtpd_session *s)
@@ -212,8 +202,6 @@ static void smtpd_printable(const char *in, size_t len, char *out, size_t n)
 static void smtpd_set_state(struct smtpd_session *s, enum smtpd_state st)
 {
 	s->state = st;
-	if (st != SMTPD_ST_WAIT)
-		s->wait = SMTPD_W_NONE;
 }
 
 /* ---- replies --------------------------------------------------------- */
@@ -223,13 +211,12 @@ static void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
 
 static void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
 	va_list ap;
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	conn_vprintf(s->conn, fmt, ap);
 	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
+	conn_write(s->conn, "\r\n", 2);
 }
 
 /* A 4xx/5xx to a command: counts towards smtpd_hard_error_limit. */
@@ -238,16 +225,16 @@ static void smtpd_reply_error(struct smtpd_session *s, int code,
 {
 	smtpd_reply(s, "%d %s", code, text);
 	if (code == 421) {
-		smtpd_close(s);
+		conn_close(s->conn);
 		return;
 	}
 	if (++s->errors >= s->srv->set.hard_error_limit) {
 		log_info("too many errors after %s from %s[%s]",
 		         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
-		         s->addr);
+		         conn_addr(s->conn));
 		smtpd_reply(s, "421 4.7.0 %s Error: too many errors",
 		            s->srv->set.myhostname);
-		smtpd_close(s);
+		conn_close(s->conn);
 	}
 }
 
@@ -257,7 +244,7 @@ static void smtpd_reject(struct smtpd_session *s, const char *what, int code,
 {
 	log_info("%s: reject: %s from %s[%s]: %d %s; from=<%s> to=<%s> "
 	         "proto=%s helo=<%s>", smtpd_qid_or_none(s), what,
-	         smtpd_client_name(s), s->addr, code, text,
+	         smtpd_client_name(s), conn_addr(s->conn), code, text,
 	         s->sender != NULL ? s->sender : "",
 	         rcpt != NULL ? rcpt : "",
 	         (s->flags & SMTPD_F_ESMTP) ? "ESMTP" : "SMTP",
@@ -319,60 +306,28 @@ static int smtpd_txn_add_rcpt(struct smtpd_session *s)
 	return 0;
 }
 
-/* ---- session table --------------------------------------------------- */
+/* ---- finding a session ----------------------------------------------- */
 
+/* The session of sid; NULL once it is closing or gone. */
 static struct smtpd_session *smtpd_find(struct smtpd_server *srv,
                                         uint64_t sid)
 {
-	uint32_t slot = (uint32_t)sid;
+	struct conn *c = conn_find(srv->conns, sid);
+	struct smtpd_session *s;
 
-	if (slot >= srv->nslots || srv->gens[slot] != (uint32_t)(sid >> 32))
+	if (c == NULL || conn_state(c) == CONN_ST_CLOSING)
 		return NULL;
-	return srv->slots[slot];
+	s = conn_session(c);
+	/* a connect hook that answers from inside ops->open */
+	if (s == NULL && srv->opening != NULL && srv->opening->conn == c)
+		s = srv->opening;
+	return s;
 }
 
-static int smtpd_slot_get(struct smtpd_server *srv, struct smtpd_session *s)
+struct smtpd_session *smtpd_session_find(struct smtpd_server *srv,
+                                         uint64_t sid)
 {
-	uint32_t slot;
-
-	if (srv->nfree == 0) {
-		uint32_t n = srv->nslots == 0 ? 64 : srv->nslots * 2, i;
-		struct smtpd_session **sl = realloc(srv->slots, n * sizeof(*sl));
-		uint32_t *g, *f;
-
-		if (sl == NULL)
-			return -1;
-		srv->slots = sl;
-		g = realloc(srv->gens, n * sizeof(*g));
-		if (g == NULL)
-			return -1;
-		srv->gens = g;
-		f = realloc(srv->freelist, n * sizeof(*f));
-		if (f == NULL)
-			return -1;
-		srv->freelist = f;
-		for (i = n; i > srv->nslots; i--) {
-			srv->slots[i - 1] = NULL;
-			srv->gens[i - 1] = 1;
-			srv->freelist[srv->nfree++] = i - 1;
-		}
-		srv->nslots = n;
-	}
-	slot = srv->freelist[--srv->nfree];
-	srv->slots[slot] = s;
-	s->id = ((uint64_t)srv->gens[slot] << 32) | slot;
-	return 0;
-}
-
-static void smtpd_slot_put(struct smtpd_server *srv, uint64_t sid)
-{
-	uint32_t slot = (uint32_t)sid;
-
-	srv->slots[slot] = NULL;
-	srv->gens[slot]++;
-	if (srv->gens[slot] == 0)
-		srv->gens[slot] = 1;
-	srv->freelist[srv->nfree++] = slot;
+	return srv != NULL ? smtpd_find(srv, sid) : NULL;
 }
 
 /* ---- session life ---------------------------------------------------- */
@@ -405,30 +360,40 @@ static void smtpd_log_disconnect(struct smtpd_session *s)
 			line[o] = (char)(line[o] - 'A' + 'a');
 	if (ok == all)
 		log_info("disconnect from %s[%s]%s commands=%u",
-		         smtpd_client_name(s), s->addr, line, all);
+		         smtpd_client_name(s), conn_addr(s->conn), line, all);
 	else
 		log_info("disconnect from %s[%s]%s commands=%u/%u",
-		         smtpd_client_name(s), s->addr, line, ok, all);
+		         smtpd_client_name(s), conn_addr(s->conn), line, ok,
+		         all);
 }
 
-static void smtpd_session_free(struct smtpd_session *s)
+/* ops->closed: the conn goes (closed by us, the client gone, a TLS
+ * error, the server stopping), and the session with it. */
+static void smtpd_closed(struct conn *c, void *sess, int gone,
+                         const char *why, void *ctx)
 {
-	struct smtpd_server *srv = s->srv;
+	struct smtpd_session *s = sess;
+	struct smtpd_server *srv = ctx;
+	const char *detail = strstr(why, ": ");
 	int i;
 
+	if (gone && strncmp(why, "TLS error", 9) == 0)
+		log_info("SSL error after %s from %s[%s]: %s",
+		         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
+		         conn_addr(c), detail != NULL ? detail + 2 : why);
+	else if (gone && !(s->flags & SMTPD_F_QUIT))
+		log_info("lost connection after %s from %s[%s]",
+		         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
+		         conn_addr(c));
 	if (s->wait == SMTPD_W_MESSAGE)
 		log_info("%s: lost connection while the message was being "
 		         "queued from %s[%s]", s->qid, smtpd_client_name(s),
-		         s->addr);
+		         conn_addr(c));
 	smtpd_log_disconnect(s);
 	if (srv->hooks.disconnect != NULL)
 		srv->hooks.disconnect(s, srv->ctx);
-	smtpd_slot_put(srv, s->id);
-	srv->nsessions--;
 	if (s->timer != NULL)
 		event_free(s->timer);
-	if (s->bev != NULL)
-		bufferevent_free(s->bev);
 	smtpd_txn_reset(s);
 	/* NULL while a job is out: that job's completion frees it */
 	sasl_glue_server_free(s->sasl);
@@ -440,18 +405,6 @@ static void smtpd_session_free(struct smtpd_session *s)
 	for (i = 0; i < SMTPD_XF_N; i++)
 		free(s->xf[i]);
 	free(s);
-}
-
-/* Output still queued, on the bufferevent or, after STARTTLS, on the
- * plain one under the TLS filter. */
-static size_t smtpd_unsent(struct smtpd_session *s)
-{
-	struct bufferevent *under = bufferevent_get_underlying(s->bev);
-	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
-
-	if (under != NULL)
-		n += evbuffer_get_length(bufferevent_get_output(under));
-	return n;
 }
 
 static void smtpd_timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -468,34 +421,9 @@ static int smtpd_timer_arm(struct smtpd_session *s, int ms)
 	return evtimer_add(s->timer, &tv);
 }
 
-/* Milliseconds since s->since. */
-static long smtpd_since_ms(struct smtpd_session *s)
-{
-	struct timeval now, d;
-
-	event_base_gettimeofday_cached(s->srv->base, &now);
-	timersub(&now, &s->since, &d);
-	return (long)d.tv_sec * 1000 + d.tv_usec / 1000;
-}
-
-/* Send what is queued, then free: from a callback later, never here, so
- * that no caller up the stack sees a freed session. */
-static void smtpd_close(struct smtpd_session *s)
-{
-	if (s->state == SMTPD_ST_CLOSING)
-		return;
-	smtpd_set_state(s, SMTPD_ST_CLOSING);
-	s->flags &= ~SMTPD_F_OUT_FULL;
-	event_base_gettimeofday_cached(s->srv->base, &s->since);
-	bufferevent_disable(s->bev, EV_READ);
-	if (smtpd_timer_arm(s, 0) < 0)
-		log_warn("%s[%s]: cannot arm a timer", smtpd_client_name(s),
-		         s->addr);
-}
-
 static void smtpd_greet(struct smtpd_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = smtpd_in(s);
 	size_t n = evbuffer_get_length(in);
 
 	if (n > 0) {
@@ -507,10 +435,11 @@ static void smtpd_greet(struct smtpd_session *s)
 		smtpd_printable((const char *)p, n < 40 ? n : 40, first,
 		                sizeof(first));
 		log_info("PREGREET %zu from %s[%s]:%d: %s", n,
-		         smtpd_client_name(s), s->addr, s->port, first);
+		         smtpd_client_name(s), conn_addr(s->conn),
+		         conn_port(s->conn), first);
 		smtpd_reply(s, "554 5.5.1 %s Error: SMTP protocol violation: "
 		            "talking too early", s->srv->set.myhostname);
-		smtpd_close(s);
+		conn_close(s->conn);
 		return;
 	}
 	smtpd_reply(s, "220 %s %s", s->srv->set.myhostname,
@@ -518,150 +447,33 @@ static void smtpd_greet(struct smtpd_session *s)
 	smtpd_set_state(s, SMTPD_ST_CMD);
 }
 
-/* Input paused until the client reads its replies (SMTPD_F_OUT_FULL):
- * go on once they are out, give up after the idle timeout. Polled, as a
- * TLS session's bytes wait on the bufferevent under the filter, whose
- * callbacks are not ours. */
-static void smtpd_out_check(struct smtpd_session *s)
-{
-	if (smtpd_unsent(s) <= SMTPD_WRITE_HIWAT / 2) {
-		s->flags &= ~SMTPD_F_OUT_FULL;
-		smtpd_process(s);
-		return;
-	}
-	if (smtpd_since_ms(s) >= s->srv->set.timeout * 1000L) {
-		log_info("timeout after %s from %s[%s]: replies not read",
-		         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
-		         s->addr);
-		smtpd_close(s);
-		return;
-	}
-	if (smtpd_timer_arm(s, SMTPD_OUT_POLL_MS) < 0)
-		smtpd_close(s);
-}
-
+/* The greet wait is over: greet if the connect hook said yes. */
 static void smtpd_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtpd_session *s = arg;
 
-	if (s->state == SMTPD_ST_CLOSING) {
-		/* a client that reads nothing (and a TLS filter has no write
-		 * timeout of its own) is not waited for past the timeout */
-		if (smtpd_unsent(s) == 0 ||
-		    smtpd_since_ms(s) >= s->srv->set.timeout * 1000L ||
-		    smtpd_timer_arm(s, SMTPD_LINGER_MS) < 0)
-			smtpd_session_free(s);
+	if (s->state != SMTPD_ST_CONNECT || !(s->flags & SMTPD_F_GREET_WAIT) ||
+	    conn_state(s->conn) != CONN_ST_OPEN)
 		return;
-	}
-	if (s->flags & SMTPD_F_OUT_FULL) {
-		smtpd_out_check(s);
-		return;
-	}
-	if (s->state == SMTPD_ST_CONNECT && (s->flags & SMTPD_F_GREET_WAIT)) {
-		s->flags &= ~SMTPD_F_GREET_WAIT;
-		if (s->flags & SMTPD_F_GREET_OK)
-			smtpd_greet(s);
-	}
+	s->flags &= ~SMTPD_F_GREET_WAIT;
+	if (s->flags & SMTPD_F_GREET_OK)
+		smtpd_greet(s);
 }
 
-static void smtpd_read_cb(struct bufferevent *bev, void *arg)
+/* ops->open: the session, then the connect hook (and the greet wait);
+ * the 220 follows both. */
+static void *smtpd_open(struct conn *c, void *ctx)
 {
-	struct smtpd_session *s = arg;
-
-	if (s->state == SMTPD_ST_CONNECT)
-		return;   /* judged when the greeting is due */
-	smtpd_process(s);
-}
-
-static void smtpd_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct smtpd_session *s = arg;
-
-	if (s->state == SMTPD_ST_CLOSING && smtpd_unsent(s) == 0)
-		smtpd_session_free(s);
-	else if (s->flags & SMTPD_F_OUT_FULL)
-		smtpd_out_check(s);
-}
-
-static void smtpd_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct smtpd_session *s = arg;
-	char why[128];
-
-	if (what & BEV_EVENT_CONNECTED)
-		return;
-	if (s->state == SMTPD_ST_CLOSING) {
-		smtpd_session_free(s);
-		return;
-	}
-	if (what & BEV_EVENT_TIMEOUT) {
-		log_info("timeout after %s from %s[%s]",
-		         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
-		         s->addr);
-		smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded",
-		            s->srv->set.myhostname);
-		smtpd_close(s);
-		/* the write side must work again to send the 421 */
-		bufferevent_enable(bev, EV_WRITE);
-		return;
-	}
-	if ((what & BEV_EVENT_ERROR) && tls_bev_is_tls(bev) &&
-	    tls_bev_error(bev, why, sizeof(why))[0] != '\0')
-		log_info("SSL error after %s from %s[%s]: %s",
-		         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
-		         s->addr, why);
-	else if (!(s->flags & SMTPD_F_QUIT))
-		log_info("lost connection after %s from %s[%s]",
-		         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
-		         s->addr);
-	smtpd_session_free(s);
-}
-
-static void smtpd_bev_setup(struct smtpd_session *s)
-{
-	struct timeval tv = { s->srv->set.timeout, 0 };
-
-	bufferevent_setcb(s->bev, smtpd_read_cb, smtpd_write_cb,
-	                  smtpd_event_cb, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_READ_HIWAT);
-	/* bodies come in large pieces: fewer loop turns per message */
-	bufferevent_set_max_single_read(s->bev, SMTPD_READ_HIWAT);
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-}
-
-int smtpd_server_accept(struct smtpd_server *srv, int fd,
-    const struct sockaddr *sa, int salen, int flags, struct err *err)
-{
+	struct smtpd_server *srv = ctx;
 	struct smtpd_session *s = calloc(1, sizeof(*s));
 
-	if (s == NULL || smtpd_slot_get(srv, s) < 0) {
-		free(s);
-		return err_set(err, 1, "out of memory");
-	}
+	if (s == NULL)
+		return NULL;
+	s->conn = c;
 	s->srv = srv;
-	srv->nsessions++;
-	listen_addr_string(sa, s->addr, sizeof(s->addr));
-	s->port = listen_addr_port(sa);
-	if (flags & SMTPD_LISTEN_TLS) {
-		s->bev = tls_bev_accept(srv->base, fd, srv->set.tls_ctx, err);
-		s->flags |= SMTPD_F_TLS;
-	} else {
-		s->bev = bufferevent_socket_new(srv->base, fd,
-		                                BEV_OPT_CLOSE_ON_FREE);
-		if (s->bev == NULL)
-			err_set(err, 1, "bufferevent_socket_new failed");
-	}
-	if (s->bev == NULL) {
-		smtpd_slot_put(srv, s->id);
-		srv->nsessions--;
-		free(s);
-		return -1;
-	}
 	buf_init(&s->msg, 0);
 	smtp_line_reader_init(&s->lr, srv->set.allow_bare_newline);
-	smtpd_bev_setup(s);
-	log_info("connect from %s[%s]", smtpd_client_name(s), s->addr);
+	log_info("connect from %s[%s]", smtpd_client_name(s), conn_addr(c));
 	smtpd_set_state(s, SMTPD_ST_CONNECT);
 	if (srv->set.greet_wait_ms > 0) {
 		s->flags |= SMTPD_F_GREET_WAIT;
@@ -670,38 +482,81 @@ int smtpd_server_accept(struct smtpd_server *srv, int fd,
 	}
 	s->wait = SMTPD_W_CONNECT;
 	if (srv->hooks.connect != NULL) {
+		srv->opening = s;
 		smtpd_hook_begin(s, SMTPD_W_CONNECT);
 		srv->hooks.connect(s, srv->ctx);
 		smtpd_hook_end(s);
+		srv->opening = NULL;
 	} else {
 		smtpd_resumed(s, 0, NULL);
 	}
-	return 0;
+	return s;
+}
+
+/* ops->refuse: over smtpd_client_connection_count_limit or
+ * smtpd_connection_limit, in Postfix's words. */
+static void smtpd_refuse(struct conn *c, enum conn_refusal why, void *ctx)
+{
+	struct smtpd_server *srv = ctx;
+
+	if (why == CONN_REFUSE_ADDR)
+		conn_printf(c, "421 4.7.0 %s Error: too many connections "
+		            "from %s\r\n", srv->set.myhostname, conn_addr(c));
+	else
+		conn_printf(c, "421 4.7.0 %s Error: too many connections\r\n",
+		            srv->set.myhostname);
+}
+
+/* ops->timeout: smtpd_timeout without a command, without the replies
+ * being read, or while a hook or job was out. */
+static void smtpd_timeout(struct conn *c, void *sess, void *ctx)
+{
+	struct smtpd_session *s = sess;
+
+	log_info("timeout after %s from %s[%s]%s",
+	         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
+	         conn_addr(c), conn_output_len(c) > SMTPD_WRITE_HIWAT ?
+	         ": replies not read" : "");
+	smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded",
+	            s->srv->set.myhostname);
 }
 
 /* ---- hooks and their answers ---------------------------------------- */
 
 static void smtpd_hook_begin(struct smtpd_session *s, enum smtpd_wait w)
 {
-	if (s->state != SMTPD_ST_CONNECT)
-		smtpd_set_state(s, SMTPD_ST_WAIT);
 	s->wait = w;
 	s->flags |= SMTPD_F_IN_HOOK;
 }
 
-/* The hook returned: if it answered already, act on the answer now. */
+/* The hook returned: if it answered already, act on the answer now; else
+ * the conn waits BUSY, reading nothing, until smtpd_resume() (before the
+ * greeting it reads on, to catch a client that talks first). */
 static void smtpd_hook_end(struct smtpd_session *s)
 {
 	char *text;
 
 	s->flags &= ~SMTPD_F_IN_HOOK;
-	if (!(s->flags & SMTPD_F_RESUMED))
+	if (!(s->flags & SMTPD_F_RESUMED)) {
+		if (s->wait != SMTPD_W_CONNECT)
+			conn_busy(s->conn);
 		return;
+	}
 	s->flags &= ~SMTPD_F_RESUMED;
 	text = s->resume_text;
 	s->resume_text = NULL;
 	smtpd_resumed(s, s->resume_code, text);
 	free(text);
+}
+
+/* An answer came from outside the conn's callbacks: once nothing more
+ * is awaited, the conn reads again (the pipelined input is taken from the
+ * loop), or closes if a reply asked for it. Call it last. (A client that
+ * leaves while its session waits is freed at once: busy_detached.) */
+static void smtpd_settle(struct smtpd_session *s)
+{
+	if (s->wait == SMTPD_W_NONE && conn_state(s->conn) == CONN_ST_BUSY)
+		(void)conn_ready(s->conn);
 }
 
 int smtpd_resume(struct smtpd_server *srv, uint64_t sid, int code,
@@ -710,7 +565,7 @@ int smtpd_resume(struct smtpd_server *srv, uint64_t sid, int code,
 	struct smtpd_session *s = smtpd_find(srv, sid);
 
 	if (s == NULL || s->wait == SMTPD_W_NONE ||
-	    s->wait == SMTPD_W_AUTH_JOB || s->state == SMTPD_ST_CLOSING)
+	    s->wait == SMTPD_W_AUTH_JOB)
 		return -1;
 	if (s->flags & SMTPD_F_IN_HOOK) {
 		if (s->flags & SMTPD_F_RESUMED)
@@ -721,7 +576,7 @@ int smtpd_resume(struct smtpd_server *srv, uint64_t sid, int code,
 		return 0;
 	}
 	smtpd_resumed(s, code, text);
-	smtpd_process(s);
+	smtpd_settle(s);
 	return 0;
 }
 
@@ -733,6 +588,8 @@ static void smtpd_ok(struct smtpd_session *s)
 }
 
 static void smtpd_auth_start(struct smtpd_session *s);
+static void smtpd_auth_conclude(struct smtpd_session *s);
+static void smtpd_auth_finish(struct smtpd_session *s);
 static void smtpd_message_done(struct smtpd_session *s, int code,
                                const char *text);
 
@@ -741,8 +598,6 @@ static void smtpd_resumed(struct smtpd_session *s, int code,
 {
 	enum smtpd_wait w = s->wait;
 
-	if (s->state == SMTPD_ST_WAIT)
-		smtpd_set_state(s, SMTPD_ST_CMD);
 	s->wait = SMTPD_W_NONE;
 	/* a 2xx from a hook is a yes with its own text */
 	if (code >= 200 && code < 300 && w != SMTPD_W_MESSAGE) {
@@ -763,11 +618,11 @@ refused:
 	case SMTPD_W_CONNECT:
 		if (code != 0) {
 			log_info("NOQUEUE: reject: CONNECT from %s[%s]: %d %s",
-			         smtpd_client_name(s), s->addr, code,
+			         smtpd_client_name(s), conn_addr(s->conn), code,
 			         text != NULL ? text : "");
 			smtpd_reply(s, "%d %s", code, text != NULL ? text :
 			            "4.3.2 Service currently unavailable");
-			smtpd_close(s);
+			conn_close(s->conn);
 			return;
 		}
 		s->flags |= SMTPD_F_GREET_OK;
@@ -811,6 +666,17 @@ refused:
 		smtpd_reply_error(s, code, text != NULL ? text :
 		                  "4.7.0 Temporary authentication failure");
 		return;
+	case SMTPD_W_AUTH_VERDICT:
+		if (code == 0) {
+			smtpd_auth_conclude(s);
+			return;
+		}
+		/* refused whatever the credentials: no login, and the
+		 * daemon has logged why */
+		smtpd_auth_finish(s);
+		smtpd_reply_error(s, code, text != NULL ? text :
+		                  "4.7.0 Temporary authentication failure");
+		return;
 	default:
 		return;
 	}
@@ -825,7 +691,7 @@ static const char *smtpd_protocol(const struct smtpd_session *s)
 	                                     "ESMTPSA" };
 	static const char *const utf8[] = { "UTF8SMTP", "UTF8SMTPA",
 	                                    "UTF8SMTPS", "UTF8SMTPSA" };
-	int i = ((s->flags & SMTPD_F_TLS) ? 2 : 0) + (s->auth_user ? 1 : 0);
+	int i = (conn_tls(s->conn) ? 2 : 0) + (s->auth_user ? 1 : 0);
 
 	if (!(s->flags & SMTPD_F_ESMTP))
 		return "SMTP";
@@ -846,7 +712,7 @@ static int smtpd_received(struct smtpd_session *s)
 	               s->xf[SMTPD_XF_HELO] != NULL ? s->xf[SMTPD_XF_HELO] :
 	               s->helo, smtpd_client_name(s), smtpd_client_addr(s)) < 0)
 		return -1;
-	if (tls_describe(s->bev, tls, sizeof(tls)) > 0 &&
+	if (tls_describe(conn_bev(s->conn), tls, sizeof(tls)) > 0 &&
 	    buf_printf(&s->msg, "\t(using %s)\r\n", tls) < 0)
 		return -1;
 	if (buf_printf(&s->msg, "\tby %s (%s) with %s id %s\r\n",
@@ -980,8 +846,6 @@ static void smtpd_msg_deliver(struct smtpd_session *s)
 static void smtpd_message_done(struct smtpd_session *s, int code,
                                const char *text)
 {
-	if (s->state == SMTPD_ST_WAIT)
-		smtpd_set_state(s, SMTPD_ST_CMD);
 	if (code == 0 || (code >= 200 && code < 300)) {
 		smtpd_ok(s);
 		if (code == 0)
@@ -1039,14 +903,15 @@ static char *smtpd_clean_dup(const char *in, size_t len)
 static const char *smtpd_mechs(struct smtpd_session *s)
 {
 	struct smtpd_server *srv = s->srv;
-	int tls = (s->flags & SMTPD_F_TLS) != 0;
+	int tls = conn_tls(s->conn);
 	struct sasl_glue_server *g;
 	struct err err;
 
 	if (srv->mechs[tls] != NULL)
 		return srv->mechs[tls];
 	g = sasl_glue_server_new(srv->set.sasl_service, srv->set.myhostname,
-	                         NULL, NULL, tls ? tls_ssf(s->bev) : 0, &err);
+	                         NULL, NULL, tls ? tls_ssf(conn_bev(s->conn)) :
+	                         0, &err);
 	if (g == NULL) {
 		log_warn("SASL: %s", err.msg);
 		return "";
@@ -1064,8 +929,7 @@ static int smtpd_auth_offered(struct smtpd_session *s)
 {
 	const struct smtpd_settings *set = &s->srv->set;
 
-	return set->auth_enable &&
-	       ((s->flags & SMTPD_F_TLS) || !set->tls_auth_only);
+	return set->auth_enable && (conn_tls(s->conn) || !set->tls_auth_only);
 }
 
 /* XFORWARD is Postfix's, not RFC 5321's; its XFORWARD_README lets a
@@ -1100,7 +964,7 @@ static void smtpd_cmd_ehlo(struct smtpd_session *s, const struct smtp_cmd *c)
 	else
 		snprintf(size, sizeof(size), "SIZE");
 	cap[n++] = size;
-	if (set->tls_ctx != NULL && !(s->flags & SMTPD_F_TLS))
+	if (set->tls_ctx != NULL && !conn_tls(s->conn))
 		cap[n++] = "STARTTLS";
 	if (smtpd_auth_offered(s) && smtpd_mechs(s)[0] != '\0') {
 		snprintf(auth, sizeof(auth), "AUTH %s", smtpd_mechs(s));
@@ -1152,7 +1016,7 @@ static void smtpd_cmd_mail(struct smtpd_session *s, const struct smtp_cmd *c)
 		return smtpd_reply_error(s, 503, "5.5.1 Error: send HELO/EHLO first");
 	if (s->sender != NULL)
 		return smtpd_reply_error(s, 503, "5.5.1 Error: nested MAIL command");
-	if (set->tls_required && !(s->flags & SMTPD_F_TLS))
+	if (set->tls_required && !conn_tls(s->conn))
 		return smtpd_reply_error(s, 530, "5.7.0 Must issue a STARTTLS command first");
 	if (c->has_size && set->message_size_limit > 0 &&
 	    c->size > set->message_size_limit)
@@ -1175,10 +1039,10 @@ static void smtpd_cmd_mail(struct smtpd_session *s, const struct smtp_cmd *c)
 	queue_qid_new(s->qid);
 	if (s->auth_user != NULL)
 		log_info("%s: client=%s[%s], sasl_username=%s", s->qid,
-		         smtpd_client_name(s), s->addr, s->auth_user);
+		         smtpd_client_name(s), conn_addr(s->conn), s->auth_user);
 	else
 		log_info("%s: client=%s[%s]", s->qid, smtpd_client_name(s),
-		         s->addr);
+		         conn_addr(s->conn));
 	s->body = c->body;
 	s->ret = c->ret;
 	s->declared_size = c->has_size ? c->size : 0;
@@ -1290,34 +1154,28 @@ static void smtpd_cmd_bdat(struct smtpd_session *s, const struct smtp_cmd *c)
 
 static void smtpd_cmd_starttls(struct smtpd_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	size_t n = evbuffer_get_length(in);
-	struct bufferevent *tb;
+	size_t n = evbuffer_get_length(smtpd_in(s));
 	struct err err;
 	int i;
 
 	if (s->srv->set.tls_ctx == NULL)
 		return smtpd_reply_error(s, 502, "5.5.1 Error: command not implemented");
-	if (s->flags & SMTPD_F_TLS)
+	if (conn_tls(s->conn))
 		return smtpd_reply_error(s, 554, "5.5.1 Error: TLS already active");
 	smtpd_ok(s);
 	smtpd_reply(s, "220 2.0.0 Ready to start TLS");
-	/* RFC 3207 §4.2: forget all pre-TLS state, including bytes pipelined
-	 * after STARTTLS (the CVE-2011-0411 injection). */
-	if (n > 0) {
+	if (n > 0)
 		log_info("discarding %zu bytes pipelined after STARTTLS from "
-		         "%s[%s]", n, smtpd_client_name(s), s->addr);
-		evbuffer_drain(in, n);
-	}
-	tb = tls_bev_starttls_server(s->bev, s->srv->set.tls_ctx, &err);
-	if (tb == NULL) {
+		         "%s[%s]", n, smtpd_client_name(s), conn_addr(s->conn));
+	/* RFC 3207 §4.2: conn_starttls() drops the bytes pipelined after
+	 * STARTTLS (the CVE-2011-0411 injection); the session forgets all
+	 * pre-TLS state here. */
+	if (conn_starttls(s->conn, &err) < 0) {
 		log_warn("STARTTLS from %s[%s]: %s", smtpd_client_name(s),
-		         s->addr, err.msg);
-		smtpd_close(s);
+		         conn_addr(s->conn), err.msg);
+		conn_close(s->conn);
 		return;
 	}
-	s->bev = tb;
-	s->flags |= SMTPD_F_TLS;
 	s->flags &= ~(SMTPD_F_ESMTP | SMTPD_F_XFWD);
 	smtpd_txn_reset(s);
 	free(s->helo);
@@ -1416,7 +1274,7 @@ static void smtpd_cmd_misc(struct smtpd_session *s, const struct smtp_cmd *c)
 		smtpd_ok(s);
 		s->flags |= SMTPD_F_QUIT;
 		smtpd_reply(s, "221 2.0.0 Bye");
-		smtpd_close(s);
+		conn_close(s->conn);
 		return;
 	case SMTP_CMD_HELP:
 		smtpd_ok(s);
@@ -1435,10 +1293,10 @@ static void smtpd_cmd_misc(struct smtpd_session *s, const struct smtp_cmd *c)
 		return smtpd_reply_error(s, 502, "5.5.1 EXPN command is disabled");
 	case SMTP_CMD_HTTP:
 		log_info("NOQUEUE: reject: HTTP command from %s[%s]",
-		         smtpd_client_name(s), s->addr);
+		         smtpd_client_name(s), conn_addr(s->conn));
 		smtpd_reply(s, "554 5.7.0 Error: this is an SMTP server, not a "
 		            "web proxy");
-		smtpd_close(s);
+		conn_close(s->conn);
 		return;
 	default:
 		return smtpd_reply_error(s, 502, "5.5.1 Error: command not implemented");
@@ -1531,10 +1389,66 @@ static void smtpd_auth_xforward_recheck(struct smtpd_session *s)
 	}
 }
 
+/* The exchange ended in a yes or a no that stands: commit the login, or
+ * count the failure; then 235 or 535. */
+static void smtpd_auth_conclude(struct smtpd_session *s)
+{
+	struct smtpd_server *srv = s->srv;
+	const char *mech = s->auth_mech != NULL ? s->auth_mech : "?";
+
+	if (s->auth_ok) {
+		s->auth_user = strdup(sasl_glue_server_user(s->sasl));
+		if (s->auth_user == NULL) {
+			smtpd_auth_finish(s);
+			smtpd_reply_error(s, 454, "4.7.0 Temporary authentication failure");
+			return;
+		}
+		log_info("%s[%s]: sasl_method=%s, sasl_username=%s",
+		         smtpd_client_name(s), conn_addr(s->conn), mech,
+		         s->auth_user);
+		if (srv->hooks.auth_result != NULL)
+			srv->hooks.auth_result(s, mech, s->auth_user, 1, srv->ctx);
+		smtpd_auth_xforward_recheck(s);
+		smtpd_ok(s);
+		smtpd_reply(s, "235 2.7.0 Authentication successful");
+		smtpd_auth_finish(s);
+		return;
+	}
+	/* One failure, one log line (fail2ban counts lines): the daemon's
+	 * hook logs it when there is one. */
+	if (srv->hooks.auth_result != NULL)
+		srv->hooks.auth_result(s, mech,
+		    sasl_glue_server_attempted_user(s->sasl), 0, srv->ctx);
+	else
+		log_warn("%s[%s]: SASL %s authentication failed: %s",
+		         smtpd_client_name(s), conn_addr(s->conn), mech,
+		         sasl_glue_server_error(s->sasl));
+	smtpd_auth_finish(s);
+	smtpd_reply_error(s, 535, "5.7.8 Error: authentication failed");
+}
+
+/* SASL said yes or no: the auth_verdict hook may still refuse (a
+ * flooding address) before anything is revealed or committed. */
+static void smtpd_auth_judge(struct smtpd_session *s, int ok)
+{
+	struct smtpd_server *srv = s->srv;
+	const char *mech = s->auth_mech != NULL ? s->auth_mech : "?";
+
+	s->auth_ok = ok;
+	if (srv->hooks.auth_verdict == NULL) {
+		smtpd_auth_conclude(s);
+		return;
+	}
+	smtpd_hook_begin(s, SMTPD_W_AUTH_VERDICT);
+	srv->hooks.auth_verdict(s, mech, ok ? sasl_glue_server_user(s->sasl) :
+	                        sasl_glue_server_attempted_user(s->sasl), ok,
+	                        srv->ctx);
+	smtpd_hook_end(s);
+}
+
 static void smtpd_auth_result(struct smtpd_session *s,
                               struct smtpd_auth_job *j)
 {
-	struct smtpd_server *srv = s->srv;
 	const char *mech = s->auth_mech != NULL ? s->auth_mech : "?";
 
 	switch (j->rc) {
@@ -1543,31 +1457,10 @@ static void smtpd_auth_result(struct smtpd_session *s,
 		smtpd_set_state(s, SMTPD_ST_AUTH);
 		return;
 	case SASL_GLUE_OK:
-		s->auth_user = strdup(sasl_glue_server_user(s->sasl));
-		if (s->auth_user == NULL)
-			break;
-		log_info("%s[%s]: sasl_method=%s, sasl_username=%s",
-		         smtpd_client_name(s), s->addr, mech, s->auth_user);
-		if (srv->hooks.auth_result != NULL)
-			srv->hooks.auth_result(s, mech, s->auth_user, 1, srv->ctx);
-		smtpd_auth_xforward_recheck(s);
-		smtpd_ok(s);
-		smtpd_reply(s, "235 2.7.0 Authentication successful");
-		smtpd_auth_finish(s);
+		smtpd_auth_judge(s, 1);
 		return;
 	case SASL_GLUE_FAIL:
-		/* One failure, one log line (fail2ban counts lines): the
-		 * daemon's hook logs it when there is one. */
-		if (srv->hooks.auth_result != NULL)
-			srv->hooks.auth_result(s, mech,
-			    sasl_glue_server_attempted_user(s->sasl), 0,
-			    srv->ctx);
-		else
-			log_warn("%s[%s]: SASL %s authentication failed: %s",
-			         smtpd_client_name(s), s->addr, mech,
-			         sasl_glue_server_error(s->sasl));
-		smtpd_auth_finish(s);
-		smtpd_reply_error(s, 535, "5.7.8 Error: authentication failed");
+		smtpd_auth_judge(s, 0);
 		return;
 	case SASL_GLUE_BADPROT:
 		smtpd_auth_finish(s);
@@ -1581,7 +1474,7 @@ static void smtpd_auth_result(struct smtpd_session *s,
 		break;
 	}
 	log_warn("%s[%s]: SASL %s authentication: temporary failure: %s",
-	         smtpd_client_name(s), s->addr, mech,
+	         smtpd_client_name(s), conn_addr(s->conn), mech,
 	         s->sasl != NULL ? sasl_glue_server_error(s->sasl) : "");
 	smtpd_auth_finish(s);
 	smtpd_reply_error(s, 454, "4.7.0 Temporary authentication failure");
@@ -1602,8 +1495,8 @@ static void smtpd_auth_done(void *arg)
 			free(srv);
 		return;
 	}
-	/* gone, timed out or closing meanwhile: nobody takes the SASL
-	 * state back, so the job frees it */
+	/* closed (a timeout) meanwhile: nobody takes the SASL state back,
+	 * so the job frees it */
 	s = smtpd_find(srv, j->sid);
 	if (s == NULL || s->wait != SMTPD_W_AUTH_JOB || s->auth_job != j) {
 		sasl_glue_server_free(j->sasl);
@@ -1616,7 +1509,7 @@ static void smtpd_auth_done(void *arg)
 	s->wait = SMTPD_W_NONE;
 	smtpd_auth_result(s, j);
 	smtpd_auth_job_free(j);
-	smtpd_process(s);
+	smtpd_settle(s);
 }
 
 static void smtpd_auth_submit(struct smtpd_session *s, const char *mech,
@@ -1626,7 +1519,7 @@ static void smtpd_auth_submit(struct smtpd_session *s, const char *mech,
 
 	if (j != NULL) {
 		j->srv = s->srv;
-		j->sid = s->id;
+		j->sid = conn_id(s->conn);
 		j->sasl = s->sasl;
 		j->mech = mech != NULL ? strdup(mech) : NULL;
 		j->in = in != NULL ? strdup(in) : NULL;
@@ -1645,35 +1538,29 @@ static void smtpd_auth_submit(struct smtpd_session *s, const char *mech,
 	s->sasl = NULL;
 	s->auth_job = j;
 	s->srv->jobs++;
-	smtpd_set_state(s, SMTPD_ST_WAIT);
 	s->wait = SMTPD_W_AUTH_JOB;
+	conn_busy(s->conn);
 }
 
 static void smtpd_auth_start(struct smtpd_session *s)
 {
 	const struct smtpd_settings *set = &s->srv->set;
-	char lip[80] = "", rip[80] = "";
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	int fd = (int)bufferevent_getfd(s->bev);
+	const char *lip = conn_local_ipport(s->conn);
+	const char *rip = conn_remote_ipport(s->conn);
 	struct err err;
 
-	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-		sasl_glue_ipport((struct sockaddr *)&ss, lip, sizeof(lip));
-	sl = sizeof(ss);
-	if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
-		sasl_glue_ipport((struct sockaddr *)&ss, rip, sizeof(rip));
 	sasl_glue_server_free(s->sasl);
 	s->sasl = sasl_glue_server_new(set->sasl_service, set->myhostname,
 	                               lip[0] ? lip : NULL, rip[0] ? rip : NULL,
-	                               tls_ssf(s->bev), &err);
+	                               tls_ssf(conn_bev(s->conn)), &err);
 	if (s->sasl != NULL && set->sasl_options != NULL &&
 	    sasl_glue_server_set_options(s->sasl, set->sasl_options, &err) < 0) {
 		sasl_glue_server_free(s->sasl);
 		s->sasl = NULL;
 	}
 	if (s->sasl == NULL || set->pool == NULL) {
-		log_warn("%s[%s]: SASL: %s", smtpd_client_name(s), s->addr,
+		log_warn("%s[%s]: SASL: %s", smtpd_client_name(s),
+		         conn_addr(s->conn),
 		         s->sasl == NULL ? err.msg : "no worker pool");
 		smtpd_auth_finish(s);
 		smtpd_reply_error(s, 454, "4.7.0 Temporary authentication failure");
@@ -1701,7 +1588,7 @@ static void smtpd_auth_response(struct smtpd_session *s, const char *line,
 
 static int smtpd_read_line(struct smtpd_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = smtpd_in(s);
 	size_t max, n;
 	char line[SMTPD_AUTH_LINE];
 	enum smtp_rc rc;
@@ -1720,11 +1607,11 @@ static int smtpd_read_line(struct smtpd_session *s)
 		log_info("%s after %s from %s[%s]", rc == SMTP_ERR_BARE_LF ?
 		         "bare <LF> received" : "bare <CR> received",
 		         smtp_cmd_name(s->last_verb), smtpd_client_name(s),
-		         s->addr);
+		         conn_addr(s->conn));
 		smtpd_reply(s, "521 5.5.2 %s Error: bare <%s> received",
 		            s->srv->set.myhostname,
 		            rc == SMTP_ERR_BARE_LF ? "LF" : "CR");
-		smtpd_close(s);
+		conn_close(s->conn);
 		return 0;
 	}
 	if (s->state == SMTPD_ST_AUTH)
@@ -1743,7 +1630,7 @@ static int smtpd_over_limit(struct smtpd_session *s, size_t more)
 
 static int smtpd_read_data(struct smtpd_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = smtpd_in(s);
 	enum smtp_rc rc;
 
 	if (s->flags & SMTPD_F_TOO_BIG)
@@ -1790,7 +1677,7 @@ static void smtpd_bdat_end(struct smtpd_session *s)
 
 static int smtpd_read_bdat(struct smtpd_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = smtpd_in(s);
 	size_t len = evbuffer_get_length(in);
 	size_t n = len < s->bdat_left ? len : (size_t)s->bdat_left;
 
@@ -1816,31 +1703,23 @@ static int smtpd_read_bdat(struct smtpd_session *s)
 	return 1;
 }
 
-/* Pause input while the client leaves too many replies unread (RFC 2920
- * §3.1 asks clients to read them; a hostile one does not). */
-static int smtpd_out_full(struct smtpd_session *s)
+/* ops->input: take what the conn has, as long as it stays OPEN (a hook
+ * or job makes it BUSY, a 421 or QUIT CLOSING). Before each command,
+ * conn_pace() pauses input while the client leaves too many replies
+ * unread (RFC 2920 §3.1 asks clients to read them; a hostile one does
+ * not). Before the greeting nothing is taken: it is judged then. */
+static void smtpd_input(struct conn *c, void *sess, void *ctx)
 {
-	if (s->flags & SMTPD_F_OUT_FULL)
-		return 1;
-	if (smtpd_unsent(s) <= SMTPD_WRITE_HIWAT)
-		return 0;
-	s->flags |= SMTPD_F_OUT_FULL;
-	event_base_gettimeofday_cached(s->srv->base, &s->since);
-	if (smtpd_timer_arm(s, SMTPD_OUT_POLL_MS) < 0)
-		smtpd_close(s);
-	return 1;
-}
-
-static void smtpd_process(struct smtpd_session *s)
-{
+	struct smtpd_session *s = sess;
 	int more = 1;
 
-	while (more) {
-		if (s->state != SMTPD_ST_CLOSING && smtpd_out_full(s))
-			return;
+	while (more && conn_state(c) == CONN_ST_OPEN) {
 		switch (s->state) {
 		case SMTPD_ST_CMD:
 		case SMTPD_ST_AUTH:
+			if (evbuffer_get_length(smtpd_in(s)) == 0 ||
+			    conn_pace(c))
+				return;
 			more = smtpd_read_line(s);
 			break;
 		case SMTPD_ST_DATA:
@@ -1858,10 +1737,19 @@ static void smtpd_process(struct smtpd_session *s)
 
 /* ---- server ---------------------------------------------------------- */
 
+static const struct conn_ops smtpd_conn_ops = {
+	.open = smtpd_open,
+	.refuse = smtpd_refuse,
+	.input = smtpd_input,
+	.timeout = smtpd_timeout,
+	.closed = smtpd_closed,
+};
+
 struct smtpd_server *smtpd_server_new(struct event_base *base,
     const struct smtpd_settings *set, const struct smtpd_hooks *hooks,
     void *ctx, struct err *err)
 {
+	struct conn_settings cs;
 	struct smtpd_server *srv;
 
 	if (set->myhostname == NULL || set->myhostname[0] == '\0') {
@@ -1897,80 +1785,53 @@ struct smtpd_server *smtpd_server_new(struct event_base *base,
 		srv->set.line_limit = 8192;
 	if (srv->set.sasl_service == NULL)
 		srv->set.sasl_service = "smtp";
-	return srv;
-}
-
-static void smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
-                            struct sockaddr *sa, int salen, void *arg)
-{
-	struct smtpd_server *srv = arg;
-	struct err err;
-	int i, flags = 0, one = 1;
-
-	for (i = 0; i < srv->nlis; i++)
-		if (srv->lis[i] == l)
-			flags = srv->lis_flags[i];
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (smtpd_server_accept(srv, fd, sa, salen, flags, &err) < 0) {
-		log_warn("accept: %s", err.msg);
-		evutil_closesocket(fd);
+	memset(&cs, 0, sizeof(cs));
+	cs.service = srv->set.name;
+	cs.tls = srv->set.tls_ctx;
+	cs.max_total = srv->set.connection_limit;
+	cs.max_per_addr = srv->set.client_connection_limit;
+	cs.timeout = srv->set.timeout;
+	/* hooks and SASL jobs find their session by id: a client that
+	 * leaves, or waits longer than smtpd_timeout for one, is let go */
+	cs.busy_detached = 1;
+	cs.read_hiwat = SMTPD_READ_HIWAT;
+	cs.write_hiwat = SMTPD_WRITE_HIWAT;
+	srv->conns = conn_server_new(base, &cs, &smtpd_conn_ops, srv, err);
+	if (srv->conns == NULL) {
+		free(srv);
+		return NULL;
 	}
-}
-
-static void smtpd_accept_error_cb(struct evconnlistener *l, void *arg)
-{
-	int e = EVUTIL_SOCKET_ERROR();
-
-	log_warn("accept: %s", evutil_socket_error_to_string(e));
+	return srv;
 }
 
 int smtpd_server_listen(struct smtpd_server *srv, int fd, int flags,
                         struct err *err)
 {
-	struct evconnlistener *l;
+	return conn_server_listen(srv->conns, fd, (flags & SMTPD_LISTEN_TLS) ?
+	                          CONN_LISTEN_TLS : 0, err);
+}
 
-	if (srv->nlis == SMTPD_MAX_LISTEN)
-		return err_set(err, 0, "smtpd: too many listeners");
-	if ((flags & SMTPD_LISTEN_TLS) && srv->set.tls_ctx == NULL)
-		return err_set(err, 0, "smtpd: implicit TLS needs a certificate");
-	/* backlog 0: the socket is listening already (listen_inet) */
-	l = evconnlistener_new(srv->base, smtpd_accept_cb, srv,
-	                       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-	                       0, fd);
-	if (l == NULL)
-		return err_set(err, 1, "smtpd: evconnlistener_new failed");
-	evconnlistener_set_error_cb(l, smtpd_accept_error_cb);
-	srv->lis[srv->nlis] = l;
-	srv->lis_flags[srv->nlis++] = flags;
-	return 0;
+int smtpd_server_accept(struct smtpd_server *srv, int fd,
+    const struct sockaddr *sa, int salen, int flags, struct err *err)
+{
+	return conn_server_accept(srv->conns, fd, sa, (socklen_t)salen,
+	                          (flags & SMTPD_LISTEN_TLS) ?
+	                          CONN_LISTEN_TLS : 0, err);
 }
 
 void smtpd_server_stop_listening(struct smtpd_server *srv)
 {
-	int i;
-
-	for (i = 0; i < srv->nlis; i++)
-		evconnlistener_free(srv->lis[i]);
-	srv->nlis = 0;
+	conn_server_stop_listening(srv->conns);
 }
 
 void smtpd_server_free(struct smtpd_server *srv)
 {
-	uint32_t i;
-
 	if (srv == NULL)
 		return;
-	smtpd_server_stop_listening(srv);
-	for (i = 0; i < srv->nslots; i++)
-		if (srv->slots[i] != NULL)
-			smtpd_session_free(srv->slots[i]);
-	free(srv->slots);
-	free(srv->gens);
-	free(srv->freelist);
+	conn_server_free(srv->conns);
+	srv->conns = NULL;
 	free(srv->mechs[0]);
 	free(srv->mechs[1]);
-	srv->slots = NULL;
-	srv->nslots = 0;
 	/* SASL jobs still on the pool find the server by pointer: the last
 	 * one to finish frees it. */
 	if (srv->jobs > 0)
@@ -1981,14 +1842,14 @@ void smtpd_server_free(struct smtpd_server *srv)
 
 unsigned smtpd_server_sessions(const struct smtpd_server *srv)
 {
-	return srv->nsessions;
+	return conn_server_count(srv->conns);
 }
 
 /* ---- accessors ------------------------------------------------------- */
 
 uint64_t smtpd_session_id(const struct smtpd_session *s)
 {
-	return s->id;
+	return conn_id(s->conn);
 }
 
 struct smtpd_server *smtpd_session_server(const struct smtpd_session *s)
@@ -2013,7 +1874,7 @@ const char *smtpd_session_client_name(const struct smtpd_session *s)
 
 int smtpd_session_client_port(const struct smtpd_session *s)
 {
-	return s->port;
+	return conn_port(s->conn);
 }
 
 const char *smtpd_session_helo(const struct smtpd_session *s)
@@ -2033,7 +1894,7 @@ const char *smtpd_session_auth_user(const struct smtpd_session *s)
 
 int smtpd_session_tls(const struct smtpd_session *s)
 {
-	return (s->flags & SMTPD_F_TLS) != 0;
+	return conn_tls(s->conn);
 }
 
 int smtpd_session_nrcpt(const struct smtpd_session *s)

@@ -1,5 +1,6 @@
 /* smtpd: the SMTP server session engine (RFC 5321) shared by mx-relay and
- * submission, on libevent bufferevents. The engine owns the protocol:
+ * submission, on the connection core (conn.h: listeners, TLS, caps,
+ * back-pressure, timeouts, close after flush). The engine owns the protocol:
  * greeting, EHLO capabilities, PIPELINING, STARTTLS, AUTH (sasl_glue on the
  * worker pool), MAIL/RCPT/DATA/BDAT, limits, Received: header, queue ids,
  * logging. The daemon owns policy, through hooks; asynchronous hooks answer
@@ -33,7 +34,9 @@ struct smtpd_settings {
 	                                the message buffer never grows past
 	                                it; 0: unlimited */
 	int recipient_limit;         /* RCPTs per transaction; 0: 1000 */
-	int timeout;                 /* seconds idle per read/write; 0: 300 */
+	int timeout;                 /* seconds idle, waiting for the client
+	                                to read its replies, or for a hook
+	                                or SASL job; 0: 300 */
 	int hard_error_limit;        /* errors before 421 + close; 0: 20 */
 	int greet_wait_ms;           /* delay before 220, to catch talkers */
 	size_t line_limit;           /* command line incl. CRLF; 0: 2048 */
@@ -53,6 +56,14 @@ struct smtpd_settings {
 	struct work_pool *pool;      /* for SASL steps (needed if auth_enable) */
 	int no_chunking;             /* 1: do not offer CHUNKING/BDAT */
 	int no_received;             /* 1: do not prepend Received: */
+	unsigned connection_limit;   /* connections at once (Postfix's
+	                                process limit; our
+	                                smtpd_connection_limit); 0: none */
+	unsigned client_connection_limit; /* at once per client address
+	                                (smtpd_client_connection_count_limit);
+	                                0: none. Over either: 421 4.7.0,
+	                                close. Counted per server (port), as
+	                                Postfix counts per service */
 };
 
 /* Listener flags */
@@ -89,9 +100,12 @@ void smtpd_msg_free(struct smtpd_msg *m);
  *   SIZE= over the limit  552 5.3.4; body over it: 552 5.3.4 after DATA
  *   too many recipients   452 4.5.3      idle: 421 4.4.2 (then close)
  *   smtpd_hard_error_limit reached: 421 4.7.0 (then close)
+ *   over a connection limit: 421 4.7.0 <host> Error: too many connections
+ *       [from <addr>] (then close)
  *   STARTTLS: 220 2.0.0, pipelined plaintext discarded, all state reset
  *   replies left unread past 64 KB: no more input is read until they go;
- *   after the timeout the session closes ("replies not read")
+ *   after the timeout the session closes ("replies not read"); so it does
+ *   when a hook or SASL job keeps the client waiting past the timeout
  *   XFORWARD: all attributes or none (501 5.5.4 for a bad one)
  * Logs: "connect from", "QID: client=", "QID: reject: ...",
  * "QID: from=<>, size=, nrcpt=", "disconnect from ... commands=". */
@@ -118,6 +132,15 @@ struct smtpd_hooks {
 	 * failures). Answer: 0 -> go on; else that reply. */
 	void (*auth_check)(struct smtpd_session *s, const char *mech,
 	                   void *ctx);
+	/* The SASL exchange ended in a yes (ok 1, user: the authorized
+	 * identity) or a no (ok 0, user: the name tried, raw client bytes,
+	 * or NULL), before any reply and before the login is committed: the
+	 * time to wait a failed-login delay and to refuse a flooding
+	 * address. user is borrowed for the call. Answer: 0 -> as without
+	 * the hook (235 or 535, then auth_result); else that reply (e.g. 454
+	 * 4.7.0), with no login and no auth_result. */
+	void (*auth_verdict)(struct smtpd_session *s, const char *mech,
+	                     const char *user, int ok, void *ctx);
 	/* Synchronous notices and questions: */
 	/* ok 1: user is the authorized identity. ok 0 (bad credentials):
 	 * user is the authentication id the client tried, raw client bytes
@@ -139,7 +162,8 @@ struct smtpd_server *smtpd_server_new(struct event_base *base,
  * SMTPD_LISTEN_*. The server owns fd from then on. */
 int smtpd_server_listen(struct smtpd_server *srv, int fd, int flags,
     struct err *err);
-/* Start a session on a connected socket (when the daemon accepts). */
+/* Start a session on a connected socket (when the daemon accepts). The
+ * server owns fd, also on failure. */
 int smtpd_server_accept(struct smtpd_server *srv, int fd,
     const struct sockaddr *sa, int salen, int flags, struct err *err);
 /* Stop accepting; sessions go on. */
@@ -149,6 +173,12 @@ void smtpd_server_stop_listening(struct smtpd_server *srv);
  * of smtpd_resume() (Redis callbacks, ...) must be gone before this. */
 void smtpd_server_free(struct smtpd_server *srv);
 unsigned smtpd_server_sessions(const struct smtpd_server *srv);
+
+/* The session of sid, for a daemon's callback that needs more than
+ * smtpd_resume() (its data, its client); NULL once it is gone or
+ * closing. Borrowed: valid until the callback returns. */
+struct smtpd_session *smtpd_session_find(struct smtpd_server *srv,
+    uint64_t sid);
 
 /* Answer an asynchronous hook. code 0: the default success; a 2xx: success
  * with that reply (MAIL, RCPT, message); otherwise an

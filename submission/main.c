@@ -14,6 +14,7 @@
 #include "cfg.h"
 #include "listen.h"
 #include "log.h"
+#include "loginfail.h"
 #include "map.h"
 #include "params.h"
 #include "passdb.h"
@@ -35,8 +36,8 @@ static char *var_sender_login_maps;
 static char *var_tls_cert, *var_tls_key, *var_tls_level;
 static int var_tls_auth_only, var_sasl_enable, var_broken_sasl;
 static char *var_sasl_options, *var_sasl_mechs;
-static long var_auth_fail_limit, var_auth_client_limit, var_auth_window;
-static long var_auth_delay, var_ident_lifetime;
+static long var_auth_fail_limit, var_ident_lifetime;
+static long var_client_conn_limit, var_conn_limit;
 static long var_size_limit, var_rcpt_limit, var_timeout, var_threads;
 static char *var_vmb_domains, *var_vmb_base, *var_vmb_maps, *var_valias;
 static char *var_uid_maps, *var_gid_maps, *var_limit_maps, *var_delim;
@@ -74,14 +75,19 @@ static const struct cfg_param sub_params[] = {
 	{ "smtpd_sasl_security_options", CFG_STR, "noanonymous", &var_sasl_options, 0, 0 },
 	{ "smtpd_sasl_mechanisms", CFG_STR, "PLAIN LOGIN", &var_sasl_mechs, 0, 0 },
 	{ "broken_sasl_auth_clients", CFG_BOOL, "no", &var_broken_sasl, 0, 0 },
+	/* per session; across sessions: loginfail_params */
 	{ "smtpd_sasl_failure_limit", CFG_INT, "3", &var_auth_fail_limit, 0, 1000 },
-	{ "smtpd_sasl_client_failure_limit", CFG_INT, "20", &var_auth_client_limit, 0, 1000000 },
-	{ "smtpd_sasl_failure_window", CFG_TIME, "1h", &var_auth_window, 1, 0 },
-	{ "smtpd_sasl_failure_delay", CFG_TIME, "1s", &var_auth_delay, 0, 60 },
 	{ "ident_cache_lifetime", CFG_TIME, "30d", &var_ident_lifetime, 60, 0 },
 	{ "message_size_limit", CFG_INT, "10240000", &var_size_limit, 0, 0 },
 	{ "smtpd_recipient_limit", CFG_INT, "1000", &var_rcpt_limit, 1, 0 },
 	{ "smtpd_timeout", CFG_TIME, "300s", &var_timeout, 1, 3600 },
+	/* Postfix's name and meaning, per port as Postfix counts per
+	 * service; the total is what master.cf's process limit is to
+	 * Postfix. 0: no limit. */
+	{ "smtpd_client_connection_count_limit", CFG_INT, "50",
+	  &var_client_conn_limit, 0, 1000000 },
+	{ "smtpd_connection_limit", CFG_INT, "2000", &var_conn_limit, 0,
+	  1000000 },
 	{ "delivery_worker_threads", CFG_INT, "16", &var_threads, 1, 256 },
 	{ "virtual_mailbox_domains", CFG_STR, "", &var_vmb_domains, 0, 0 },
 	{ "virtual_mailbox_base", CFG_STR, "/var/mail/vhosts", &var_vmb_base, 0, 0 },
@@ -99,8 +105,8 @@ static const struct cfg_param sub_params[] = {
 };
 
 static const struct cfg_param *const sub_tabs[] = {
-	params_common, redisc_params, queue_params, sub_params,
-	sub_outbound_params, NULL,
+	params_common, redisc_params, queue_params, loginfail_params,
+	sub_params, sub_outbound_params, NULL,
 };
 
 static const char sub_help[] =
@@ -221,9 +227,6 @@ static void sub_main_policy(struct sub_server *srv)
 	srv->myhostname = var_myhostname;
 	srv->name = "submission";
 	srv->auth_fail_limit = var_auth_fail_limit;
-	srv->auth_client_fail_limit = var_auth_client_limit;
-	srv->auth_fail_window = var_auth_window;
-	srv->auth_fail_delay = var_auth_delay;
 	srv->ident_lifetime = var_ident_lifetime;
 }
 
@@ -309,6 +312,8 @@ static void sub_main_servers(struct sub_main *m)
 		.sasl_service = "smtp",
 		.sasl_options = var_sasl_options,
 		.pool = m->srv.pool,
+		.connection_limit = (unsigned)var_conn_limit,
+		.client_connection_limit = (unsigned)var_client_conn_limit,
 	};
 	struct err err;
 
@@ -335,6 +340,7 @@ static void sub_main_servers(struct sub_main *m)
 
 static void sub_main_redis(struct sub_main *m)
 {
+	struct loginfail_settings lfs;
 	struct err err;
 
 	if (var_redis_require_durable &&
@@ -348,6 +354,19 @@ static void sub_main_redis(struct sub_main *m)
 	m->srv.outq = queue_new(m->base, m->srv.redis, "out", &err);
 	if (m->srv.outq == NULL)
 		sub_main_fatal("queue", &err);
+	/* failed logins: counters shared through Redis with mra and other
+	 * hosts, in memory while it is down */
+	loginfail_settings_from_params(&lfs);
+	m->srv.loginfail = loginfail_new(m->base, m->srv.redis, &lfs, &err);
+	if (m->srv.loginfail == NULL)
+		sub_main_fatal("loginfail", &err);
+	m->srv.auth_wait_max_ms = lfs.delay_max_ms > lfs.delay_ms ?
+				  lfs.delay_max_ms : lfs.delay_ms;
+	/* the wait counts against smtpd_timeout like any other */
+	if ((long)m->srv.auth_wait_max_ms >= var_timeout * 1000)
+		log_warn("auth_failure_delay_max (%u ms) is not below "
+			 "smtpd_timeout (%lds): a delayed AUTH will time out",
+			 m->srv.auth_wait_max_ms, var_timeout);
 }
 
 static void sub_main_signal(evutil_socket_t sig, short what, void *arg)
@@ -402,6 +421,8 @@ int main(int argc, char **argv)
 		smtpd_server_free(m.lis[i].smtpd);
 	sub_outbound_free(m.outbound);
 	queue_free(m.srv.outq);
+	/* before the redisc it borrows */
+	loginfail_free(m.srv.loginfail);
 	redisc_free(m.srv.redis);
 	event_free(m.sig[0]);
 	event_free(m.sig[1]);

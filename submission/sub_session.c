@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "cfg.h"
 #include "log.h"
+#include "loginfail.h"
 #include "maildir.h"
 #include "queue.h"
 #include "redisc.h"
@@ -24,7 +25,6 @@
 #include "sub_session.h"
 #include "work.h"
 
-#define SUB_SESSION_DELAY_MAX 16   /* seconds: cap of the growing delay */
 #define SUB_SESSION_PENDING "pending"  /* IDENT record of an unfinished attempt */
 
 struct sub_sess {
@@ -33,10 +33,13 @@ struct sub_sess {
 	int refs;
 	int gone;
 	int mynet;              /* trusted by address (intake only) */
-	int auth_fails;
-	struct event *delay;
-	char addr[64];
+	int auth_fails;         /* this session's (smtpd_sasl_failure_limit) */
+	int verdict_wait;       /* auth_verdict awaits loginfail */
+	int verdict_checks;     /* loginfail checks whose answer is to come */
+	struct event *guard;    /* auth_failure_delay_max for that answer */
+	char addr[64];          /* the peer's, not XFORWARD's */
 	char name[256];
+	char tried[256];        /* the name of the AUTH being judged */
 };
 
 static unsigned sub_session_live;
@@ -56,8 +59,8 @@ static void sub_session_unref(struct sub_sess *ss)
 {
 	if (ss == NULL || --ss->refs > 0)
 		return;
-	if (ss->delay != NULL)
-		event_free(ss->delay);
+	if (ss->guard != NULL)
+		event_free(ss->guard);
 	free(ss);
 }
 
@@ -132,107 +135,136 @@ static void sub_session_disconnect(struct smtpd_session *s, void *ctx)
 		return;
 	smtpd_session_set_data(s, NULL);
 	ss->gone = 1;
-	if (ss->delay != NULL)
-		event_del(ss->delay);
+	if (ss->guard != NULL)
+		event_del(ss->guard);
 	sub_session_live--;
 	sub_session_unref(ss);
 }
 
-/* ---- AUTH: limits, growing delay, the fail2ban line ------------------ */
+/* ---- AUTH: per-session limit, the shared failed-login policy ---------- */
 
-static void sub_session_delay_done(evutil_socket_t fd, short what, void *arg)
-{
-	struct sub_sess *ss = arg;
-
-	sub_session_resume(ss, 0, NULL);
-}
-
-static void sub_session_auth_counted(struct redisc *r, struct redisReply *rep,
-				     void *arg)
-{
-	struct sub_sess *ss = arg;
-	const struct sub_server *srv = ss->l->srv;
-	long count = 0, secs;
-
-	if (ss->gone)
-		goto out;
-	if (rep != NULL && rep->type == REDIS_REPLY_STRING)
-		cfg_parse_int(rep->str, &count);
-	if (srv->auth_client_fail_limit > 0 &&
-	    count >= srv->auth_client_fail_limit) {
-		log_warn("%s[%s]: SASL authentication refused: too "
-			 "many failures from this client", ss->name, ss->addr);
-		sub_session_resume(ss, 421, "4.7.0 Too many failed "
-				   "authentication attempts, try later");
-		goto out;
-	}
-	if (ss->auth_fails == 0 || srv->auth_fail_delay <= 0) {
-		sub_session_resume(ss, 0, NULL);
-		goto out;
-	}
-	/* The delay doubles with each failure on this connection. */
-	secs = srv->auth_fail_delay << (ss->auth_fails - 1 < 5 ?
-					ss->auth_fails - 1 : 5);
-	if (secs > SUB_SESSION_DELAY_MAX)
-		secs = SUB_SESSION_DELAY_MAX;
-	if (ss->delay == NULL)
-		ss->delay = evtimer_new(srv->base, sub_session_delay_done, ss);
-	if (ss->delay == NULL) {
-		sub_session_resume(ss, 0, NULL);
-	} else {
-		struct timeval tv = { secs, 0 };
-
-		evtimer_add(ss->delay, &tv);
-	}
-out:
-	sub_session_unref(ss);
-}
-
+/* smtpd_sasl_failure_limit: a session that keeps failing is closed. */
 static void sub_session_auth_check(struct smtpd_session *s, const char *mech,
 				   void *ctx)
 {
 	struct sub_sess *ss = smtpd_session_data(s);
 	struct sub_server *srv = ss->l->srv;
-	char key[128];
 
 	if (srv->auth_fail_limit > 0 && ss->auth_fails >= srv->auth_fail_limit) {
 		sub_session_resume(ss, 421, "4.7.0 Too many failed "
 				   "authentication attempts");
 		return;
 	}
-	snprintf(key, sizeof(key), "sub:authfail:%s", ss->addr);
-	/* redisc calls back with NULL when Redis is down (the
-	 * per-connection limit still holds then), also after a -1. */
-	(void)redisc_command(srv->redis, sub_session_auth_counted,
-			     sub_session_ref(ss), "GET %s", key);
+	sub_session_resume(ss, 0, NULL);
 }
 
-static void sub_session_rate_done(void *arg, long count)
+/* The verdict is in (or the guard gave up waiting for it). */
+static void sub_session_verdict_answer(struct sub_sess *ss, int refuse)
 {
+	ss->verdict_wait = 0;
+	if (ss->guard != NULL)
+		evtimer_del(ss->guard);
+	if (refuse) {
+		ss->auth_fails++;
+		sub_session_resume(ss, 454, "4.7.0 Too many failed "
+				   "authentication attempts, try later");
+		return;
+	}
+	sub_session_resume(ss, 0, NULL);
 }
 
+/* loginfail waited the delay: the session may have gone meanwhile. */
+static void sub_session_verdict_done(void *ctx, uint64_t sid,
+				     const struct loginfail_answer *a)
+{
+	struct sub_listener *l = ctx;
+	struct smtpd_session *s = smtpd_session_find(l->smtpd, sid);
+	struct sub_sess *ss = s != NULL ? smtpd_session_data(s) : NULL;
+
+	if (ss == NULL)
+		return;
+	ss->verdict_checks--;
+	if (!ss->verdict_wait)
+		return;   /* the guard answered already */
+	if (a->verdict == LOGINFAIL_TEMP_REFUSE)
+		loginfail_log_smtp_refused(ss->name, ss->addr, ss->tried, a);
+	sub_session_verdict_answer(ss, a->verdict == LOGINFAIL_TEMP_REFUSE);
+}
+
+/* A check that outlives auth_failure_delay_max (a Redis that stalls
+ * until redisc's watchdog gives up) does not hold the client longer:
+ * having waited the longest delay there is, the AUTH is answered as
+ * without a verdict (235 or 535). */
+static void sub_session_verdict_guard(evutil_socket_t fd, short what,
+				      void *arg)
+{
+	struct sub_sess *ss = arg;
+
+	if (ss->gone || !ss->verdict_wait)
+		return;
+	log_warn("%s[%s]: failed-login check did not answer within %u ms",
+		 ss->name, ss->addr, ss->l->srv->auth_wait_max_ms);
+	sub_session_verdict_answer(ss, 0);
+}
+
+/* After the SASL exchange, before its result is revealed or committed:
+ * the delay of this (address, user) is waited whatever the result (so it
+ * tells nothing, and an unknown user takes as long as a wrong password),
+ * and a flooding address's failing names are refused. */
+static void sub_session_auth_verdict(struct smtpd_session *s,
+				     const char *mech, const char *user,
+				     int ok, void *ctx)
+{
+	struct sub_listener *l = ctx;
+	struct sub_sess *ss = smtpd_session_data(s);
+	struct sub_server *srv = l->srv;
+	struct timeval tv;
+
+	if (srv->loginfail == NULL) {
+		sub_session_resume(ss, 0, NULL);
+		return;
+	}
+	/* one check at a time: one the guard gave up on is still out only
+	 * while Redis stalls, and then this attempt is not judged */
+	if (ss->verdict_checks > 0) {
+		sub_session_resume(ss, 454, "4.7.0 Temporary authentication "
+				   "failure");
+		return;
+	}
+	snprintf(ss->tried, sizeof(ss->tried), "%s", user != NULL ? user : "");
+	if (ss->guard == NULL)
+		ss->guard = evtimer_new(srv->base, sub_session_verdict_guard,
+					ss);
+	if (ss->guard == NULL ||
+	    loginfail_check(srv->loginfail, ss->addr, user,
+			    sub_session_verdict_done, l, ss->sid) < 0) {
+		sub_session_resume(ss, 454, "4.7.0 Temporary authentication "
+				   "failure");
+		return;
+	}
+	ss->verdict_checks++;
+	ss->verdict_wait = 1;
+	tv.tv_sec = (srv->auth_wait_max_ms + 500) / 1000;
+	tv.tv_usec = (srv->auth_wait_max_ms + 500) % 1000 * 1000;
+	evtimer_add(ss->guard, &tv);
+}
+
+/* The answer went out (235 or 535): count it, and log the failure in
+ * Postfix's words for fail2ban. */
 static void sub_session_auth_result(struct smtpd_session *s, const char *mech,
 				    const char *user, int ok, void *ctx)
 {
 	struct sub_sess *ss = smtpd_session_data(s);
 	struct sub_server *srv = ss->l->srv;
-	char u[128], m[32], key[128];
 
-	/* On failure user is the name the client tried, raw: cleaned and
-	 * cut here; the password never reaches this hook. */
-	sub_session_clean(user != NULL && *user != '\0' ? user : "(unknown)",
-			  u, sizeof(u));
-	sub_session_clean(mech, m, sizeof(m));
+	if (srv->loginfail != NULL)
+		loginfail_record(srv->loginfail, ss->addr, user, ok);
 	if (ok)
 		return;  /* the engine logs sasl_method/sasl_username */
 	ss->auth_fails++;
-	/* Postfix's wording, which fail2ban's postfix-sasl filter matches. */
-	log_warn("%s[%s]: SASL %s authentication failed: "
-		 "authentication failure, sasl_username=%s", ss->name,
-		 ss->addr, m, u);
-	snprintf(key, sizeof(key), "sub:authfail:%s", ss->addr);
-	redisc_rate_hit(srv->redis, key, (int)srv->auth_fail_window,
-			sub_session_rate_done, NULL);
+	/* user is the name the client tried, raw: loginfail cleans it; the
+	 * password never reaches this hook */
+	loginfail_log_smtp(ss->name, ss->addr, mech, user);
 }
 
 /* Asked at EHLO, after AUTH and again at XFORWARD. The forwarder says
@@ -995,6 +1027,7 @@ const struct smtpd_hooks sub_session_hooks = {
 	.rcpt = sub_session_rcpt,
 	.message = sub_session_message,
 	.auth_check = sub_session_auth_check,
+	.auth_verdict = sub_session_auth_verdict,
 	.auth_result = sub_session_auth_result,
 	.xforward_ok = sub_session_xforward_ok,
 	.disconnect = sub_session_disconnect,

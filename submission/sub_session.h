@@ -1,6 +1,7 @@
 /* sub_session: submission's policy on top of the shared SMTP engine
- * (smtpd.h hooks): client/relay/sender restrictions, AUTH failure limits
- * and delays (counters in Redis), XFORWARD trust, IDENT de-duplication,
+ * (smtpd.h hooks): client/relay/sender restrictions, the failed-login
+ * policy (shared/loginfail: delays, refusal of a flooding address's
+ * failing names, the fail2ban line), XFORWARD trust, IDENT de-duplication,
  * MSA header fixes (RFC 6409 §8), and the hand-off of each message to
  * local delivery (worker pool) and the outbound queue. main.c owns the
  * struct sub_server and everything it points to. */
@@ -19,6 +20,7 @@ struct work_pool;
 struct redisc;
 struct queue;
 struct map;
+struct loginfail;
 
 enum sub_kind { SUB_KIND_SUBMISSION, SUB_KIND_SMTPS, SUB_KIND_INTAKE };
 
@@ -38,9 +40,9 @@ struct sub_server {
 	const char *myhostname;
 	const char *name;                /* "submission" (logs) */
 	long auth_fail_limit;            /* per connection */
-	long auth_client_fail_limit;     /* per client address and window */
-	long auth_fail_window;           /* seconds */
-	long auth_fail_delay;            /* seconds, doubled per failure */
+	struct loginfail *loginfail;     /* across connections and hosts */
+	unsigned auth_wait_max_ms;       /* auth_failure_delay_max: the
+	                                    longest an AUTH answer waits */
 	long ident_lifetime;             /* seconds */
 	const char *bounce_sender;       /* notices come from <> */
 };

@@ -138,7 +138,8 @@ class SubEnv:
             "virtual_gid_maps": "static:%d" % self.gid,
             "virtual_minimum_uid": "1" if self.uid >= 1 else "0",
             "recipient_delimiter": "+",
-            "smtpd_sasl_failure_delay": "1s",
+            # shared/loginfail: 1 s, 2 s, 4 s ... for a failing pair
+            "auth_failure_delay": "1s",
         }
         if self.mysql is None:
             p["virtual_mailbox_domains"] = " ".join(DOMAINS)

@@ -90,7 +90,7 @@ def mra_guard(build, tls_cert, free_port):
     env = MraEnv(build, None, tls_cert, free_port,
                  users={ALICE: ALICE_PW, QUSER: QUSER_PW},
                  quota={QUSER: QUOTA},
-                 auth_max_failures_per_ip=0, auth_failure_delay="0s")
+                 smtpd_client_auth_rate_limit=0, auth_failure_delay="0s")
 
     def start():
         env.start()

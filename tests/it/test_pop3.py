@@ -161,7 +161,16 @@ def test_idle_timeout(build, tmp_path, tls_cert, free_port):
 
 
 def test_wrong_password_delayed_and_logged(mra):
+    """shared/loginfail: the delay grows with the failures of the (address,
+    user) pair and is waited before the password is checked, so the first
+    failure is answered at once and the next one after auth_failure_delay
+    (1s in MraEnv); each failure is logged in the line fail2ban's dovecot
+    filter reads, never with the password."""
     p = poplib.POP3_SSL("127.0.0.1", mra.pop3s_port, context=tls_ctx(), timeout=10)
+    p.user(USER)
+    with pytest.raises(poplib.error_proto) as e:
+        p.pass_("wrong")
+    assert b"[AUTH]" in e.value.args[0]
     p.user(USER)
     t0 = time.time()
     with pytest.raises(poplib.error_proto) as e:
@@ -171,7 +180,8 @@ def test_wrong_password_delayed_and_logged(mra):
     p.quit()
     time.sleep(0.2)
     log = mra.read_log()
-    assert "pop3: auth failed: user=<%s>, rip=127.0.0.1" % USER in log
+    assert ("pop3-login: passdb(%s,127.0.0.1): Invalid credentials, "
+            "method=USER" % USER) in log
     assert "wrong" not in log
 
 
@@ -204,7 +214,7 @@ def test_dele_only_at_quit(mra):
     p.file.close()
     p.sock.close()
     time.sleep(0.3)
-    assert "disconnect: connection closed, user=<%s>" % USER in mra.read_log()
+    assert "disconnect: lost connection, user=<%s>" % USER in mra.read_log()
     p = pop3s(mra)
     assert p.stat()[0] == 3
     p.dele(2)
@@ -283,7 +293,13 @@ def test_bad_input(mra):
     assert f.readline().startswith(b"-ERR")
     s.sendall(b"A" * 20000)           # no line end at all
     assert f.readline().startswith(b"-ERR Line too long")
-    assert f.readline() == b""        # and the server hung up
+    # and the server hung up: shared/conn closes once the reply is sent,
+    # without draining what the client still sends, so the kernel may
+    # answer the unread bytes with a reset instead of a FIN
+    try:
+        assert f.readline() == b""
+    except ConnectionResetError:
+        pass
     s.close()
 
 

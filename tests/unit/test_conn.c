@@ -1,8 +1,9 @@
 /* Tests for conn, the connection core: over socketpairs served by a real
  * libevent loop. Greeting and close after flush, caps per address and in
  * total with the polite refusal, a client that leaves while its session
- * is BUSY (the conn lives until conn_ready), output back-pressure, and
- * command pacing. */
+ * is BUSY (the conn lives until conn_ready; with busy_detached it goes at
+ * once), the timeout while BUSY (busy_detached), output back-pressure and
+ * a client that never reads it, and command pacing. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -189,9 +190,38 @@ static void test_greet_echo_close(void **st)
 	test_pump(&t, 50);
 	test_read(fd, buf, sizeof(buf), &eof);
 	assert_string_equal(buf, "HELLO 192.0.2.1\nOK a\nOK b\nBYE\n");
+	/* the reply is out and the write side shut (FIN), the pipelined
+	 * "after" is read and dropped until the client closes: no reset */
 	assert_int_equal(eof, 1);
+	assert_int_equal(t.closed, 0);
+	close(fd);
+	test_pump(&t, 50);
 	assert_int_equal(t.closed, 1);
 	assert_int_equal(t.closed_gone, 0);
+	assert_int_equal(conn_server_count(t.srv), 0);
+	test_teardown_srv(&t);
+}
+
+/* A client that never closes after the last reply is dropped once the
+ * drain time (2 s) has passed. */
+static void test_drain_bounded(void **st)
+{
+	struct conn_settings set = { .service = "test" };
+	struct test_ctx t;
+	char buf[256];
+	int fd, eof;
+
+	test_setup_srv(&t, &set);
+	fd = test_connect(&t, "192.0.2.1");
+	assert_int_equal(write(fd, "QUIT\n", 5), 5);
+	test_pump(&t, 100);
+	test_read(fd, buf, sizeof(buf), &eof);
+	assert_int_equal(eof, 1);
+	assert_int_equal(write(fd, "more\n", 5), 5);
+	test_pump(&t, 1000);
+	assert_int_equal(t.closed, 0);
+	test_pump(&t, 1500);
+	assert_int_equal(t.closed, 1);
 	assert_int_equal(conn_server_count(t.srv), 0);
 	close(fd);
 	test_teardown_srv(&t);
@@ -362,7 +392,99 @@ static void test_timeout_farewell(void **st)
 	assert_string_equal(buf, "HELLO 192.0.2.1\nTIMEOUT\n");
 	assert_int_equal(eof, 1);
 	assert_int_equal(t.timeouts, 1);
+	close(fd);
+	test_pump(&t, 50);
 	assert_int_equal(t.closed, 1);
+	test_teardown_srv(&t);
+}
+
+/* busy_detached: a job that keeps the client waiting past the timeout
+ * does not keep the conn; the farewell goes out, the id finds nothing. */
+static void test_busy_detached_timeout(void **st)
+{
+	struct conn_settings set = { .service = "test", .timeout = 1,
+	                             .busy_detached = 1 };
+	struct test_ctx t;
+	char buf[256];
+	uint64_t id;
+	int fd, eof;
+
+	test_setup_srv(&t, &set);
+	t.busy_on_line = 1;
+	fd = test_connect(&t, "192.0.2.1");
+	assert_int_equal(write(fd, "job\n", 4), 4);
+	test_pump(&t, 30);
+	assert_non_null(t.busy);
+	id = conn_id(t.busy);
+	assert_int_equal(conn_state(t.busy), CONN_ST_BUSY);
+	test_pump(&t, 600);
+	assert_int_equal(t.timeouts, 0);
+	assert_ptr_equal(conn_find(t.srv, id), t.busy);
+	test_pump(&t, 800);
+	test_read(fd, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "HELLO 192.0.2.1\nTIMEOUT\n");
+	assert_int_equal(eof, 1);
+	assert_int_equal(t.timeouts, 1);
+	close(fd);
+	test_pump(&t, 50);
+	assert_int_equal(t.closed, 1);
+	assert_int_equal(t.closed_gone, 0);
+	assert_null(conn_find(t.srv, id));
+	test_teardown_srv(&t);
+}
+
+/* busy_detached: the conn reads on while BUSY (nothing handed over), so
+ * a client that leaves is seen and freed without waiting for the job. */
+static void test_busy_detached_client_gone(void **st)
+{
+	struct conn_settings set = { .service = "test", .busy_detached = 1 };
+	struct test_ctx t;
+	uint64_t id;
+	int fd;
+
+	test_setup_srv(&t, &set);
+	t.busy_on_line = 1;
+	fd = test_connect(&t, "192.0.2.1");
+	assert_int_equal(write(fd, "job\nnext\n", 9), 9);
+	test_pump(&t, 30);
+	assert_non_null(t.busy);
+	id = conn_id(t.busy);
+	/* "next" is read into the buffer but not handed over */
+	assert_int_equal(t.inputs, 1);
+	close(fd);
+	test_pump(&t, 30);
+	assert_int_equal(t.closed, 1);
+	assert_int_equal(t.closed_gone, 1);
+	assert_null(conn_find(t.srv, id));
+	assert_int_equal(conn_server_count(t.srv), 0);
+	test_teardown_srv(&t);
+}
+
+/* A client that pipelines and never reads: input stops at write_hiwat,
+ * and after the timeout the conn goes (its read timeout cannot strike
+ * while reading is off). */
+static void test_unread_output_timeout(void **st)
+{
+	struct conn_settings set = { .service = "test", .timeout = 1,
+	                             .write_hiwat = 4096, .linger_ms = 100 };
+	struct test_ctx t;
+	int fd, i, inputs;
+
+	test_setup_srv(&t, &set);
+	t.echo_bytes = 1 << 20;
+	fd = test_connect(&t, "192.0.2.1");
+	for (i = 0; i < 4; i++)
+		assert_int_equal(write(fd, "x\n", 2), 2);
+	test_pump(&t, 50);
+	inputs = t.inputs;
+	assert_int_equal(inputs, 1);
+	test_pump(&t, 600);
+	assert_int_equal(t.closed, 0);
+	assert_int_equal(t.inputs, inputs);
+	test_pump(&t, 900);
+	assert_int_equal(t.timeouts, 1);
+	assert_int_equal(t.closed, 1);
+	assert_int_equal(conn_server_count(t.srv), 0);
 	close(fd);
 	test_teardown_srv(&t);
 }
@@ -388,12 +510,16 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_greet_echo_close),
+		cmocka_unit_test(test_drain_bounded),
 		cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_busy_client_gone),
 		cmocka_unit_test(test_busy_resumes_input),
 		cmocka_unit_test(test_output_backpressure),
 		cmocka_unit_test(test_pacing),
 		cmocka_unit_test(test_timeout_farewell),
+		cmocka_unit_test(test_busy_detached_timeout),
+		cmocka_unit_test(test_busy_detached_client_gone),
+		cmocka_unit_test(test_unread_output_timeout),
 		cmocka_unit_test(test_free_with_live_conns),
 	};
 

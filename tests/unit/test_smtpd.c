@@ -77,6 +77,11 @@ struct t_env {
 	size_t heap0, heap_peak, heap_mid, heap_end;
 	long stage_ms;
 	int closed_mid_job;
+	/* auth_verdict / auth_result */
+	int verdicts, results, refuse_verdict;
+	int verdict_ok[8];
+	char verdict_user[8][64];
+	long verdict_ms;
 };
 
 struct t_client {
@@ -138,6 +143,60 @@ static const struct smtpd_hooks t_hooks = {
 	.xforward_ok = t_xforward_ok,
 };
 
+/* auth_verdict answers after verdict_ms, from the loop (as loginfail
+ * does): 454 for verdict number refuse_verdict, else go on. */
+struct t_verdict {
+	struct t_env *e;
+	uint64_t sid;
+	int refuse;
+};
+
+static void t_verdict_answer(evutil_socket_t fd, short what, void *arg)
+{
+	struct t_verdict *v = arg;
+
+	smtpd_resume(v->e->srv, v->sid, v->refuse ? 454 : 0, v->refuse ?
+	             "4.7.0 Too many failed authentication attempts, try "
+	             "later" : NULL);
+	free(v);
+}
+
+static void t_auth_verdict(struct smtpd_session *s, const char *mech,
+                           const char *user, int ok, void *ctx)
+{
+	struct t_env *e = ctx;
+	struct t_verdict *v = calloc(1, sizeof(*v));
+	struct timeval tv = { 0, e->verdict_ms * 1000 };
+
+	assert_non_null(v);
+	if (e->verdicts < 8) {
+		e->verdict_ok[e->verdicts] = ok;
+		snprintf(e->verdict_user[e->verdicts], 64, "%s",
+		         user != NULL ? user : "(null)");
+	}
+	e->verdicts++;
+	v->e = e;
+	v->sid = smtpd_session_id(s);
+	v->refuse = e->verdicts == e->refuse_verdict;
+	/* nothing committed yet */
+	assert_null(smtpd_session_auth_user(s));
+	event_base_once(e->base, -1, EV_TIMEOUT, t_verdict_answer, v, &tv);
+}
+
+static void t_auth_result(struct smtpd_session *s, const char *mech,
+                          const char *user, int ok, void *ctx)
+{
+	struct t_env *e = ctx;
+
+	e->results++;
+}
+
+static const struct smtpd_hooks t_verdict_hooks = {
+	.message = t_message,
+	.auth_verdict = t_auth_verdict,
+	.auth_result = t_auth_result,
+};
+
 static int t_checkpass(void *arg, const char *user, const char *pass)
 {
 	struct err err;
@@ -165,7 +224,18 @@ static void t_tick_cb(evutil_socket_t fd, short what, void *arg)
 		event_base_loopbreak(e->base);
 }
 
+static void t_env_start_hooks(struct t_env *e,
+                              const struct smtpd_settings *over,
+                              const struct smtpd_hooks *hooks);
+
 static void t_env_start(struct t_env *e, const struct smtpd_settings *over)
+{
+	t_env_start_hooks(e, over, &t_hooks);
+}
+
+static void t_env_start_hooks(struct t_env *e,
+                              const struct smtpd_settings *over,
+                              const struct smtpd_hooks *hooks)
 {
 	struct smtpd_settings set;
 	struct sockaddr_in sin;
@@ -188,7 +258,7 @@ static void t_env_start(struct t_env *e, const struct smtpd_settings *over)
 	set.tls_ctx = t_server_tls;
 	set.auth_enable = 1;
 	set.pool = e->pool;
-	e->srv = smtpd_server_new(e->base, &set, &t_hooks, e, &err);
+	e->srv = smtpd_server_new(e->base, &set, hooks, e, &err);
 	assert_non_null(e->srv);
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	assert_true(fd >= 0);
@@ -582,6 +652,91 @@ static void test_auth_disconnect_mid_job(void **st)
 	t_env_stop(&e);
 }
 
+/* ---- auth_verdict: judged before anything is revealed or committed --- */
+
+static void *t_client_verdict(void *arg)
+{
+	struct t_client *c = arg;
+	char bad[128], good[128], cmd[160];
+	long t0;
+
+	t_plain_b64(T_FAST_USER, "wrong-pw", bad);
+	t_plain_b64(T_FAST_USER, T_FAST_PASS, good);
+	if (t_hello(c, 0) < 0)
+		return t_client_end(c);
+	t0 = t_now_ms();
+	snprintf(cmd, sizeof(cmd), "AUTH PLAIN %s\r\n", bad);
+	if (t_cmd(c, cmd, 535) < 0)
+		return t_client_end(c);
+	if (t_now_ms() - t0 < 150)
+		t_fail(c, "535 before the verdict's wait");
+	/* the second verdict refuses: the right password does not log in */
+	snprintf(cmd, sizeof(cmd), "AUTH PLAIN %s\r\n", good);
+	if (t_cmd(c, cmd, 454) < 0 ||
+	    t_cmd(c, "MAIL FROM:<a@example.net>\r\n", 250) < 0 ||
+	    t_cmd(c, "RSET\r\n", 250) < 0)
+		return t_client_end(c);
+	if (t_cmd(c, cmd, 235) == 0)
+		t_cmd(c, "QUIT\r\n", 221);
+	return t_client_end(c);
+}
+
+static void test_auth_verdict(void **st)
+{
+	struct t_env e;
+	struct t_client c;
+
+	t_env_start_hooks(&e, NULL, &t_verdict_hooks);
+	e.verdict_ms = 200;
+	e.refuse_verdict = 2;
+	t_env_run(&e, t_client_verdict, &c, 30000);
+	assert_int_equal(e.verdicts, 3);
+	/* a 454 from the hook: no auth_result, so nothing counted */
+	assert_int_equal(e.results, 2);
+	assert_int_equal(e.verdict_ok[0], 0);
+	assert_string_equal(e.verdict_user[0], T_FAST_USER);
+	assert_int_equal(e.verdict_ok[1], 1);
+	assert_int_equal(e.verdict_ok[2], 1);
+	assert_string_equal(e.verdict_user[2], T_FAST_USER);
+	t_env_stop(&e);
+}
+
+/* The client leaves while the verdict is out: the late answer finds
+ * nothing and the SASL state goes with the session. */
+static void *t_client_verdict_gone(void *arg)
+{
+	struct t_client *c = arg;
+	char bad[128], cmd[160];
+
+	t_plain_b64(T_FAST_USER, "wrong-pw", bad);
+	snprintf(cmd, sizeof(cmd), "AUTH PLAIN %s\r\n", bad);
+	if (t_hello(c, 0) == 0 && t_send(c, cmd, strlen(cmd)) == 0)
+		usleep(100000);   /* the verdict waits 300 ms */
+	return t_client_end(c);
+}
+
+static int t_until_verdict_gone(struct t_env *e)
+{
+	if (e->verdicts > 0 && smtpd_server_sessions(e->srv) == 0)
+		e->closed_mid_job = 1;
+	return atomic_load(&e->client_done) && e->closed_mid_job &&
+	       e->stage_ms++ > 40;   /* the late answer ran meanwhile */
+}
+
+static void test_auth_verdict_client_gone(void **st)
+{
+	struct t_env e;
+	struct t_client c;
+
+	t_env_start_hooks(&e, NULL, &t_verdict_hooks);
+	e.verdict_ms = 300;
+	e.on_tick = t_until_verdict_gone;
+	t_env_run(&e, t_client_verdict_gone, &c, 30000);
+	assert_int_equal(e.verdicts, 1);
+	assert_int_equal(e.results, 0);
+	t_env_stop(&e);
+}
+
 /* ---- 3: XFORWARD ADDR=IPV6: ------------------------------------------ */
 
 static void *t_client_xforward(void *arg)
@@ -784,10 +939,11 @@ static void *t_client_pipeline(void *arg)
 	return t_client_end(c);
 }
 
-static void test_pipelining_output_bounded(void **st)
+static void t_pipelining(int tls)
 {
 	struct t_env e;
 	struct t_client c;
+	pthread_t th;
 	size_t i;
 
 	for (i = 0; i < sizeof(t_help); i += 6)
@@ -796,10 +952,31 @@ static void test_pipelining_output_bounded(void **st)
 	e.on_tick = t_until_pipelined;
 	e.heap_mid = (size_t)-1;
 	e.heap0 = t_heap();
-	t_env_run(&e, t_client_pipeline, &c, 60000);
+	e.deadline_ms = t_now_ms() + 60000;
+	memset(&c, 0, sizeof(c));
+	c.e = &e;
+	c.fd = -1;
+	c.count = tls;
+	assert_int_equal(pthread_create(&th, NULL, t_client_pipeline, &c), 0);
+	event_base_dispatch(e.base);
+	pthread_join(th, NULL);
+	assert_false(e.timed_out);
+	assert_string_equal(c.why, "");
 	/* the old loop queued ~13 MB of replies here */
 	assert_true(e.heap_mid < 4 * 1024 * 1024);
 	t_env_stop(&e);
+}
+
+static void test_pipelining_output_bounded(void **st)
+{
+	t_pipelining(0);
+}
+
+/* Over STARTTLS the replies wait as ciphertext under the TLS filter:
+ * they count as unread all the same. */
+static void test_pipelining_output_bounded_starttls(void **st)
+{
+	t_pipelining(1);
 }
 
 /* A TLS client that never reads: over the filter there is no write
@@ -931,11 +1108,14 @@ int main(void)
 		cmocka_unit_test(test_auth_long_response_starttls),
 		cmocka_unit_test(test_auth_timeout_mid_job),
 		cmocka_unit_test(test_auth_disconnect_mid_job),
+		cmocka_unit_test(test_auth_verdict),
+		cmocka_unit_test(test_auth_verdict_client_gone),
 		cmocka_unit_test(test_xforward_ipv6),
 		cmocka_unit_test(test_data_held_cr_plain),
 		cmocka_unit_test(test_data_held_cr_starttls),
 		cmocka_unit_test(test_message_memory_bounded),
 		cmocka_unit_test(test_pipelining_output_bounded),
+		cmocka_unit_test(test_pipelining_output_bounded_starttls),
 		cmocka_unit_test(test_never_reading_client_dropped),
 	};
 	/* TEST_FILTER=test_xforward* runs some of them */
