@@ -111,8 +111,10 @@ void imap_cmd_mbox_create(struct imap_cmd *c)
 	}
 	/* RFC 3501 §6.3.3: a trailing separator names a future parent */
 	len = c->a->len;
-	if (len > 1 && c->a->s[len - 1] == '.')
+	if (len > 1 && c->a->s[len - 1] == '.') {
 		c->a->s[len - 1] = '\0';
+		c->a->len = len - 1;   /* the name checks look at len bytes */
+	}
 	if (imap_cmd_mbox_arg(c, c->a, name, sizeof(name)) < 0)
 		return;
 	if (strcmp(name, "INBOX") == 0) {

@@ -279,6 +279,10 @@ def test_special_use_folders_and_namespace(mra):
 def test_create_rename_delete_subscribe_utf7(mra):
     m = imaps(mra)
     assert m.create("Projects")[0] == "OK"
+    # RFC 3501 §6.3.3: a trailing separator declares a future parent
+    assert m.create("Later.")[0] == "OK"
+    typ, data = m.list('""', "Later")
+    assert typ == "OK" and data[0] is not None and b'"Later"' in data[0]
     assert m.create("Projects.2024")[0] == "OK"
     assert m.create("Entw&APw-rfe")[0] == "OK"
     typ, data = m.list('""', "*")
