@@ -111,6 +111,8 @@ smtp_sasl_auth_enable = yes
 smtp_sasl_password_maps = static:bench:pw
 smtp_destination_concurrency_limit = 20
 qmgr_message_active_limit = 200
+smtpd_client_connection_count_limit = 0
+smtpd_connection_limit = 0
 CONF
 	start=$(date +%s.%N)
 	"$B/mx-relay" -c "$T/etc" >"$T/mx.log" 2>&1 &

@@ -95,7 +95,11 @@ disable_plaintext_auth = no
 virtual_mailbox_base = $T/mail
 virtual_password_maps = texthash:$T/etc/passwd
 imap_max_commands_per_second = 0
-auth_max_failures_per_ip = 0
+smtpd_client_auth_rate_limit = 0
+# thousands of load clients, one address, one user: no caps
+mra_client_connection_count_limit = 0
+mra_connection_limit = 0
+mail_max_userip_connections = 0
 mra_worker_threads = ${MRA_THREADS:-8}
 EOF
 

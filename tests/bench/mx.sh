@@ -68,6 +68,9 @@ relay_recipient_maps = texthash:$T/etc/relay_recipients
 redis_server = 127.0.0.1:$RPORT
 message_size_limit = 10240000
 mx_forward_enable = no
+# every load client comes from 127.0.0.1: no per-address or total cap
+smtpd_client_connection_count_limit = 0
+smtpd_connection_limit = 0
 EOF
 
 ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true

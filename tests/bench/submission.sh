@@ -149,7 +149,9 @@ def run_e2e(env, mx_port, size, sessions):
 
 
 redis = servers.Redis().start()
-env = SubEnv(build, redis, cert, params={"smtpd_timeout": "600s"})
+env = SubEnv(build, redis, cert, params={"smtpd_timeout": "600s",
+             "smtpd_client_connection_count_limit": "0",
+             "smtpd_connection_limit": "0"})
 ok = True
 try:
     env.start()
