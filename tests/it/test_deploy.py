@@ -37,3 +37,8 @@ def test_systemd_units_hardened():
         assert svc["ProtectSystem"] == "strict"
         assert "CAP_NET_BIND_SERVICE" in svc["CapabilityBoundingSet"]
         assert svc["ExecStart"].startswith("/usr/local/sbin/" + name)
+        # systemctl enable needs an [Install] section; After= on
+        # network-online.target does nothing without Wants= on it
+        assert cp["Install"]["WantedBy"] == "multi-user.target"
+        assert "network-online.target" in cp["Unit"]["Wants"].split()
+        assert "network-online.target" in cp["Unit"]["After"].split()
