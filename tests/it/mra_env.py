@@ -153,6 +153,7 @@ class MraEnv:
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.proc.poll() is not None:
+                self.proc = None   # a failed start, not a crash
                 raise RuntimeError("mra exited: " + self.read_log())
             try:
                 socket.create_connection(("127.0.0.1", self.imap_port), 0.2).close()
@@ -163,6 +164,12 @@ class MraEnv:
         raise RuntimeError("mra did not start: " + self.read_log())
 
     def stop(self):
+        # a daemon that left by itself (not killed by a test with SIGKILL)
+        # failed whatever test was running: say so, with its log
+        died = None
+        if self.proc is not None and self.proc.poll() is not None and \
+                self.proc.returncode != -signal.SIGKILL:
+            died = self.proc.returncode
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -178,6 +185,9 @@ class MraEnv:
             if mark in log:
                 at = log.index(mark)
                 raise AssertionError("mra: %s\n%s" % (mark, log[max(0, at - 2000):at + 4000]))
+        if died is not None:
+            raise AssertionError("mra exited by itself with status %s:\n%s"
+                                 % (died, log[-4000:]))
 
     def restart(self):
         self.stop()
