@@ -1,8 +1,11 @@
-/* imap_cmd: one IMAP command in flight and the table of handlers. A
- * command owns a copy of its bytes (the parsed arguments point into it)
- * and an output buffer; handlers marked IMAP_CMD_POOL run on a worker
- * thread and may touch only the command and the session's store fields
- * (ms, folder, readonly, quota_limit, user). */
+/* imap_cmd: one IMAP command in flight, the logged-in user's mailbox
+ * state it works on, and the reply helpers. This is the bottom of the
+ * IMAP command layer: the handlers (imap_cmd_mbox.c, imap_cmd_msg.c,
+ * with imap_fetch, imap_search, imap_selected, imap_view below them) see
+ * only struct imap_cmd and struct imap_user, never the session; they fill
+ * the command's output and result fields and return, and the session
+ * (imap_session.c, above imap_commands.c) sends and acts on them. A
+ * command owns a copy of its bytes (the parsed arguments point into it). */
 #ifndef IMAP_CMD_H
 #define IMAP_CMD_H
 
@@ -10,6 +13,7 @@
 #include "buf.h"
 #include "imap_parser.h"
 #include "imap_session.h"
+#include "imap_selected.h"
 
 struct imap_cmd;
 typedef void imap_cmd_fn(struct imap_cmd *c);
@@ -24,8 +28,6 @@ typedef void imap_cmd_fn(struct imap_cmd *c);
 
 #define IMAP_CMD_POOL     0x01   /* run on the worker pool */
 #define IMAP_CMD_NOEXPUNGE 0x02  /* RFC 3501 §7.4.1: no EXPUNGE during */
-#define IMAP_CMD_SYNC     0x04   /* report the selected folder's changes
-				  * before running */
 #define IMAP_CMD_MBOX1    0x08   /* the first argument is a mailbox name */
 #define IMAP_CMD_MBOX2    0x10   /* the second argument is a mailbox name */
 
@@ -37,7 +39,9 @@ struct imap_cmd_def {
 };
 
 struct imap_cmd {
-	struct imap_session *s;
+	struct imap_session *s;      /* the session layer's, opaque here */
+	struct imap_user *u;         /* NULL before login */
+	const struct imap_settings *set;
 	uint64_t sid;
 	const struct imap_cmd_def *def;
 	char *bytes;                 /* owned copy of the command */
@@ -48,12 +52,11 @@ struct imap_cmd {
 	struct imap_arg *args;       /* owned array */
 	struct imap_arg *a;          /* first argument after the name */
 	unsigned nargs;              /* top-level arguments from a */
-	struct buf out;              /* response (untagged + tagged) */
+	struct buf out;              /* untagged responses */
+	struct buf tagged;           /* the tagged reply (imap_cmd_ok...) */
 	int new_state;               /* -1: unchanged */
 	int logout;                  /* close after sending out */
-	int idle_enter;              /* enter IDLE after sending out */
-	int no_tagged;               /* internal sync: no tagged reply */
-	int idle_restore;            /* DONE: reopen the folder for good */
+	int no_sync;                 /* no view sync after the handler */
 	struct imap_arg *lit_arg;    /* APPEND: the message argument whose
 				      * bytes are in lit_fd, not in bytes */
 	int lit_fd;                  /* -1 unless lit_arg; closed with c */
@@ -63,16 +66,14 @@ struct imap_cmd {
 	void (*priv_free)(void *);   /* frees priv with the command */
 };
 
-/* AUTHENTICATE: a client line arrived for c (s->auth_cmd). */
-void imap_cmd_auth_line(struct imap_cmd *c, const char *line, size_t len);
-/* The definition used for IDLE's background syncs. */
-extern const struct imap_cmd_def imap_cmd_idle_sync_def;
-
-/* Look up a command by upper-case name. NULL when unknown. */
-const struct imap_cmd_def *imap_cmd_find(const char *name);
+/* A new command for session s (opaque here), user u (NULL before
+ * login). NULL when out of memory. */
+struct imap_cmd *imap_cmd_new(struct imap_session *s, uint64_t sid,
+			      struct imap_user *u,
+			      const struct imap_settings *set);
 void imap_cmd_free(struct imap_cmd *c);
 
-/* Response helpers. */
+/* The tagged reply, into c->tagged (replacing one written before). */
 void imap_cmd_ok(struct imap_cmd *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void imap_cmd_no(struct imap_cmd *c, const char *fmt, ...)
@@ -81,27 +82,8 @@ void imap_cmd_bad(struct imap_cmd *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Append an IMAP string: atom-safe text as quoted, else a literal.
  * -1 (out may hold part of it) when s holds a NUL, which IMAP4rev1
- * cannot carry, or the buffer is full. (FLAGS lists:
- * imap_fetch_put_flags.) */
+ * cannot carry, or the buffer is full. (FLAGS lists: imap_flags.h.) */
 int imap_cmd_put_string(struct buf *out, const char *s, size_t len);
-/* Sync the selected folder and append untagged EXPUNGE/EXISTS/RECENT/FETCH.
- * allow_expunge 0 keeps the view (no EXPUNGE may be sent now). */
-void imap_cmd_sync(struct imap_cmd *c, int allow_expunge);
-
-/* Capability text for this session's state, without "* CAPABILITY ". */
-void imap_cmd_capability_text(struct imap_session *s, struct buf *out);
-
-/* Sequence set -> 0-based indexes into the selected folder's msgs
- * (uid=1: the set holds UIDs). *idx_r is malloc'd (may be NULL when
- * *n_r is 0). Returns 0, or -1 on bad syntax. */
-int imap_cmd_seqset(struct imap_cmd *c, const char *set, int uid,
-		    size_t **idx_r, size_t *n_r);
-
-/* Flags: parse a flag list (or single flag) into system flags and
- * keyword names (borrowed from args). Returns 0 or -1. */
-int imap_cmd_parse_flags(struct imap_arg *a, unsigned *flags_r,
-			 const char **kw, size_t *nkw, size_t maxkw);
-
 /* Modified UTF-7 (RFC 3501 §5.1.3) <-> UTF-8 mailbox names. Return 0, or
  * -1 on an invalid encoding / no room. */
 int imap_cmd_mutf7_decode(const char *in, char *out, size_t out_size);
@@ -136,16 +118,12 @@ void imap_cmd_mbox_status(struct imap_cmd *c);
 void imap_cmd_mbox_append(struct imap_cmd *c);
 void imap_cmd_mbox_quota(struct imap_cmd *c);
 void imap_cmd_msg_noop(struct imap_cmd *c);
+void imap_cmd_msg_unselect(struct imap_cmd *c);
 void imap_cmd_msg_close(struct imap_cmd *c);
 void imap_cmd_msg_expunge(struct imap_cmd *c);
 void imap_cmd_msg_store(struct imap_cmd *c);
 void imap_cmd_msg_copy(struct imap_cmd *c);
 void imap_cmd_msg_fetch(struct imap_cmd *c);
 void imap_cmd_msg_search(struct imap_cmd *c);
-void imap_cmd_msg_idle_sync(struct imap_cmd *c);
-/* IDLE: replace the open folder by a compact snapshot (0), or keep it
- * (-1, out of memory). Any thread that owns the session's store. */
-int imap_cmd_msg_snapshot(struct imap_session *s);
-void imap_cmd_msg_snapshot_free(struct imap_session *s);
 
 #endif

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <sys/mman.h>
 #include "imap_cmd.h"
+#include "imap_flags.h"
+#include "imap_list.h"
 #include "mstore.h"
 #include "quota.h"
 
@@ -46,56 +48,99 @@ static void imap_cmd_mbox_put_name(struct buf *out, const char *name)
 		buf_puts(out, "\"\"");
 }
 
+/* RFC 7162 §3.2.5: SELECT name (QRESYNC (uidvalidity modseq [known-uids
+ * [seq-match]])) or (CONDSTORE). -1: bad syntax. *qr_uv = 0: none. */
+static int imap_cmd_mbox_select_params(struct imap_cmd *c, struct imap_arg *p,
+				       uint32_t *qr_uv, uint64_t *qr_mod,
+				       const char **qr_known)
+{
+	struct imap_arg *e, *q;
+	char *end;
+
+	*qr_uv = 0;
+	*qr_mod = 0;
+	*qr_known = NULL;
+	if (p == NULL)
+		return 0;
+	if (p->type != IMAP_ARG_LIST || p->next != NULL)
+		return -1;
+	for (e = p->child; e != NULL; e = e->next) {
+		if (e->type != IMAP_ARG_ATOM)
+			return -1;
+		if (strcasecmp(e->s, "CONDSTORE") == 0) {
+			c->u->enabled |= IMAP_VIEW_CONDSTORE;
+			continue;
+		}
+		if (strcasecmp(e->s, "QRESYNC") != 0 ||
+		    !(c->u->enabled & IMAP_VIEW_QRESYNC) ||
+		    e->next == NULL || e->next->type != IMAP_ARG_LIST)
+			return -1;
+		e = e->next;
+		q = e->child;
+		if (q == NULL || q->type != IMAP_ARG_ATOM ||
+		    imap_parser_number(q->s, strlen(q->s), qr_uv) < 0 ||
+		    q->next == NULL || q->next->type != IMAP_ARG_ATOM ||
+		    q->next->s[0] < '0' || q->next->s[0] > '9')
+			return -1;
+		*qr_mod = strtoull(q->next->s, &end, 10);
+		if (*end != '\0' || *qr_uv == 0)
+			return -1;
+		q = q->next->next;
+		if (q != NULL) {
+			/* known-uids; the optional seq-match data (a list)
+			 * only narrows what we send anyway */
+			if (q->type != IMAP_ARG_ATOM ||
+			    (q->next != NULL && (q->next->type != IMAP_ARG_LIST ||
+						 q->next->next != NULL)))
+				return -1;
+			*qr_known = q->s;
+		}
+	}
+	return 0;
+}
+
 void imap_cmd_mbox_select(struct imap_cmd *c)
 {
-	struct imap_session *s = c->s;
+	struct imap_user *u = c->u;
 	int examine = strcmp(c->name, "EXAMINE") == 0;
 	char name[IMAP_CMD_MBOX_NAME];
-	struct mstore_folder *f;
+	const char *known;
+	uint32_t qr_uv;
+	uint64_t qr_mod;
 	struct err err;
-	size_t i, recent = 0, unseen = 0;
 
 	/* RFC 3501 §6.3.1: a failed SELECT leaves no mailbox selected */
-	mstore_folder_free(s->folder);
-	s->folder = NULL;
+	imap_selected_unselect(u);
 	c->new_state = IMAP_ST_AUTH;
-	if (c->nargs < 1 || imap_cmd_mbox_arg(c, c->a, name, sizeof(name)) < 0)
+	c->no_sync = 1;
+	if (c->nargs < 1 || c->nargs > 2)  {
+		imap_cmd_bad(c, "%s needs a mailbox name.", c->name);
 		return;
-	f = mstore_folder_open(s->ms, name, examine, &err);
-	if (f == NULL) {
+	}
+	if (imap_cmd_mbox_select_params(c, c->a->next, &qr_uv, &qr_mod,
+					&known) < 0) {
+		imap_cmd_bad(c, "Invalid %s parameters.", c->name);
+		return;
+	}
+	if (imap_cmd_mbox_arg(c, c->a, name, sizeof(name)) < 0)
+		return;
+	if (imap_selected_select(u, name, examine, &c->out, &err) < 0) {
 		imap_cmd_no(c, "%s%s", err.temp ? "[UNAVAILABLE] " :
 			    "[NONEXISTENT] ", err.msg);
 		return;
 	}
-	s->folder = f;
-	s->readonly = examine || f->readonly;
-	buf_puts(&c->out, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen "
-		 "\\Draft");
-	for (i = 0; i < MSTORE_MAX_KEYWORDS; i++)
-		if (f->keywords[i] != NULL)
-			buf_printf(&c->out, " %s", f->keywords[i]);
-	buf_puts(&c->out, ")\r\n* OK [PERMANENTFLAGS (\\Answered \\Flagged "
-		 "\\Deleted \\Seen \\Draft");
-	for (i = 0; i < MSTORE_MAX_KEYWORDS; i++)
-		if (f->keywords[i] != NULL)
-			buf_printf(&c->out, " %s", f->keywords[i]);
-	buf_printf(&c->out, " \\*)] Flags permitted.\r\n");
-	for (i = 0; i < f->count; i++) {
-		if (f->msgs[i].flags & MSTORE_F_RECENT)
-			recent++;
-		if (unseen == 0 && !(f->msgs[i].flags & MSTORE_F_SEEN))
-			unseen = i + 1;
+	/* RFC 7162 §3.2.5.1: what changed since the client's state; with
+	 * another UIDVALIDITY the client starts over from the OK above */
+	if (qr_uv != 0 && qr_uv == u->view.uidvalidity &&
+	    imap_view_qresync(&u->view, qr_mod, known,
+			      (const char *const *)u->folder->keywords,
+			      &c->out) < 0) {
+		imap_selected_unselect(u);
+		imap_cmd_no(c, "[SERVERBUG] Out of memory.");
+		return;
 	}
-	buf_printf(&c->out, "* %zu EXISTS\r\n* %zu RECENT\r\n", f->count,
-		   recent);
-	if (unseen > 0)
-		buf_printf(&c->out, "* OK [UNSEEN %zu] First unseen.\r\n",
-			   unseen);
-	buf_printf(&c->out, "* OK [UIDVALIDITY %u] UIDs valid\r\n"
-		   "* OK [UIDNEXT %u] Predicted next UID\r\n",
-		   f->uidvalidity, f->uidnext);
 	c->new_state = IMAP_ST_SELECTED;
-	imap_cmd_ok(c, "[%s] %s completed.", s->readonly ? "READ-ONLY" :
+	imap_cmd_ok(c, "[%s] %s completed.", u->readonly ? "READ-ONLY" :
 		    "READ-WRITE", examine ? "Examine" : "Select");
 }
 
@@ -121,7 +166,7 @@ void imap_cmd_mbox_create(struct imap_cmd *c)
 		imap_cmd_no(c, "[ALREADYEXISTS] INBOX always exists.");
 		return;
 	}
-	if (mstore_create(c->s->ms, name, &err) < 0) {
+	if (mstore_create(c->u->ms, name, &err) < 0) {
 		imap_cmd_no(c, "%s", err.msg);
 		return;
 	}
@@ -139,11 +184,11 @@ void imap_cmd_mbox_delete(struct imap_cmd *c)
 	}
 	if (imap_cmd_mbox_arg(c, c->a, name, sizeof(name)) < 0)
 		return;
-	if (c->s->folder != NULL && strcmp(c->s->folder->name, name) == 0) {
+	if (c->u->sel_name != NULL && strcmp(c->u->sel_name, name) == 0) {
 		imap_cmd_no(c, "[INUSE] Mailbox is selected.");
 		return;
 	}
-	if (mstore_delete(c->s->ms, name, &err) < 0) {
+	if (mstore_delete(c->u->ms, name, &err) < 0) {
 		imap_cmd_no(c, "%s", err.msg);
 		return;
 	}
@@ -162,7 +207,7 @@ void imap_cmd_mbox_rename(struct imap_cmd *c)
 	if (imap_cmd_mbox_arg(c, c->a, from, sizeof(from)) < 0 ||
 	    imap_cmd_mbox_arg(c, c->a->next, to, sizeof(to)) < 0)
 		return;
-	if (mstore_rename(c->s->ms, from, to, &err) < 0) {
+	if (mstore_rename(c->u->ms, from, to, &err) < 0) {
 		imap_cmd_no(c, "%s", err.msg);
 		return;
 	}
@@ -181,7 +226,7 @@ void imap_cmd_mbox_subscribe(struct imap_cmd *c)
 	}
 	if (imap_cmd_mbox_arg(c, c->a, name, sizeof(name)) < 0)
 		return;
-	if (mstore_subscribe(c->s->ms, name, on, &err) < 0) {
+	if (mstore_subscribe(c->u->ms, name, on, &err) < 0) {
 		imap_cmd_no(c, "%s", err.msg);
 		return;
 	}
@@ -234,42 +279,100 @@ int imap_cmd_mbox_match(const char *pat, const char *name, char sep)
 	return dp[nlen];
 }
 
-static void imap_cmd_mbox_list_one(struct imap_cmd *c, int lsub,
-				   const struct mstore_folder_info *fi)
+/* The store's attributes as imap_list's. */
+static unsigned imap_cmd_mbox_attrs(unsigned ms)
 {
-	static const struct { unsigned bit; const char *name; } at[] = {
-		{ MSTORE_LIST_NOSELECT, "\\Noselect" },
-		{ MSTORE_LIST_NONEXISTENT, "\\NonExistent" },
-		{ MSTORE_LIST_HASCHILDREN, "\\HasChildren" },
-		{ MSTORE_LIST_HASNOCHILDREN, "\\HasNoChildren" },
-		{ MSTORE_LIST_SENT, "\\Sent" },
-		{ MSTORE_LIST_DRAFTS, "\\Drafts" },
-		{ MSTORE_LIST_TRASH, "\\Trash" },
-		{ MSTORE_LIST_JUNK, "\\Junk" },
+	static const struct { unsigned ms, il; } map[] = {
+		{ MSTORE_LIST_NOSELECT, IMAP_LIST_A_NOSELECT },
+		{ MSTORE_LIST_NONEXISTENT, IMAP_LIST_A_NONEXISTENT },
+		{ MSTORE_LIST_HASCHILDREN, IMAP_LIST_A_HASCHILDREN },
+		{ MSTORE_LIST_HASNOCHILDREN, IMAP_LIST_A_HASNOCHILDREN },
+		{ MSTORE_LIST_SUBSCRIBED, IMAP_LIST_A_SUBSCRIBED },
+		{ MSTORE_LIST_SENT, IMAP_LIST_A_SENT },
+		{ MSTORE_LIST_DRAFTS, IMAP_LIST_A_DRAFTS },
+		{ MSTORE_LIST_TRASH, IMAP_LIST_A_TRASH },
+		{ MSTORE_LIST_JUNK, IMAP_LIST_A_JUNK },
 	};
-	const char *sep = "";
-	unsigned attrs = fi->attrs;
+	unsigned il = 0;
 	size_t i;
 
-	if (lsub) {
-		/* RFC 3501 §6.3.9: a subscribed name that is gone is
-		 * \Noselect in LSUB */
-		if (attrs & MSTORE_LIST_NONEXISTENT)
-			attrs = MSTORE_LIST_NOSELECT;
-		attrs &= ~(MSTORE_LIST_HASCHILDREN | MSTORE_LIST_HASNOCHILDREN);
-	} else if (attrs & MSTORE_LIST_NONEXISTENT) {
-		return;
-	}
+	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (ms & map[i].ms)
+			il |= map[i].il;
+	return il;
+}
+
+static void imap_cmd_mbox_list_one(struct imap_cmd *c, int lsub,
+				   const struct imap_list_entry *e)
+{
+	static const struct { unsigned bit; const char *name; } at[] = {
+		{ IMAP_LIST_A_NOSELECT, "\\Noselect" },
+		{ IMAP_LIST_A_NONEXISTENT, "\\NonExistent" },
+		{ IMAP_LIST_A_HASCHILDREN, "\\HasChildren" },
+		{ IMAP_LIST_A_HASNOCHILDREN, "\\HasNoChildren" },
+		{ IMAP_LIST_A_SUBSCRIBED, "\\Subscribed" },
+		{ IMAP_LIST_A_SENT, "\\Sent" },
+		{ IMAP_LIST_A_DRAFTS, "\\Drafts" },
+		{ IMAP_LIST_A_TRASH, "\\Trash" },
+		{ IMAP_LIST_A_JUNK, "\\Junk" },
+	};
+	const char *sep = "";
+	size_t i;
+
 	buf_printf(&c->out, "* %s (", lsub ? "LSUB" : "LIST");
 	for (i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
-		if (attrs & at[i].bit) {
+		if (e->out & at[i].bit) {
 			buf_printf(&c->out, "%s%s", sep, at[i].name);
 			sep = " ";
 		}
 	}
 	buf_puts(&c->out, ") \".\" ");
-	imap_cmd_mbox_put_name(&c->out, fi->name);
+	imap_cmd_mbox_put_name(&c->out, e->name);
+	/* RFC 5258 §3.5: the only extended data item we send */
+	if (e->out & IMAP_LIST_A_CHILDINFO)
+		buf_puts(&c->out, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
 	buf_puts(&c->out, "\r\n");
+}
+
+/* "* STATUS name (...)" with the IMAP_STATUS_* items asked for. */
+static void imap_cmd_mbox_put_status(struct buf *out, const char *name,
+				     unsigned items,
+				     const struct mstore_status *st)
+{
+	const char *sep = "";
+
+	buf_puts(out, "* STATUS ");
+	imap_cmd_mbox_put_name(out, name);
+	buf_puts(out, " (");
+	if (items & IMAP_STATUS_MESSAGES) {
+		buf_printf(out, "%sMESSAGES %u", sep, st->messages);
+		sep = " ";
+	}
+	if (items & IMAP_STATUS_RECENT) {
+		buf_printf(out, "%sRECENT %u", sep, st->recent);
+		sep = " ";
+	}
+	if (items & IMAP_STATUS_UIDNEXT) {
+		buf_printf(out, "%sUIDNEXT %u", sep, st->uidnext);
+		sep = " ";
+	}
+	if (items & IMAP_STATUS_UIDVALIDITY) {
+		buf_printf(out, "%sUIDVALIDITY %u", sep, st->uidvalidity);
+		sep = " ";
+	}
+	if (items & IMAP_STATUS_UNSEEN) {
+		buf_printf(out, "%sUNSEEN %u", sep, st->unseen);
+		sep = " ";
+	}
+	if (items & IMAP_STATUS_SIZE) {
+		buf_printf(out, "%sSIZE %llu", sep,
+			   (unsigned long long)st->vsize);
+		sep = " ";
+	}
+	if (items & IMAP_STATUS_HIGHESTMODSEQ)
+		buf_printf(out, "%sHIGHESTMODSEQ %llu", sep,
+			   (unsigned long long)st->highestmodseq);
+	buf_puts(out, ")\r\n");
 }
 
 /* A name listed twice (INBOX as a mailbox and as the parent of
@@ -299,70 +402,227 @@ static void imap_cmd_mbox_list_merge(struct mstore_folder_info *list,
 	}
 }
 
+/* Reference and pattern joined (RFC 3501 §6.3.8), decoded to a store
+ * pattern. A "&" that starts no shift sequence (neither "-" nor a base64
+ * character follows) stands for itself here: such a pattern names
+ * nothing the store holds, and LIST answers it with no names (imaptest's
+ * atoms script) where a name argument would be refused. */
+static int imap_cmd_mbox_pattern(const struct imap_arg *ref,
+				 const struct imap_arg *pat, char *dec,
+				 size_t size)
+{
+	char joined[IMAP_CMD_MBOX_NAME * 2];
+	const struct imap_arg *part[2] = { ref, pat };
+	size_t o = 0, i, k;
+
+	for (k = 0; k < 2; k++) {
+		for (i = 0; i < part[k]->len; i++) {
+			char ch = part[k]->s[i], nx = i + 1 < part[k]->len ?
+				part[k]->s[i + 1] : '\0';
+
+			if (o + 3 >= sizeof(joined))
+				return -1;
+			joined[o++] = ch;
+			if (ch == '&' && nx != '-' && nx != '+' && nx != ',' &&
+			    !isalnum((unsigned char)nx))
+				joined[o++] = '-';
+		}
+	}
+	joined[o] = '\0';
+	if (imap_cmd_mutf7_decode(joined, dec, size) < 0)
+		return -1;
+	if (strncasecmp(dec, "INBOX", 5) == 0 &&
+	    (dec[5] == '\0' || dec[5] == '.'))
+		memcpy(dec, "INBOX", 5);
+	return 0;
+}
+
+/* The entries LIST chooses from: the store's names, and the missing
+ * parents of subscribed names that are gone (RFC 5258 §3.5 may return
+ * them with CHILDINFO). *names_r holds what was allocated here. */
+static int imap_cmd_mbox_entries(struct mstore_folder_info *list, size_t n,
+				 struct imap_list_entry **e_r, size_t *ne_r,
+				 char ***names_r, size_t *nnames_r)
+{
+	struct imap_list_entry *e;
+	char **names;
+	size_t cap = n, ne = 0, nn = 0, i, j, len;
+	const char *p;
+
+	for (i = 0; i < n; i++)
+		if (list[i].attrs & MSTORE_LIST_NONEXISTENT)
+			for (p = list[i].name; *p != '\0'; p++)
+				cap += *p == '.';
+	e = calloc(cap + 1, sizeof(*e));
+	names = calloc(cap + 1, sizeof(*names));
+	*e_r = e;
+	*names_r = names;
+	*ne_r = *nnames_r = 0;
+	if (e == NULL || names == NULL)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (list[i].name[0] == '\0')
+			continue;
+		e[ne].name = list[i].name;
+		e[ne++].attrs = imap_cmd_mbox_attrs(list[i].attrs);
+	}
+	for (i = 0; i < n; i++) {
+		if (!(list[i].attrs & MSTORE_LIST_NONEXISTENT) ||
+		    list[i].name[0] == '\0')
+			continue;
+		for (len = strlen(list[i].name); len > 0; len--) {
+			if (list[i].name[len - 1] != '.')
+				continue;
+			for (j = 0; j < ne; j++)
+				if (strncmp(e[j].name, list[i].name, len - 1) == 0 &&
+				    e[j].name[len - 1] == '\0')
+					break;
+			if (j < ne)
+				continue;
+			names[nn] = strndup(list[i].name, len - 1);
+			if (names[nn] == NULL) {
+				*nnames_r = nn;
+				return -1;
+			}
+			e[ne].name = names[nn++];
+			e[ne++].attrs = IMAP_LIST_A_NONEXISTENT;
+		}
+	}
+	*ne_r = ne;
+	*nnames_r = nn;
+	/* children of names that are gone: only names that exist count */
+	for (i = 0; i < ne; i++) {
+		if (!(e[i].attrs & IMAP_LIST_A_NONEXISTENT))
+			continue;
+		len = strlen(e[i].name);
+		e[i].attrs &= ~(IMAP_LIST_A_HASCHILDREN |
+				IMAP_LIST_A_HASNOCHILDREN);
+		e[i].attrs |= IMAP_LIST_A_HASNOCHILDREN;
+		for (j = 0; j < ne; j++) {
+			if (!(e[j].attrs & IMAP_LIST_A_NONEXISTENT) &&
+			    strncmp(e[j].name, e[i].name, len) == 0 &&
+			    e[j].name[len] == '.') {
+				e[i].attrs ^= IMAP_LIST_A_HASNOCHILDREN |
+					IMAP_LIST_A_HASCHILDREN;
+				break;
+			}
+		}
+	}
+	return 0;
+}
+
+static void imap_cmd_mbox_entries_free(struct imap_list_entry *e,
+				       char **names, size_t nnames)
+{
+	size_t i;
+
+	for (i = 0; i < nnames && names != NULL; i++)
+		free(names[i]);
+	free(names);
+	free(e);
+}
+
+/* RFC 5819 §2: a STATUS after the LIST line of each selectable name;
+ * none for \Noselect or \NonExistent, none when it cannot be had. */
+static void imap_cmd_mbox_list_status(struct imap_cmd *c,
+				      const struct imap_list_req *req,
+				      const struct imap_list_entry *e)
+{
+	struct mstore_status st;
+	struct err err;
+
+	if (!(req->ret & IMAP_LIST_RET_STATUS) ||
+	    (e->out & (IMAP_LIST_A_NOSELECT | IMAP_LIST_A_NONEXISTENT)) ||
+	    mstore_status(c->u->ms, e->name, &st, &err) < 0)
+		return;
+	imap_cmd_mbox_put_status(&c->out, e->name, req->status, &st);
+}
+
+/* Decode the patterns; 0, or -1 after a BAD. */
+static int imap_cmd_mbox_list_patterns(struct imap_cmd *c,
+				       const struct imap_list_req *req,
+				       char (*dec)[IMAP_CMD_MBOX_NAME * 2])
+{
+	size_t i;
+
+	/* as for a name: no NUL (it would cut the C string short), no
+	 * controls, literal or encoded (imap_cmd_mutf7_decode) */
+	if (memchr(req->ref->s, '\0', req->ref->len) != NULL) {
+		imap_cmd_bad(c, "NUL character in mailbox reference.");
+		return -1;
+	}
+	for (i = 0; i < req->npat; i++) {
+		if (memchr(req->pat[i]->s, '\0', req->pat[i]->len) != NULL) {
+			imap_cmd_bad(c, "NUL character in mailbox pattern.");
+			return -1;
+		}
+		if (imap_cmd_mbox_pattern(req->ref, req->pat[i], dec[i],
+					  sizeof(dec[i])) < 0) {
+			imap_cmd_bad(c, "Bad mailbox pattern encoding.");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 void imap_cmd_mbox_list(struct imap_cmd *c)
 {
 	int lsub = strcmp(c->name, "LSUB") == 0;
-	struct imap_arg *ref = c->a, *pat;
+	struct imap_list_req req;
 	struct mstore_folder_info *list;
-	char pattern[IMAP_CMD_MBOX_NAME * 2], dec[IMAP_CMD_MBOX_NAME * 2];
+	struct imap_list_entry *e;
+	char (*dec)[IMAP_CMD_MBOX_NAME * 2];
+	char **names;
+	const char *why;
 	struct err err;
-	struct imap_arg *o;
-	size_t i, n;
-	int special = 0;
+	size_t i, k, n, ne, nnames;
 
-	/* RFC 5258 selection options before the reference; of them we act
-	 * on SPECIAL-USE (RFC 6154 §3): only special-use mailboxes */
-	if (ref != NULL && ref->type == IMAP_ARG_LIST && !lsub) {
-		for (o = ref->child; o != NULL; o = o->next)
-			if (imap_arg_is_string(o) &&
-			    strcasecmp(o->s, "SPECIAL-USE") == 0)
-				special = 1;
-		ref = ref->next;
-	}
-	pat = ref != NULL ? ref->next : NULL;
-	if (!imap_arg_is_string(ref) || !imap_arg_is_string(pat)) {
-		imap_cmd_bad(c, "%s needs a reference and a pattern.", c->name);
+	if (imap_list_parse(c->a, lsub, &req, &why) < 0) {
+		imap_cmd_bad(c, "%s.", why);
 		return;
 	}
-	/* the same rules as for a name: no NUL, no controls, valid mUTF-7 */
-	if (imap_cmd_mailbox_arg(ref, &err) < 0 ||
-	    imap_cmd_mailbox_arg(pat, &err) < 0) {
-		imap_cmd_bad(c, "%s.", err.msg);
-		return;
-	}
-	if (pat->len == 0) {
+	if (!req.extended && req.pat[0]->len == 0) {
 		/* RFC 3501 §6.3.8: the separator and root */
 		buf_puts(&c->out, "* LIST (\\Noselect) \".\" \"\"\r\n");
 		imap_cmd_ok(c, "List completed.");
 		return;
 	}
-	if ((size_t)snprintf(pattern, sizeof(pattern), "%s%s", ref->s,
-			     pat->s) >= sizeof(pattern) ||
-	    imap_cmd_mutf7_decode(pattern, dec, sizeof(dec)) < 0) {
-		imap_cmd_bad(c, "Bad mailbox pattern encoding.");
+	dec = malloc(req.npat * sizeof(*dec));
+	if (dec == NULL) {
+		imap_cmd_no(c, "[SERVERBUG] Out of memory.");
 		return;
 	}
-	if (strncasecmp(dec, "INBOX", 5) == 0 &&
-	    (dec[5] == '\0' || dec[5] == '.'))
-		memcpy(dec, "INBOX", 5);
-	if (mstore_list(c->s->ms, &list, &n, &err) < 0) {
+	if (imap_cmd_mbox_list_patterns(c, &req, dec) < 0) {
+		free(dec);
+		return;
+	}
+	if (mstore_list(c->u->ms, &list, &n, &err) < 0) {
+		free(dec);
 		imap_cmd_no(c, "[UNAVAILABLE] %s", err.msg);
 		return;
 	}
 	imap_cmd_mbox_list_merge(list, n);
-	for (i = 0; i < n; i++) {
-		if (list[i].name[0] == '\0')
-			continue;
-		if (lsub && !(list[i].attrs & MSTORE_LIST_SUBSCRIBED))
-			continue;
-		if (special && !(list[i].attrs & (MSTORE_LIST_SENT |
-			MSTORE_LIST_DRAFTS | MSTORE_LIST_TRASH |
-			MSTORE_LIST_JUNK)))
-			continue;
-		if (imap_cmd_mbox_match(dec, list[i].name, '.'))
-			imap_cmd_mbox_list_one(c, lsub, &list[i]);
+	if (imap_cmd_mbox_entries(list, n, &e, &ne, &names, &nnames) < 0) {
+		imap_cmd_mbox_entries_free(e, names, nnames);
+		mstore_list_free(list, n);
+		free(dec);
+		imap_cmd_no(c, "[SERVERBUG] Out of memory.");
+		return;
 	}
+	for (i = 0; i < ne; i++)
+		for (k = 0; k < req.npat && !e[i].match; k++)
+			e[i].match = imap_cmd_mbox_match(dec[k], e[i].name,
+							 '.');
+	imap_list_select(&req, '.', e, ne);
+	for (i = 0; i < ne; i++) {
+		if (!e[i].listed)
+			continue;
+		imap_cmd_mbox_list_one(c, lsub, &e[i]);
+		imap_cmd_mbox_list_status(c, &req, &e[i]);
+	}
+	imap_cmd_mbox_entries_free(e, names, nnames);
 	mstore_list_free(list, n);
+	free(dec);
 	imap_cmd_ok(c, "%s completed.", lsub ? "Lsub" : "List");
 }
 
@@ -370,61 +630,22 @@ void imap_cmd_mbox_status(struct imap_cmd *c)
 {
 	char name[IMAP_CMD_MBOX_NAME];
 	struct mstore_status st;
-	struct imap_arg *items, *e;
 	struct err err;
-	const char *sep = "";
+	unsigned items;
 
-	if (c->nargs != 2 || c->a->next->type != IMAP_ARG_LIST) {
+	if (c->nargs != 2 ||
+	    imap_list_status_items(c->a->next, &items) < 0) {
 		imap_cmd_bad(c, "STATUS needs a mailbox and a list of items.");
 		return;
 	}
-	items = c->a->next;
 	if (imap_cmd_mbox_arg(c, c->a, name, sizeof(name)) < 0)
 		return;
-	for (e = items->child; e != NULL; e = e->next) {
-		if (e->type != IMAP_ARG_ATOM ||
-		    (strcasecmp(e->s, "MESSAGES") != 0 &&
-		     strcasecmp(e->s, "RECENT") != 0 &&
-		     strcasecmp(e->s, "UIDNEXT") != 0 &&
-		     strcasecmp(e->s, "UIDVALIDITY") != 0 &&
-		     strcasecmp(e->s, "UNSEEN") != 0 &&
-		     strcasecmp(e->s, "SIZE") != 0)) {
-			imap_cmd_bad(c, "Unknown STATUS item.");
-			return;
-		}
-	}
-	if (mstore_status(c->s->ms, name, &st, &err) < 0) {
+	if (mstore_status(c->u->ms, name, &st, &err) < 0) {
 		imap_cmd_no(c, "%s%s", err.temp ? "[UNAVAILABLE] " :
 			    "[NONEXISTENT] ", err.msg);
 		return;
 	}
-	buf_puts(&c->out, "* STATUS ");
-	imap_cmd_mbox_put_name(&c->out, name);
-	buf_puts(&c->out, " (");
-	for (e = items->child; e != NULL; e = e->next) {
-		char up[16];
-		size_t i;
-
-		for (i = 0; i + 1 < sizeof(up) && e->s[i] != '\0'; i++)
-			up[i] = (char)toupper((unsigned char)e->s[i]);
-		up[i] = '\0';
-		if (strcmp(up, "MESSAGES") == 0)
-			buf_printf(&c->out, "%sMESSAGES %u", sep, st.messages);
-		else if (strcmp(up, "RECENT") == 0)
-			buf_printf(&c->out, "%sRECENT %u", sep, st.recent);
-		else if (strcmp(up, "UIDNEXT") == 0)
-			buf_printf(&c->out, "%sUIDNEXT %u", sep, st.uidnext);
-		else if (strcmp(up, "UIDVALIDITY") == 0)
-			buf_printf(&c->out, "%sUIDVALIDITY %u", sep,
-				   st.uidvalidity);
-		else if (strcmp(up, "UNSEEN") == 0)
-			buf_printf(&c->out, "%sUNSEEN %u", sep, st.unseen);
-		else
-			buf_printf(&c->out, "%sSIZE %llu", sep,
-				   (unsigned long long)st.vsize);
-		sep = " ";
-	}
-	buf_puts(&c->out, ")\r\n");
+	imap_cmd_mbox_put_status(&c->out, name, items, &st);
 	imap_cmd_ok(c, "Status completed.");
 }
 
@@ -503,7 +724,7 @@ static int imap_cmd_mbox_append_store(struct imap_cmd *c, const char *name,
 	int rc;
 
 	if (c->lit_arg == NULL)
-		return mstore_append(c->s->ms, name, msg->s, msg->len, flags,
+		return mstore_append(c->u->ms, name, msg->s, msg->len, flags,
 				     kw, nkw, date, uid, uidv, err);
 	if (c->lit_size == 0 || c->lit_size > SIZE_MAX)
 		return err_set(err, 0, "empty message");
@@ -512,7 +733,7 @@ static int imap_cmd_mbox_append_store(struct imap_cmd *c, const char *name,
 	if (map == MAP_FAILED)
 		return err_set(err, 1, "mmap: %s", strerror(errno));
 	madvise(map, (size_t)c->lit_size, MADV_SEQUENTIAL);
-	rc = mstore_append(c->s->ms, name, map, (size_t)c->lit_size, flags,
+	rc = mstore_append(c->u->ms, name, map, (size_t)c->lit_size, flags,
 			   kw, nkw, date, uid, uidv, err);
 	munmap(map, (size_t)c->lit_size);
 	return rc;
@@ -520,7 +741,7 @@ static int imap_cmd_mbox_append_store(struct imap_cmd *c, const char *name,
 
 void imap_cmd_mbox_append(struct imap_cmd *c)
 {
-	struct imap_session *s = c->s;
+	struct imap_user *s = c->u;
 	char name[IMAP_CMD_MBOX_NAME];
 	struct imap_arg *a = c->a ? c->a->next : NULL, *msg;
 	const char *kw[MSTORE_MAX_KEYWORDS];
@@ -537,7 +758,7 @@ void imap_cmd_mbox_append(struct imap_cmd *c)
 		return;
 	}
 	if (a != NULL && a->type == IMAP_ARG_LIST) {
-		if (imap_cmd_parse_flags(a, &flags, kw, &nkw,
+		if (imap_flags_parse(a, &flags, kw, &nkw,
 					 MSTORE_MAX_KEYWORDS) < 0) {
 			imap_cmd_bad(c, "Invalid flags.");
 			return;
@@ -594,14 +815,14 @@ void imap_cmd_mbox_append(struct imap_cmd *c)
 		return;
 	}
 	s->quota_used += size;
-	if (s->folder != NULL && strcmp(s->folder->name, name) == 0)
-		imap_cmd_sync(c, 1);
+	/* an APPEND to the selected mailbox: its EXISTS comes from the sync
+	 * after the command (RFC 3501 §6.3.11) */
 	/* RFC 4315 §3: APPENDUID */
 	imap_cmd_ok(c, "[APPENDUID %u %u] Append completed.", uidv, uid);
 }
 
 /* Limit from maildirsize's quota definition when no map gave one. */
-static uint64_t imap_cmd_mbox_quota_limit(struct imap_session *s)
+static uint64_t imap_cmd_mbox_quota_limit(struct imap_user *s)
 {
 	char path[4200], text[512];
 	long long limit = 0, b, f;
@@ -625,7 +846,7 @@ static uint64_t imap_cmd_mbox_quota_limit(struct imap_session *s)
 /* RFC 9208: one quota root "" for the whole mailbox, STORAGE in KiB. */
 void imap_cmd_mbox_quota(struct imap_cmd *c)
 {
-	struct imap_session *s = c->s;
+	struct imap_user *s = c->u;
 	int root = strcmp(c->name, "GETQUOTAROOT") == 0;
 	char name[IMAP_CMD_MBOX_NAME];
 	uint64_t used = 0, count = 0, limit;

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <time.h>
 #include "imap_fetch.h"
+#include "imap_flags.h"
 #include "log.h"
 #include "mime.h"
 #include "mstore.h"
@@ -20,7 +21,7 @@
 
 enum imap_fetch_type {
 	IMAP_FETCH_UID, IMAP_FETCH_FLAGS, IMAP_FETCH_INTERNALDATE,
-	IMAP_FETCH_SIZE, IMAP_FETCH_ENVELOPE, IMAP_FETCH_BODY,
+	IMAP_FETCH_SIZE, IMAP_FETCH_MODSEQ, IMAP_FETCH_ENVELOPE, IMAP_FETCH_BODY,
 	IMAP_FETCH_BODYSTRUCTURE, IMAP_FETCH_SECTION, IMAP_FETCH_RFC822,
 	IMAP_FETCH_RFC822_HEADER, IMAP_FETCH_RFC822_TEXT,
 };
@@ -223,6 +224,7 @@ static int imap_fetch_item(struct imap_fetch *fe, const char *s)
 		{ "UID", IMAP_FETCH_UID }, { "FLAGS", IMAP_FETCH_FLAGS },
 		{ "INTERNALDATE", IMAP_FETCH_INTERNALDATE },
 		{ "RFC822.SIZE", IMAP_FETCH_SIZE },
+		{ "MODSEQ", IMAP_FETCH_MODSEQ },      /* RFC 7162 §3.1.4 */
 		{ "ENVELOPE", IMAP_FETCH_ENVELOPE },
 		{ "BODY", IMAP_FETCH_BODY },
 		{ "BODYSTRUCTURE", IMAP_FETCH_BODYSTRUCTURE },
@@ -293,6 +295,31 @@ void imap_fetch_free(struct imap_fetch *fe)
 	free(fe);
 }
 
+int imap_fetch_add_modseq(struct imap_fetch *fe)
+{
+	return imap_fetch_add(fe, IMAP_FETCH_MODSEQ);
+}
+
+static int imap_fetch_has(const struct imap_fetch *fe, enum imap_fetch_type t)
+{
+	size_t i;
+
+	for (i = 0; i < fe->n; i++)
+		if (fe->it[i].type == t)
+			return 1;
+	return 0;
+}
+
+int imap_fetch_has_flags(const struct imap_fetch *fe)
+{
+	return imap_fetch_has(fe, IMAP_FETCH_FLAGS);
+}
+
+int imap_fetch_has_modseq(const struct imap_fetch *fe)
+{
+	return imap_fetch_has(fe, IMAP_FETCH_MODSEQ);
+}
+
 int imap_fetch_needs(const struct imap_fetch *fe)
 {
 	return !fe->need_msg ? 0 : fe->need_body ? 2 : 1;
@@ -322,54 +349,6 @@ static int imap_fetch_put_bytes(struct buf *out, const char *p, size_t len)
 		if (out->p[i] == '\0')
 			out->p[i] = (char)0x80;
 	return 0;
-}
-
-/* RFC 3501 §9 atom: what may stand in a flag list unquoted. */
-static int imap_fetch_is_atom(const char *s)
-{
-	if (*s == '\0')
-		return 0;
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f ||
-		    strchr("(){%*\"\\]", *s) != NULL)
-			return 0;
-	return 1;
-}
-
-int imap_fetch_put_flags(struct buf *out, const char *const *kwnames,
-			 unsigned flags, uint32_t keywords)
-{
-	static const struct { unsigned bit; const char *name; } sys[] = {
-		{ MSTORE_F_SEEN, "\\Seen" }, { MSTORE_F_ANSWERED, "\\Answered" },
-		{ MSTORE_F_FLAGGED, "\\Flagged" },
-		{ MSTORE_F_DELETED, "\\Deleted" }, { MSTORE_F_DRAFT, "\\Draft" },
-		{ MSTORE_F_RECENT, "\\Recent" },
-	};
-	size_t start = out->len, i;
-	const char *sep = "";
-	int rc;
-
-	rc = buf_putc(out, '(');
-	for (i = 0; rc == 0 && i < sizeof(sys) / sizeof(sys[0]); i++) {
-		if (flags & sys[i].bit) {
-			rc = buf_printf(out, "%s%s", sep, sys[i].name);
-			sep = " ";
-		}
-	}
-	for (i = 0; rc == 0 && kwnames != NULL && i < MSTORE_MAX_KEYWORDS; i++) {
-		/* the index file is data on disk: never let a name that is
-		 * not an atom break the list */
-		if ((keywords & (1u << i)) && kwnames[i] != NULL &&
-		    imap_fetch_is_atom(kwnames[i])) {
-			rc = buf_printf(out, "%s%s", sep, kwnames[i]);
-			sep = " ";
-		}
-	}
-	if (rc == 0)
-		rc = buf_putc(out, ')');
-	if (rc < 0)
-		imap_fetch_truncate(out, start);
-	return rc;
 }
 
 /* The bytes of one BODY[section] (before the partial cut). */
@@ -468,8 +447,10 @@ static int imap_fetch_item_out(const struct imap_fetch_item *it,
 	case IMAP_FETCH_FLAGS:
 		if (buf_puts(out, "FLAGS ") < 0)
 			return -1;
-		return imap_fetch_put_flags(out, m->kwnames, m->flags,
-					    m->keywords);
+		return imap_flags_put(out, m->kwnames, m->flags, m->keywords);
+	case IMAP_FETCH_MODSEQ:
+		return buf_printf(out, "MODSEQ (%llu)",
+				  (unsigned long long)m->modseq);
 	case IMAP_FETCH_INTERNALDATE:
 		if (buf_puts(out, "INTERNALDATE ") < 0)
 			return -1;
@@ -541,8 +522,8 @@ int imap_fetch_render(const struct imap_fetch *fe,
 		if (i == fe->n) {
 			rc = buf_puts(out, fe->n > 0 ? " FLAGS " : "FLAGS ");
 			if (rc == 0)
-				rc = imap_fetch_put_flags(out, m->kwnames,
-							  m->flags, m->keywords);
+				rc = imap_flags_put(out, m->kwnames, m->flags,
+						    m->keywords);
 		}
 	}
 	if (rc == 0)
@@ -556,12 +537,16 @@ int imap_fetch_render(const struct imap_fetch *fe,
 
 /* ---- from the store ---- */
 
+/* Message vidx of the view (its store index fidx): read what the items
+ * need, set \Seen when they do, render. */
 static enum imap_fetch_rc imap_fetch_one(struct imap_cmd *c,
 					 const struct imap_fetch *fe,
-					 size_t idx, struct buf *msg)
+					 size_t vidx, long fidx, struct buf *msg)
 {
-	struct mstore_folder *f = c->s->folder;
+	struct imap_user *u = c->u;
+	struct mstore_folder *f = u->folder;
 	struct imap_fetch_msg m;
+	size_t idx = (size_t)fidx;
 	unsigned old_flags = f->msgs[idx].flags;
 	int need = imap_fetch_needs(fe), set_seen = 0;
 	struct err err;
@@ -569,70 +554,78 @@ static enum imap_fetch_rc imap_fetch_one(struct imap_cmd *c,
 	buf_reset(msg);
 	if (need == 2 && f->msgs[idx].vsize > msg->max)
 		return IMAP_FETCH_LIMIT;
-	/* nothing read: expunged by another session meanwhile, and RFC 2180
-	 * §4.1.2 lets the server send nothing for it; bytes read: msg is
-	 * full (the file is bigger than the index said) */
+	/* nothing read: expunged by another session meanwhile; bytes read:
+	 * msg is full (the file is bigger than the index said) */
 	if ((need == 1 && imap_fetch_header(f, idx, msg) < 0) ||
 	    (need == 2 && mstore_msg_read(f, idx, 1, msg, &err) < 0))
 		return msg->len > 0 ? IMAP_FETCH_LIMIT : IMAP_FETCH_GONE;
-	if (fe->sets_seen && !c->s->readonly && !(old_flags & MSTORE_F_SEEN)) {
+	if (fe->sets_seen && !u->readonly && !(old_flags & MSTORE_F_SEEN)) {
 		/* RFC 3501 §6.4.5: BODY[] and RFC822(.TEXT) set \Seen */
-		if (mstore_set_flags(f, idx, old_flags | MSTORE_F_SEEN,
-				     f->msgs[idx].keywords, &err) == 0)
+		if (mstore_set_flags(f, idx, MSTORE_FLAGS_ADD, MSTORE_F_SEEN,
+				     0, &err) == 0)
 			set_seen = 1;
 	}
 	memset(&m, 0, sizeof(m));
-	m.seq = (uint32_t)(idx + 1);
+	m.seq = (uint32_t)(vidx + 1);
 	m.uid = f->msgs[idx].uid;
-	m.flags = f->msgs[idx].flags;
+	/* \Recent is the session's: the view's */
+	m.flags = (f->msgs[idx].flags & ~MSTORE_F_RECENT) |
+		(u->view.msgs[vidx].flags & MSTORE_F_RECENT);
 	m.keywords = f->msgs[idx].keywords;
 	m.kwnames = (const char *const *)f->keywords;
 	m.internaldate = f->msgs[idx].internaldate;
 	m.vsize = f->msgs[idx].vsize;
+	m.modseq = f->msgs[idx].modseq;
 	m.data = msg->p;
 	m.len = msg->len;
 	m.add_flags = set_seen;
-	if (imap_fetch_render(fe, &m, &c->out) == 0)
+	if (imap_fetch_render(fe, &m, &c->out) == 0) {
+		/* the client now knows these flags */
+		if (set_seen || imap_fetch_has_flags(fe))
+			imap_view_told(&u->view, vidx, m.flags, m.keywords,
+				       u->view.msgs[vidx].modseq);
 		return IMAP_FETCH_OK;
+	}
 	/* the client never hears of this message's \Seen: take it back */
-	if (set_seen && mstore_set_flags(f, idx, old_flags,
-					 f->msgs[idx].keywords, &err) < 0)
-		log_warn("imap: user=<%s>: FETCH: \\Seen kept: %s", c->s->user,
+	if (set_seen && mstore_set_flags(f, idx, MSTORE_FLAGS_REMOVE,
+					 MSTORE_F_SEEN, 0, &err) < 0)
+		log_warn("imap: user=<%s>: FETCH: \\Seen kept: %s", u->name,
 			 err.msg);
 	return IMAP_FETCH_LIMIT;
 }
 
-int imap_fetch_run(struct imap_cmd *c, const size_t *idx, size_t n,
-		   struct imap_arg *items)
+int imap_fetch_run(struct imap_cmd *c, struct imap_fetch *fe,
+		   const size_t *vidx, size_t n, uint64_t changedsince,
+		   size_t *gone_r)
 {
-	struct imap_fetch *fe;
 	size_t i, saved_max = c->out.max;
 	enum imap_fetch_rc rc = IMAP_FETCH_OK;
 	struct buf msg;
-	int oom;
+	long fidx;
 
-	fe = imap_fetch_parse(items, c->uid, &oom);
-	if (fe == NULL) {
-		if (oom)
-			imap_cmd_no(c, "[SERVERBUG] Out of memory.");
-		else
-			imap_cmd_bad(c, "Invalid FETCH items.");
-		return -1;
-	}
+	*gone_r = 0;
 	/* the whole FETCH is built in memory before it is sent: bound it */
 	if (saved_max == 0 || saved_max - c->out.len > IMAP_FETCH_OUT_MAX)
 		c->out.max = c->out.len + IMAP_FETCH_OUT_MAX;
 	buf_init(&msg, IMAP_FETCH_OUT_MAX);
-	for (i = 0; i < n && rc >= 0; i++)
-		rc = imap_fetch_one(c, fe, idx[i], &msg);
-	buf_free(&msg);
-	imap_fetch_free(fe);
-	c->out.max = saved_max;
-	if (rc == IMAP_FETCH_LIMIT) {
-		/* RFC 5530 LIMIT: the responses sent so far are whole */
-		imap_cmd_no(c, "[LIMIT] FETCH response too large (or out of "
-			    "memory); fetch fewer messages or items at once.");
-		return -1;
+	for (i = 0; i < n && rc >= 0; i++) {
+		fidx = imap_selected_msg(c->u, vidx[i]);
+		if (fidx < 0) {
+			(*gone_r)++;
+			continue;
+		}
+		/* RFC 7162 §3.1.4.1 CHANGEDSINCE: only what changed since */
+		if (changedsince > 0 &&
+		    c->u->folder->msgs[fidx].modseq <= changedsince)
+			continue;
+		rc = imap_fetch_one(c, fe, vidx[i], fidx, &msg);
+		if (rc == IMAP_FETCH_GONE) {
+			(*gone_r)++;
+			rc = IMAP_FETCH_OK;
+		}
 	}
-	return 0;
+	buf_free(&msg);
+	c->out.max = saved_max;
+	/* RFC 5530 LIMIT: the responses written so far are whole */
+	return rc == IMAP_FETCH_LIMIT ? -1 : 0;
 }

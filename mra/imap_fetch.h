@@ -13,16 +13,22 @@
 #include "imap_cmd.h"
 
 struct mstore_folder;
+struct imap_fetch;
 
 /* One FETCH response at most this big, and one FETCH's responses
  * together: past it the FETCH ends with NO [LIMIT] (what was rendered
  * before stays: whole responses only). */
 #define IMAP_FETCH_OUT_MAX (256u << 20)
 
-/* Fetch items of the selected folder's msgs[idx[0..n)] into c->out.
- * Returns 0, or -1 after putting a tagged BAD/NO into c->out. */
-int imap_fetch_run(struct imap_cmd *c, const size_t *idx, size_t n,
-		   struct imap_arg *items);
+/* Fetch the items fe of the selected mailbox's view messages
+ * vidx[0..n) into c->out (with changedsince > 0: only those whose
+ * MODSEQ is above it, RFC 7162 §3.1.4.1). Messages expunged meanwhile
+ * are counted in *gone_r, not sent (RFC 2180 §4.1.2). FLAGS sent are
+ * told to the view. 0, or -1: past IMAP_FETCH_OUT_MAX or out of memory
+ * (what was written is whole). */
+int imap_fetch_run(struct imap_cmd *c, struct imap_fetch *fe,
+		   const size_t *vidx, size_t n, uint64_t changedsince,
+		   size_t *gone_r);
 
 /* Read only the header block of msgs[idx] (CRLF line ends, with the
  * blank line) into out, appended: SEARCH and FETCH of headers need no
@@ -38,6 +44,11 @@ struct imap_fetch;
 struct imap_fetch *imap_fetch_parse(struct imap_arg *items, int uid,
 				    int *oom_r);
 void imap_fetch_free(struct imap_fetch *fe);
+/* Add the MODSEQ item (CHANGEDSINCE implies it). 0 or -1 (full). */
+int imap_fetch_add_modseq(struct imap_fetch *fe);
+/* 1 when the items include FLAGS, MODSEQ. */
+int imap_fetch_has_flags(const struct imap_fetch *fe);
+int imap_fetch_has_modseq(const struct imap_fetch *fe);
 /* What rendering needs: 0 index only, 1 the header block, 2 the whole
  * message. */
 int imap_fetch_needs(const struct imap_fetch *fe);
@@ -51,6 +62,7 @@ struct imap_fetch_msg {
 	const char *const *kwnames;  /* MSTORE_MAX_KEYWORDS names or NULLs */
 	time_t internaldate;
 	uint64_t vsize;
+	uint64_t modseq;
 	const char *data;            /* as imap_fetch_needs() says (CRLF) */
 	size_t len;
 	int add_flags;               /* \Seen was just set: send FLAGS too */
@@ -63,9 +75,5 @@ struct imap_fetch_msg {
 int imap_fetch_render(const struct imap_fetch *fe,
 		      const struct imap_fetch_msg *m, struct buf *out);
 
-/* The flag list "(\Seen kw ...)" (keywords that are not atoms are left
- * out). Returns 0, or -1 with out as it was. */
-int imap_fetch_put_flags(struct buf *out, const char *const *kwnames,
-			 unsigned flags, uint32_t keywords);
 
 #endif

@@ -177,8 +177,24 @@ static enum imap_parser_step imap_parser_literal(struct imap_parser_st *st)
 	return IMAP_STEP_OK;
 }
 
+/* A plain atom from pos: up to the first non-ATOM-CHAR. */
+static size_t imap_parser_atom_end(const struct imap_parser_st *st)
+{
+	size_t i = st->pos;
+
+	while (i < st->end &&
+	       imap_parser_is_atom_char((unsigned char)st->buf[i]))
+		i++;
+	return i;
+}
+
 /* An atom, with BODY[...] style brackets that may hold spaces and
- * parentheses (RFC 3501 §6.4.5 section-spec with header-list). */
+ * parentheses (RFC 3501 §6.4.5 section-spec with header-list). A "["
+ * not closed before the line end (or a control character) is an
+ * ATOM-CHAR like any other (RFC 3501 §9: of the brackets only "]" is a
+ * resp-special, and an astring may hold even that), so "a[}" is the
+ * atom "a[}" and "a[ b" the atom "a[" and then "b": the line is scanned
+ * again without the bracket. */
 static enum imap_parser_step imap_parser_atom(struct imap_parser_st *st)
 {
 	size_t i = st->pos;
@@ -190,8 +206,10 @@ static enum imap_parser_step imap_parser_atom(struct imap_parser_st *st)
 		if (c == '\0')
 			return imap_parser_fail(st, IMAP_PERR_NUL);
 		if (bracket) {
-			if (c == '\r' || c == '\n' || c < 0x20)
-				return imap_parser_fail(st, IMAP_PERR_SYNTAX);
+			if (c < 0x20) {
+				i = imap_parser_atom_end(st);
+				break;
+			}
 			if (c == ']')
 				bracket = 0;
 			i++;
@@ -525,8 +543,12 @@ int imap_seqset_parse(const char *s, struct imap_seq_range *out, size_t max)
 		}
 		if (n >= max)
 			return -1;
-		out[n].lo = a < b ? a : b;
-		out[n].hi = a < b ? b : a;
+		out[n].lo = a;
+		out[n].hi = b;
+		if (a != IMAP_SEQ_STAR && b != IMAP_SEQ_STAR && a > b) {
+			out[n].lo = b;
+			out[n].hi = a;
+		}
 		n++;
 		if (*s == '\0')
 			return (int)n;

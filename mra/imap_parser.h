@@ -188,9 +188,12 @@ int imap_arg_is_string(const struct imap_arg *a);
 /* astring: atom, quoted or literal; nstring accepts NIL (returns NULL). */
 const char *imap_arg_astring(const struct imap_arg *a);
 
-/* Sequence sets (RFC 3501 §9 sequence-set). '*' is IMAP_SEQ_STAR; ranges
- * are ordered lo <= hi after the caller replaces '*'. */
-#define IMAP_SEQ_STAR UINT32_MAX
+/* Sequence sets (RFC 3501 §9 sequence-set). '*' is IMAP_SEQ_STAR: 0,
+ * which no number can be (nz-number), so that 4294967295 stays a number
+ * and not "the last message" (RFC 3501 §6.4.8). A range's ends are as
+ * given (numbers ordered lo <= hi); the caller replaces '*' and orders
+ * again. */
+#define IMAP_SEQ_STAR 0u
 struct imap_seq_range {
 	uint32_t lo, hi;
 };

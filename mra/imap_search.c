@@ -20,7 +20,7 @@ enum imap_search_op {
 	IMAP_SE_BEFORE, IMAP_SE_ON, IMAP_SE_SINCE,
 	IMAP_SE_SENTBEFORE, IMAP_SE_SENTON, IMAP_SE_SENTSINCE,
 	IMAP_SE_HEADER, IMAP_SE_BODY, IMAP_SE_TEXT,
-	IMAP_SE_SEQSET, IMAP_SE_UIDSET,
+	IMAP_SE_SEQSET, IMAP_SE_UIDSET, IMAP_SE_MODSEQ,
 };
 
 struct imap_search_node {
@@ -30,6 +30,7 @@ struct imap_search_node {
 	int kw;                     /* keyword index or -1 (never matches) */
 	long long num;              /* size, date */
 	const char *field, *str;
+	int addr;                   /* FROM/TO/CC/BCC: match the addresses */
 	size_t *set;                /* sorted indexes for set keys */
 	size_t nset;
 };
@@ -45,6 +46,7 @@ struct imap_search {
 	int load_failed;
 	size_t hdr_loaded;          /* idx + 1 of the loaded header */
 	int hdr_failed;
+	int uses_modseq;            /* a MODSEQ key (RFC 7162 §3.1.5) */
 };
 
 long long imap_search_date(const char *s)
@@ -148,8 +150,11 @@ static const char *imap_search_str(struct imap_arg **ap)
 static int imap_search_set(struct imap_search *se, int node, const char *s,
 			   int uid)
 {
-	return imap_cmd_seqset(se->c, s, uid, &se->n[node].set,
-			       &se->n[node].nset);
+	/* RFC 3501 §6.4.4: a set names the view's messages; SEARCH of
+	 * numbers past the end finds nothing (no error) */
+	return imap_view_seqset(&se->c->u->view, s,
+				uid ? IMAP_VIEW_SET_UID : IMAP_VIEW_SET_LENIENT,
+				&se->n[node].set, &se->n[node].nset);
 }
 
 static int imap_search_key(struct imap_search *se, struct imap_arg **ap,
@@ -172,9 +177,9 @@ static int imap_search_key(struct imap_search *se, struct imap_arg **ap,
 		{ "NEW", IMAP_SE_NEW, 0 },
 		{ "OLD", IMAP_SE_UNFLAG, MSTORE_F_RECENT },
 	};
-	static const struct { const char *name; const char *field; } hdr[] = {
-		{ "BCC", "Bcc" }, { "CC", "Cc" }, { "FROM", "From" },
-		{ "SUBJECT", "Subject" }, { "TO", "To" },
+	static const struct { const char *name, *field; int addr; } hdr[] = {
+		{ "BCC", "Bcc", 1 }, { "CC", "Cc", 1 }, { "FROM", "From", 1 },
+		{ "SUBJECT", "Subject", 0 }, { "TO", "To", 1 },
 	};
 	static const struct { const char *name; enum imap_search_op op; }
 	dates[] = {
@@ -214,6 +219,7 @@ static int imap_search_key(struct imap_search *se, struct imap_arg **ap,
 			    (n = imap_search_node(se, IMAP_SE_HEADER)) < 0)
 				return -1;
 			se->n[n].field = hdr[i].field;
+			se->n[n].addr = hdr[i].addr;
 			se->n[n].str = s;
 			return n;
 		}
@@ -257,7 +263,7 @@ static int imap_search_key(struct imap_search *se, struct imap_arg **ap,
 		{
 			struct err err;
 
-			se->n[n].kw = mstore_keyword(se->c->s->folder, s, 0,
+			se->n[n].kw = mstore_keyword(se->c->u->folder, s, 0,
 						     &err);
 		}
 		return n;
@@ -298,6 +304,28 @@ static int imap_search_key(struct imap_search *se, struct imap_arg **ap,
 			return -1;
 		se->n[n].a = x;
 		se->n[n].b = y;
+		return n;
+	}
+	if (strcasecmp(k, "MODSEQ") == 0) {
+		/* RFC 7162 §3.1.5: MODSEQ [entry-name entry-type] value;
+		 * flags have one mod-sequence here, whatever the entry */
+		char *end;
+
+		if ((s = imap_search_str(ap)) != NULL && s[0] == '/') {
+			if ((s = imap_search_str(ap)) == NULL ||
+			    (strcasecmp(s, "priv") != 0 &&
+			     strcasecmp(s, "shared") != 0 &&
+			     strcasecmp(s, "all") != 0) ||
+			    (s = imap_search_str(ap)) == NULL)
+				return -1;
+		}
+		if (s == NULL || s[0] < '0' || s[0] > '9' ||
+		    (n = imap_search_node(se, IMAP_SE_MODSEQ)) < 0)
+			return -1;
+		se->n[n].num = (long long)strtoull(s, &end, 10);
+		if (*end != '\0' || se->n[n].num < 0)
+			return -1;
+		se->uses_modseq = 1;
 		return n;
 	}
 	if (strcasecmp(k, "UID") == 0) {
@@ -391,7 +419,7 @@ static int imap_search_load(struct imap_search *se, size_t idx)
 	mime_tree_free(se->tree);
 	se->tree = NULL;
 	buf_reset(&se->msg);
-	if (mstore_msg_read(se->c->s->folder, idx, 1, &se->msg, &err) < 0 ||
+	if (mstore_msg_read(se->c->u->folder, idx, 1, &se->msg, &err) < 0 ||
 	    mime_parse(se->msg.p != NULL ? se->msg.p : "", se->msg.len, &lim,
 		       &se->tree, &err) < 0)
 		return -1;
@@ -406,7 +434,7 @@ static int imap_search_load_hdr(struct imap_search *se, size_t idx)
 		return se->hdr_failed ? -1 : 0;
 	se->hdr_loaded = idx + 1;
 	buf_reset(&se->hdr);
-	se->hdr_failed = imap_fetch_header(se->c->s->folder, idx, &se->hdr) < 0;
+	se->hdr_failed = imap_fetch_header(se->c->u->folder, idx, &se->hdr) < 0;
 	if (se->hdr.p == NULL)
 		se->hdr_failed = 1;
 	return se->hdr_failed ? -1 : 0;
@@ -459,7 +487,11 @@ static int imap_search_header(struct imap_search *se,
 		if (n->str[0] == '\0')
 			return 1;
 		buf_reset(&se->tmp);
-		if (mime_decode_header(val, vlen, &se->tmp) < 0)
+		/* FROM/TO/CC/BCC match the parsed addresses (display name and
+		 * addr-spec, comments dropped: "<a (x)@ (y) b>" is "a@b"), as
+		 * Dovecot does; HEADER matches the decoded field text */
+		if ((n->addr ? mime_search_addr(val, vlen, &se->tmp) :
+		     mime_decode_header(val, vlen, &se->tmp)) < 0)
 			continue;
 		if (mime_contains(se->tmp.p != NULL ? se->tmp.p : "",
 				  se->tmp.len, n->str, strlen(n->str)))
@@ -505,10 +537,15 @@ static int imap_search_inset(const struct imap_search_node *n, size_t idx)
 	return 0;
 }
 
-static int imap_search_eval(struct imap_search *se, int i, size_t idx)
+/* Node i for view message vidx, which is store message idx. */
+static int imap_search_eval(struct imap_search *se, int i, size_t vidx,
+			    size_t idx)
 {
 	const struct imap_search_node *n = &se->n[i];
-	const struct mstore_msg *m = &se->c->s->folder->msgs[idx];
+	const struct mstore_msg *m = &se->c->u->folder->msgs[idx];
+	/* \Recent is the session's: the view's (RFC 3501 §2.3.2) */
+	unsigned flags = (m->flags & ~MSTORE_F_RECENT) |
+		(se->c->u->view.msgs[vidx].flags & MSTORE_F_RECENT);
 	long long day = (long long)m->internaldate -
 		((long long)m->internaldate % 86400);
 	long long sent;
@@ -518,21 +555,22 @@ static int imap_search_eval(struct imap_search *se, int i, size_t idx)
 		return 1;
 	case IMAP_SE_AND:
 		for (; i >= 0; i = se->n[i].b)
-			if (!imap_search_eval(se, se->n[i].a, idx))
+			if (!imap_search_eval(se, se->n[i].a, vidx, idx))
 				return 0;
 		return 1;
 	case IMAP_SE_OR:
-		return imap_search_eval(se, n->a, idx) ||
-			imap_search_eval(se, n->b, idx);
+		return imap_search_eval(se, n->a, vidx, idx) ||
+			imap_search_eval(se, n->b, vidx, idx);
 	case IMAP_SE_NOT:
-		return !imap_search_eval(se, n->a, idx);
+		return !imap_search_eval(se, n->a, vidx, idx);
 	case IMAP_SE_FLAG:
-		return (m->flags & n->flag) != 0;
+		return (flags & n->flag) != 0;
 	case IMAP_SE_UNFLAG:
-		return (m->flags & n->flag) == 0;
+		return (flags & n->flag) == 0;
 	case IMAP_SE_NEW:
-		return (m->flags & MSTORE_F_RECENT) &&
-			!(m->flags & MSTORE_F_SEEN);
+		return (flags & MSTORE_F_RECENT) && !(flags & MSTORE_F_SEEN);
+	case IMAP_SE_MODSEQ:
+		return m->modseq >= (uint64_t)n->num;
 	case IMAP_SE_KEYWORD:
 		return n->kw >= 0 && (m->keywords & (1u << n->kw));
 	case IMAP_SE_UNKEYWORD:
@@ -549,7 +587,7 @@ static int imap_search_eval(struct imap_search *se, int i, size_t idx)
 		return day >= n->num;
 	case IMAP_SE_SEQSET:
 	case IMAP_SE_UIDSET:
-		return imap_search_inset(n, idx);
+		return imap_search_inset(n, vidx);
 	default:
 		break;
 	}
@@ -578,7 +616,12 @@ static int imap_search_eval(struct imap_search *se, int i, size_t idx)
 	}
 }
 
-int imap_search_match(struct imap_search *se, size_t idx)
+int imap_search_match(struct imap_search *se, size_t vidx, size_t idx)
 {
-	return imap_search_eval(se, se->root, idx);
+	return imap_search_eval(se, se->root, vidx, idx);
+}
+
+int imap_search_uses_modseq(const struct imap_search *se)
+{
+	return se->uses_modseq;
 }

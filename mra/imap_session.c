@@ -1,6 +1,9 @@
 /* imap_session: connections of the IMAP server, on shared/conn. Reads
- * commands with the pure parser, runs them (on the loop or the pool),
- * writes responses, handles AUTHENTICATE continuations and IDLE. conn does
+ * commands with the pure parser, keeps the session's state machine
+ * (imap_session_int.h), runs the commands (the session's own: CAPABILITY,
+ * LOGOUT, IDLE; imap_login's; the mailbox commands of imap_commands, on
+ * the loop or the pool), writes responses, handles AUTHENTICATE
+ * continuations and IDLE. conn does
  * the rest: sockets, TLS, caps, pacing, timeouts as ops->timeout, and
  * closing once the output is sent. A session is freed only in
  * ops->closed, which conn never calls while the conn is BUSY (a job of the
@@ -20,8 +23,8 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 #include "conn.h"
-#include "imap_cmd.h"
-#include "imap_session.h"
+#include "imap_commands.h"
+#include "imap_session_int.h"
 #include "log.h"
 #include "loginfail.h"
 #include "mra_userip.h"
@@ -75,6 +78,7 @@ struct imap_server {
 
 static void imap_session_input(struct imap_session *s);
 static void imap_session_idle_cb(void *arg);
+static int imap_session_idle_sync(struct imap_session *s);
 
 unsigned imap_server_count(const struct imap_server *srv)
 {
@@ -119,17 +123,57 @@ static void imap_session_timeouts(struct imap_session *s)
 	struct bufferevent *bev = conn_bev(s->conn);
 	struct timeval tv;
 
-	tv.tv_sec = s->state == IMAP_ST_NOTAUTH ? s->set->login_timeout :
-		s->set->idle_timeout;
+	tv.tv_sec = s->st == IMAP_SS_NOTAUTH || s->st == IMAP_SS_SASL ?
+		s->set->login_timeout : s->set->idle_timeout;
 	tv.tv_usec = 0;
 	if (bev != NULL)
 		bufferevent_set_timeouts(bev, &tv, NULL);
 }
 
-void imap_session_set_state(struct imap_session *s, enum imap_state st)
+/* The transitions of the diagram in imap_session_int.h (bit: to). */
+static const unsigned imap_session_moves[] = {
+	[IMAP_SS_NOTAUTH] = 1u << IMAP_SS_SASL | 1u << IMAP_SS_AUTH,
+	[IMAP_SS_SASL] = 1u << IMAP_SS_NOTAUTH,
+	[IMAP_SS_AUTH] = 1u << IMAP_SS_SELECTED | 1u << IMAP_SS_IDLE,
+	[IMAP_SS_SELECTED] = 1u << IMAP_SS_AUTH | 1u << IMAP_SS_SELECTED |
+		1u << IMAP_SS_IDLE,
+	[IMAP_SS_IDLE] = 1u << IMAP_SS_AUTH | 1u << IMAP_SS_SELECTED,
+	[IMAP_SS_LOGOUT] = 0,
+};
+
+void imap_session_enter(struct imap_session *s, enum imap_sstate st)
 {
-	s->state = st;
+	if (st != s->st && st != IMAP_SS_LOGOUT &&
+	    !(imap_session_moves[s->st] & (1u << st))) {
+		/* a bug: say so, and end the session rather than serve a
+		 * state the protocol does not have */
+		log_error("imap: client=%s: state %d -> %d is not allowed",
+			s->addr, (int)s->st, (int)st);
+		st = IMAP_SS_LOGOUT;
+		conn_close(s->conn);
+	}
+	s->st = st;
 	imap_session_timeouts(s);
+}
+
+/* The RFC 3501 state commands are checked against. */
+static enum imap_state imap_session_proto(const struct imap_session *s)
+{
+	switch (s->st) {
+	case IMAP_SS_NOTAUTH:
+	case IMAP_SS_SASL:
+		return IMAP_ST_NOTAUTH;
+	case IMAP_SS_AUTH:
+		return IMAP_ST_AUTH;
+	case IMAP_SS_SELECTED:
+		return IMAP_ST_SELECTED;
+	case IMAP_SS_IDLE:
+		return s->u != NULL && s->u->sel_name != NULL ?
+			IMAP_ST_SELECTED : IMAP_ST_AUTH;
+	case IMAP_SS_LOGOUT:
+		break;
+	}
+	return IMAP_ST_LOGOUT;
 }
 
 int imap_session_plain_disabled(const struct imap_session *s)
@@ -141,29 +185,27 @@ int imap_session_plain_disabled(const struct imap_session *s)
 
 void imap_session_close(struct imap_session *s)
 {
-	s->state = IMAP_ST_LOGOUT;
+	s->st = IMAP_SS_LOGOUT;
 	conn_close(s->conn);
 }
 
-/* ---- failed logins ---- */
-
-void imap_session_auth_failed(struct imap_cmd *c, const char *user,
-			      const char *mech, const char *reply)
+void imap_session_capability_text(const struct imap_session *s,
+				  struct buf *out)
 {
-	struct imap_session *s = c->s;
-
-	loginfail_log_mra("imap", s->addr, mech, user);
-	if (s->set->loginfail != NULL)
-		loginfail_record(s->set->loginfail, s->addr, user, 0);
-	s->auth_fails++;
-	buf_printf(&c->out, "%s NO %s\r\n", c->tag, reply);
-	if (s->set->max_auth_fails > 0 &&
-	    s->auth_fails >= s->set->max_auth_fails) {
-		buf_puts(&c->out, "* BYE Too many invalid authentication "
-			 "attempts\r\n");
-		c->logout = 1;
+	buf_puts(out, "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE");
+	if (imap_session_proto(s) == IMAP_ST_NOTAUTH) {
+		if (s->set->tls != NULL && !conn_tls(s->conn))
+			buf_puts(out, " STARTTLS");
+		if (imap_session_plain_disabled(s))
+			buf_puts(out, " LOGINDISABLED");
+		else if (s->set->sasl)
+			buf_puts(out, " AUTH=PLAIN AUTH=LOGIN");
+		return;
 	}
-	imap_session_cmd_done(c);
+	buf_printf(out, " NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE"
+		   " LIST-EXTENDED LIST-STATUS"
+		   " QUOTA QUOTA=RES-STORAGE CONDSTORE QRESYNC ESEARCH"
+		   " APPENDLIMIT=%zu", s->set->max_append);
 }
 
 /* ---- commands ---- */
@@ -172,9 +214,10 @@ static void imap_session_job_run(void *job)
 {
 	struct imap_cmd *c = job;
 
-	if (c->def->flags & IMAP_CMD_SYNC)
-		imap_cmd_sync(c, 1);
-	c->def->fn(c);
+	if (c->def->states == 0)
+		c->def->fn(c);          /* the session's own (IDLE's sync) */
+	else
+		imap_commands_run(c);
 }
 
 /* The conn is BUSY while the job is out, so c->s is alive; a client that
@@ -184,7 +227,7 @@ static void imap_session_job_done(void *job)
 	imap_session_cmd_done(job);
 }
 
-int imap_session_cmd_submit(struct imap_cmd *c)
+static int imap_session_cmd_submit(struct imap_cmd *c)
 {
 	conn_busy(c->s->conn);
 	return work_submit(c->s->pool, imap_session_job_run,
@@ -221,7 +264,7 @@ static void imap_session_ino_fire(evutil_socket_t fd, short what, void *arg)
 
 	for (s = srv->list; s != NULL; s = next) {
 		next = s->next;
-		if (s->mode != IMAP_MODE_IDLE ||
+		if (s->st != IMAP_SS_IDLE ||
 		    conn_state(s->conn) == CONN_ST_CLOSING)
 			continue;
 		if (srv->ino.all || imap_session_is_dirty(&srv->ino, s->wd[0]) ||
@@ -339,10 +382,11 @@ static void imap_session_watch(struct imap_session *s)
 	char dir[4200];
 	struct err err;
 
-	name = s->folder != NULL ? s->folder->name : s->snap_name;
-	path = s->folder != NULL ? s->folder->path : s->snap_path;
-	if (name == NULL || s->wd[0] >= 0 || s->watch != NULL)
+	if (s->u == NULL || s->u->sel_name == NULL || s->wd[0] >= 0 ||
+	    s->watch != NULL)
 		return;
+	name = s->u->sel_name;
+	path = s->u->sel_path;
 	if (path != NULL && imap_session_ino_init(srv) == 0) {
 		snprintf(dir, sizeof(dir), "%s/new", path);
 		s->wd[0] = imap_session_wd_add(&srv->ino, dir);
@@ -352,57 +396,42 @@ static void imap_session_watch(struct imap_session *s)
 			return;
 		imap_session_unwatch(s);
 	}
-	s->watch = mstore_watch_new(s->base, s->ms, name,
+	s->watch = mstore_watch_new(s->base, s->u->ms, name,
 				    imap_session_idle_cb, s, &err);
 	if (s->watch == NULL && time(NULL) - srv->watch_warn > 60) {
 		srv->watch_warn = time(NULL);
 		log_warn("imap: client=%s, user=<%s>: IDLE watch: %s",
-			 s->addr, s->user, err.msg);
+			 s->addr, s->u->name, err.msg);
 	}
 }
 
-static void imap_session_idle_start(struct imap_session *s, const char *tag)
+/* ---- IDLE (RFC 2177) ----
+ * IDLE reports what changed, answers "+ idling" and parks the selected
+ * folder (only the compact view stays while the client waits). A change
+ * in the folder runs a sync job that reports it (and parks again); one
+ * that comes while a job runs is remembered (idle_dirty). DONE ends it:
+ * the tagged OK, and the next command reopens the folder. */
+
+/* Worker: report, then park. states 0 marks the session's own. */
+static void imap_session_idle_job(struct imap_cmd *c)
 {
-	free(s->idle_tag);
-	s->idle_tag = strdup(tag);
-	s->mode = IMAP_MODE_IDLE;
-	s->idle_dirty = 0;
-	imap_session_watch(s);
+	imap_commands_sync(c, 1);
+	if (c->u != NULL && c->u->sel_name != NULL)
+		imap_selected_park(c->u);
 }
 
-static void imap_session_idle_stop(struct imap_session *s)
-{
-	imap_session_unwatch(s);
-	s->mode = IMAP_MODE_CMD;
-}
-
-static void imap_session_idle_finish(struct imap_session *s)
-{
-	if (s->idle_tag != NULL)
-		imap_session_printf(s, "%s OK Idle completed.\r\n",
-				    s->idle_tag);
-	free(s->idle_tag);
-	s->idle_tag = NULL;
-	s->idle_done_pending = 0;
-}
+static const struct imap_cmd_def imap_session_idle_def = {
+	"IDLE", 0, IMAP_CMD_POOL, imap_session_idle_job
+};
 
 static struct imap_cmd *imap_session_cmd_alloc(struct imap_session *s)
 {
-	struct imap_cmd *c = calloc(1, sizeof(*c));
-
-	if (c == NULL)
-		return NULL;
-	c->s = s;
-	c->sid = s->id;
-	c->new_state = -1;
-	c->lit_fd = -1;
-	buf_init(&c->out, 0);
-	return c;
+	return imap_cmd_new(s, s->id, s->u, s->set);
 }
 
-/* A change in the folder while idling (or DONE, restore = 1): sync on
- * the pool (the conn goes, or stays, BUSY). -1 when it could not start. */
-static int imap_session_idle_sync(struct imap_session *s, int restore)
+/* A change in the folder while idling: sync on the pool (the conn goes
+ * BUSY). -1 when it could not start. */
+static int imap_session_idle_sync(struct imap_session *s)
 {
 	struct imap_cmd *c;
 
@@ -410,10 +439,8 @@ static int imap_session_idle_sync(struct imap_session *s, int restore)
 	c = imap_session_cmd_alloc(s);
 	if (c == NULL)
 		return -1;
-	c->def = &imap_cmd_idle_sync_def;
-	c->no_tagged = 1;
-	c->idle_restore = restore;
-	c->tag = c->name;
+	c->def = &imap_session_idle_def;
+	c->tag = c->name;        /* "": no tagged reply */
 	if (imap_session_cmd_submit(c) < 0) {
 		imap_cmd_free(c);
 		return -1;
@@ -425,14 +452,14 @@ static void imap_session_idle_cb(void *arg)
 {
 	struct imap_session *s = arg;
 
-	if (s->mode != IMAP_MODE_IDLE)
+	if (s->st != IMAP_SS_IDLE)
 		return;
 	switch (conn_state(s->conn)) {
 	case CONN_ST_BUSY:
 		s->idle_dirty = 1;
 		break;
 	case CONN_ST_OPEN:
-		if (imap_session_idle_sync(s, 0) < 0)
+		if (imap_session_idle_sync(s) < 0)
 			(void)conn_ready(s->conn);
 		break;
 	case CONN_ST_CLOSING:
@@ -440,41 +467,116 @@ static void imap_session_idle_cb(void *arg)
 	}
 }
 
+/* The IDLE command: its first sync runs as a job; its done callback
+ * (imap_session_cmd_done) enters IDLE. */
+static void imap_session_idle(struct imap_cmd *c)
+{
+	struct imap_session *s = c->s;
+
+	free(s->idle_tag);
+	s->idle_tag = strdup(c->tag);
+	if (s->idle_tag == NULL) {
+		imap_cmd_no(c, "[UNAVAILABLE] Out of memory.");
+		imap_session_cmd_done(c);
+		return;
+	}
+	c->def = &imap_session_idle_def;
+	if (imap_session_cmd_submit(c) < 0) {
+		free(s->idle_tag);
+		s->idle_tag = NULL;
+		imap_cmd_no(c, "[UNAVAILABLE] Server busy.");
+		imap_session_cmd_done(c);
+	}
+}
+
+/* DONE (or a bad line) ends IDLE. */
+static void imap_session_idle_end(struct imap_session *s, int done)
+{
+	imap_session_unwatch(s);
+	if (done)
+		imap_session_printf(s, "%s OK Idle completed.\r\n",
+				    s->idle_tag);
+	else    /* RFC 2177 §3: anything but DONE */
+		imap_session_printf(s, "%s BAD Expected DONE.\r\n",
+				    s->idle_tag);
+	free(s->idle_tag);
+	s->idle_tag = NULL;
+	s->idle_dirty = 0;
+	imap_session_enter(s, s->u != NULL && s->u->sel_name != NULL ?
+			   IMAP_SS_SELECTED : IMAP_SS_AUTH);
+}
+
+/* ---- the session's own commands ---- */
+
+static void imap_session_capability(struct imap_cmd *c)
+{
+	buf_puts(&c->out, "* CAPABILITY ");
+	imap_session_capability_text(c->s, &c->out);
+	buf_puts(&c->out, "\r\n");
+	imap_cmd_ok(c, "Capability completed.");
+	imap_session_cmd_done(c);
+}
+
+static void imap_session_logout(struct imap_cmd *c)
+{
+	buf_puts(&c->out, "* BYE Logging out.\r\n");
+	imap_cmd_ok(c, "Logout completed.");
+	c->logout = 1;
+	imap_session_cmd_done(c);
+}
+
+static const struct imap_cmd_def imap_session_table[] = {
+	{ "CAPABILITY", IMAP_CMD_S_ANY, 0, imap_session_capability },
+	{ "LOGOUT", IMAP_CMD_S_ANY, 0, imap_session_logout },
+	{ "STARTTLS", IMAP_CMD_S_NOTAUTH, 0, imap_login_starttls },
+	{ "LOGIN", IMAP_CMD_S_NOTAUTH, 0, imap_login_login },
+	{ "AUTHENTICATE", IMAP_CMD_S_NOTAUTH, 0, imap_login_authenticate },
+	{ "IDLE", IMAP_CMD_S_LOGGEDIN, 0, imap_session_idle },
+};
+
+#define IMAP_SESSION_NTABLE \
+	(sizeof(imap_session_table) / sizeof(imap_session_table[0]))
+
+static const struct imap_cmd_def *imap_session_find_cmd(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < IMAP_SESSION_NTABLE; i++)
+		if (strcmp(imap_session_table[i].name, name) == 0)
+			return &imap_session_table[i];
+	return imap_commands_find(name);
+}
+
 /* Runs with the conn BUSY (every command made it so): send, free c,
- * then conn_ready() (or the next job of an IDLE sync). */
+ * apply the state change, then conn_ready() (or the next IDLE sync). */
 void imap_session_cmd_done(struct imap_cmd *c)
 {
 	struct imap_session *s = c->s;
 	struct conn *cn = s->conn;
 	int logout = c->logout, gone = conn_gone(cn);
+	int idle = c->def == &imap_session_idle_def;
 
 	if (!gone) {
-		if (c->new_state >= 0)
-			imap_session_set_state(s,
-					       (enum imap_state)c->new_state);
+		if (c->new_state == IMAP_ST_SELECTED)
+			imap_session_enter(s, IMAP_SS_SELECTED);
+		else if (c->new_state == IMAP_ST_AUTH &&
+			 s->st == IMAP_SS_SELECTED)
+			imap_session_enter(s, IMAP_SS_AUTH);
 		imap_session_send(s, c->out.p, c->out.len);
-		if (c->idle_enter) {
+		imap_session_send(s, c->tagged.p, c->tagged.len);
+		if (idle && s->st != IMAP_SS_IDLE && !logout &&
+		    c->tagged.len == 0) {
+			/* the IDLE command's own sync: now idling */
 			imap_session_printf(s, "+ idling\r\n");
-			imap_session_idle_start(s, c->tag);
+			imap_session_enter(s, IMAP_SS_IDLE);
+			imap_session_watch(s);
 		}
 	}
 	imap_cmd_free(c);
 	if (logout) {
 		imap_session_close(s);   /* closes at conn_ready() */
-	} else if (!gone && s->mode == IMAP_MODE_IDLE &&
-		   s->idle_done_pending) {
-		if (s->snap_name != NULL) {
-			/* DONE: the folder comes back before the reply */
-			s->idle_done_pending = 0;
-			if (imap_session_idle_sync(s, 1) == 0) {
-				s->idle_done_pending = 1;
-				return;
-			}
-		}
-		imap_session_idle_finish(s);
-		s->mode = IMAP_MODE_CMD;
-	} else if (!gone && s->mode == IMAP_MODE_IDLE && s->idle_dirty) {
-		if (imap_session_idle_sync(s, 0) == 0)
+	} else if (!gone && s->st == IMAP_SS_IDLE && s->idle_dirty) {
+		if (imap_session_idle_sync(s) == 0)
 			return;
 	}
 	/* reading resumes from the loop; -1: s is gone */
@@ -502,16 +604,16 @@ static int imap_session_stream_open(struct imap_session *s)
 	char path[4200];
 	int fd;
 
-	if (s->ms == NULL)
+	if (s->u == NULL)
 		return -1;
-	snprintf(path, sizeof(path), "%s/tmp", mstore_root(s->ms));
+	snprintf(path, sizeof(path), "%s/tmp", mstore_root(s->u->ms));
 	fd = open(path, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR &&
 			errno != EINVAL))
 		return fd;
 	/* no O_TMPFILE on this file system: a named file, unlinked */
 	snprintf(path, sizeof(path), "%s/tmp/mra-append.%llu.XXXXXX",
-		 mstore_root(s->ms), (unsigned long long)s->id);
+		 mstore_root(s->u->ms), (unsigned long long)s->id);
 	fd = mkostemp(path, O_CLOEXEC);
 	if (fd >= 0)
 		unlink(path);
@@ -536,7 +638,7 @@ static int imap_session_stream_begin(struct imap_session *s,
 	if (s->lit_fd < 0) {
 		s->lit_err = errno != 0 ? errno : EIO;
 		log_warn("imap: client=%s, user=<%s>: APPEND spool in %s/tmp: "
-			 "%s", s->addr, s->user, mstore_root(s->ms),
+			 "%s", s->addr, s->u->name, mstore_root(s->u->ms),
 			 strerror(s->lit_err));
 	}
 	if (o->cont)
@@ -664,20 +766,25 @@ static void imap_session_dispatch(struct imap_session *s, struct imap_cmd *c)
 		c->a = c->a->next;
 		c->nargs--;
 	}
-	c->def = imap_cmd_find(c->name);
+	c->def = imap_session_find_cmd(c->name);
 	if (c->def == NULL) {
 		s->bad_cmds++;
 		imap_cmd_bad(c, "Unknown command.");
 		imap_session_cmd_done(c);
 		return;
 	}
-	if (!(c->def->states & (1u << s->state))) {
+	if (!(c->def->states & (1u << imap_session_proto(s)))) {
 		imap_cmd_bad(c, "Command not valid in this state.");
 		imap_session_cmd_done(c);
 		return;
 	}
 	if (imap_cmd_check_mailboxes(c) < 0) {
 		imap_session_cmd_done(c);
+		return;
+	}
+	if (c->def >= imap_session_table &&
+	    c->def < imap_session_table + IMAP_SESSION_NTABLE) {
+		c->def->fn(c);       /* the session's own: they finish c */
 		return;
 	}
 	if (c->def->flags & IMAP_CMD_POOL) {
@@ -687,7 +794,8 @@ static void imap_session_dispatch(struct imap_session *s, struct imap_cmd *c)
 		}
 		return;
 	}
-	c->def->fn(c);
+	imap_commands_run(c);
+	imap_session_cmd_done(c);
 }
 
 /* Highest argument index used under a (the parser fills args in order,
@@ -749,7 +857,7 @@ static void imap_session_policy(const struct imap_session *s,
 {
 	memset(pol, 0, sizeof(*pol));
 	pol->max_line = s->set->max_line;
-	if (s->state == IMAP_ST_NOTAUTH) {
+	if (s->u == NULL) {
 		pol->max_literal = s->set->max_login_literal;
 	} else {
 		pol->max_literal = s->set->max_literal;
@@ -757,14 +865,21 @@ static void imap_session_policy(const struct imap_session *s,
 	}
 	pol->max_command = s->set->max_line + pol->max_literal;
 	pol->quota_left = UINT64_MAX;
-	if (s->quota_limit > 0)
-		pol->quota_left = s->quota_used < s->quota_limit ?
-			s->quota_limit - s->quota_used : 0;
+	if (s->u != NULL && s->u->quota_limit > 0)
+		pol->quota_left = s->u->quota_used < s->u->quota_limit ?
+			s->u->quota_limit - s->u->quota_used : 0;
 }
 
 /* Let in what the command being read may still need: its bytes so far
  * (up to the end of an accepted literal, or the part kept aside while a
- * message streams) and one more line. TCP holds back the rest. */
+ * message streams) and one more line. TCP holds back the rest.
+ * Not under TLS: libevent's OpenSSL bufferevent stops at the watermark
+ * in the middle of a record and keeps the rest of it decrypted inside
+ * OpenSSL, where no socket event will ever call for it (a client that
+ * sent its whole pipeline then waits for ever). There the reader's own
+ * limits bound what is held (max_line, max_command), reading is off
+ * while a command runs (conn_busy) or the output backs up (conn_pace),
+ * and one read takes at most a record. */
 static void imap_session_read_limit(struct imap_session *s)
 {
 	size_t base = s->rd.need > s->rd.stream_at ? s->rd.need :
@@ -772,8 +887,8 @@ static void imap_session_read_limit(struct imap_session *s)
 	struct bufferevent *bev = conn_bev(s->conn);
 
 	if (bev != NULL)
-		bufferevent_setwatermark(bev, EV_READ, 0,
-					 base + s->set->max_line + 2);
+		bufferevent_setwatermark(bev, EV_READ, 0, conn_tls(s->conn) ?
+					 0 : base + s->set->max_line + 2);
 }
 
 static int imap_session_command(struct imap_session *s, struct evbuffer *in,
@@ -840,7 +955,7 @@ static int imap_session_input_cmd(struct imap_session *s,
 		imap_session_bad(s, o.tag, o.code, o.text,
 				 ev == IMAP_RD_FATAL);
 		evbuffer_drain(in, o.used);
-		return s->state != IMAP_ST_LOGOUT;
+		return s->st != IMAP_SS_LOGOUT;
 	case IMAP_RD_DROP:
 		evbuffer_drain(in, o.used);
 		return 1;
@@ -881,68 +996,71 @@ static int imap_session_input_line(struct imap_session *s,
 	evbuffer_drain(in, used);
 	if (line == NULL)
 		return -1;
-	if (s->mode == IMAP_MODE_AUTH) {
+	if (s->st == IMAP_SS_SASL) {
 		struct imap_cmd *c = s->auth_cmd;
 
 		s->auth_cmd = NULL;
-		s->mode = IMAP_MODE_CMD;
-		imap_cmd_auth_line(c, line, n);
+		imap_session_enter(s, IMAP_SS_NOTAUTH);
+		imap_login_auth_line(c, line, n);
 	} else {
-		/* RFC 2177 §3: DONE ends IDLE; anything else is BAD. */
-		imap_session_idle_stop(s);
-		if (strcasecmp(line, "DONE") != 0) {
-			imap_session_printf(s, "%s BAD Expected DONE.\r\n",
-					    s->idle_tag);
-			free(s->idle_tag);
-			s->idle_tag = NULL;
-		} else if (s->snap_name != NULL) {
-			/* input runs OPEN only: the sync starts now */
-			s->idle_done_pending = 1;
-			s->mode = IMAP_MODE_IDLE;
-			if (imap_session_idle_sync(s, 1) < 0) {
-				(void)conn_ready(s->conn);
-				s->mode = IMAP_MODE_CMD;
-				imap_session_idle_finish(s);
-			}
-		} else {
-			imap_session_idle_finish(s);
-		}
+		/* RFC 2177 §3: DONE ends IDLE; anything else is BAD. Input
+		 * is read only while no sync job runs. */
+		imap_session_idle_end(s, strcasecmp(line, "DONE") == 0);
 	}
 	free(line);
 	return 1;
 }
 
-/* ops->input: the conn is OPEN and bytes wait. */
+/* The session whose input is being read, and whether more came for it
+ * meanwhile (the loop is one thread). */
+static struct imap_session *imap_session_reading;
+static int imap_session_again;
+
+/* ops->input: the conn is OPEN and bytes wait. Never re-entered for the
+ * same session: a STARTTLS filter (libevent's OpenSSL bufferevent over
+ * the socket's) reads at once when its read watermark lets it go on or
+ * reading is enabled again, that is from inside evbuffer_drain(),
+ * bufferevent_setwatermark() or conn_ready() called here, and hands the
+ * new bytes to conn's read callback there and then. A nested pass would
+ * dispatch the next command while this one was dispatching its own: two
+ * jobs of one session at once, answers out of order, the folder freed
+ * under a FETCH. It only asks the running pass to look again. */
 static void imap_session_input(struct imap_session *s)
 {
+	struct imap_session *outer = imap_session_reading;
+	int outer_again = imap_session_again;
 	struct bufferevent *bev;
 	struct evbuffer *in;
 	size_t len;
-	int go = 1;
+	int go;
 
-	while (go && conn_state(s->conn) == CONN_ST_OPEN &&
-	       s->state != IMAP_ST_LOGOUT &&
-	       (bev = conn_bev(s->conn)) != NULL) {
-		in = bufferevent_get_input(bev);
-		len = evbuffer_get_length(in);
-		if (len == 0)
-			break;
-		switch (s->mode) {
-		case IMAP_MODE_AUTH:
-		case IMAP_MODE_IDLE:
-			if (s->mode == IMAP_MODE_IDLE && s->idle_done_pending) {
-				go = 0;
-				break;
-			}
-			go = imap_session_input_line(s, in, len) > 0;
-			break;
-		case IMAP_MODE_CMD:
-			go = imap_session_input_cmd(s, in, len);
-			break;
-		}
+	if (outer == s) {
+		imap_session_again = 1;
+		return;
 	}
-	if (conn_state(s->conn) == CONN_ST_OPEN && s->mode == IMAP_MODE_CMD)
-		imap_session_read_limit(s);
+	imap_session_reading = s;
+	do {
+		imap_session_again = 0;
+		go = 1;
+		while (go && conn_state(s->conn) == CONN_ST_OPEN &&
+		       s->st != IMAP_SS_LOGOUT &&
+		       (bev = conn_bev(s->conn)) != NULL) {
+			in = bufferevent_get_input(bev);
+			len = evbuffer_get_length(in);
+			if (len == 0)
+				break;
+			if (s->st == IMAP_SS_SASL || s->st == IMAP_SS_IDLE)
+				go = imap_session_input_line(s, in, len) > 0;
+			else
+				go = imap_session_input_cmd(s, in, len);
+		}
+		if (conn_state(s->conn) == CONN_ST_OPEN &&
+		    s->st != IMAP_SS_SASL && s->st != IMAP_SS_IDLE)
+			imap_session_read_limit(s);
+	} while (imap_session_again && conn_state(s->conn) == CONN_ST_OPEN &&
+		 s->st != IMAP_SS_LOGOUT);
+	imap_session_reading = outer;
+	imap_session_again = outer_again;
 }
 
 /* ---- conn callbacks ---- */
@@ -953,7 +1071,7 @@ static void imap_session_greet(struct imap_session *s)
 
 	buf_init(&b, 0);
 	buf_puts(&b, "* OK [CAPABILITY ");
-	imap_cmd_capability_text(s, &b);
+	imap_session_capability_text(s, &b);
 	buf_printf(&b, "] %s IMAP4rev1 ready.\r\n", s->set->hostname);
 	imap_session_send(s, b.p, b.len);
 	buf_free(&b);
@@ -980,7 +1098,8 @@ static void *imap_session_open(struct conn *cn, void *ctx)
 	if (srv->list != NULL)
 		srv->list->prev = s;
 	srv->list = s;
-	imap_session_set_state(s, IMAP_ST_NOTAUTH);
+	s->st = IMAP_SS_NOTAUTH;
+	imap_session_timeouts(s);
 	/* a client pipelining while a command runs is stopped by TCP
 	 * back-pressure, not buffered without bound */
 	if (bev != NULL)
@@ -1008,9 +1127,9 @@ static void imap_session_timeout(struct conn *cn, void *sess, void *ctx)
 	struct imap_session *s = sess;
 
 	log_info("imap: client=%s, user=<%s>: idle timeout", s->addr,
-		 s->user != NULL ? s->user : "");
+		 s->u != NULL ? s->u->name : "");
 	imap_session_printf(s, "* BYE Disconnected for inactivity.\r\n");
-	s->state = IMAP_ST_LOGOUT;
+	s->st = IMAP_SS_LOGOUT;
 }
 
 static void imap_session_closed(struct conn *cn, void *sess, int gone,
@@ -1030,19 +1149,20 @@ static void imap_session_closed(struct conn *cn, void *sess, int gone,
 		imap_cmd_free(s->auth_cmd);
 	if (s->lf_cmd != NULL)
 		imap_cmd_free(s->lf_cmd);
-	mstore_folder_free(s->folder);
-	s->folder = NULL;
-	imap_cmd_msg_snapshot_free(s);
 	imap_session_stream_discard(s);
-	mstore_free(s->ms);
-	if (s->userip_held && s->set->userip != NULL)
-		mra_userip_release(s->set->userip, s->user, s->addr);
-	if (s->user != NULL)
+	if (s->u != NULL) {
+		if (s->userip_held && s->set->userip != NULL)
+			mra_userip_release(s->set->userip, s->u->name,
+					   s->addr);
 		log_info("imap: logout: client=%s, user=<%s>", s->addr,
-			 s->user);
-	else if (gone && why[0] != '\0')
+			 s->u->name);
+		imap_selected_unselect(s->u);
+		mstore_free(s->u->ms);
+		free(s->u->name);
+		free(s->u);
+	} else if (gone && why[0] != '\0') {
 		log_debug("imap: client=%s: %s", s->addr, why);
-	free(s->user);
+	}
 	free(s->idle_tag);
 	free(s);
 }

@@ -1,8 +1,10 @@
 /* mstore: Maildir++ store with persistent UIDs for IMAP and POP3. Each
  * folder's "mstore-uidlist" maps file base names (the name before ":2,")
- * to UIDs; it is only rewritten whole (temp, fsync, rename, fsync dir)
- * while flock() is held on "mstore-uidlist.lock". Library code: fills
- * struct err, never logs. */
+ * to UIDs, and records the flags last seen in each name with their
+ * CONDSTORE mod-sequence; it is only rewritten whole (temp, fsync, rename,
+ * fsync dir) while flock() is held on "mstore-uidlist.lock". Flags stay in
+ * the file names (so other Maildir readers see them); the index only
+ * notices their changes. Library code: fills struct err, never logs. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +24,7 @@
 #define MSTORE_UIDLIST      "mstore-uidlist"
 #define MSTORE_UIDLIST_TMP  "mstore-uidlist.tmp"
 #define MSTORE_LOCK         "mstore-uidlist.lock"
+#define MSTORE_UVFILE       "mstore-uidvalidity"   /* at the root only */
 #define MSTORE_SUBS         "subscriptions"
 #define MSTORE_INDEX_MAX    (64u << 20)
 #define MSTORE_PATH_MAX     4096
@@ -31,24 +34,45 @@ struct mstore {
 	uint64_t quota_limit;     /* bytes from the user map; 0: maildirsize's */
 };
 
-/* One index line: "<uid> <size> <vsize> <mtime> <base>". */
+/* The index file, version 2:
+ *   M2 <uidvalidity> <uidnext> <highestmodseq> <first_recent_uid>
+ *   K <letter index> <keyword name>                  (any number)
+ *   <uid> <size> <vsize> <mtime> <modseq> <info> <base>
+ * <info> is the flag part of the file name last seen, in canonical order
+ * ("-" when empty). Version 1 ("M1 <uidvalidity> <uidnext>", entries
+ * without <modseq> <info>) is read and upgraded: modseq 1, info taken from
+ * the file names then. */
 struct mstore_ient {
 	uint32_t uid;
 	uint64_t size, vsize;
 	int64_t mtime;
+	uint64_t modseq;
+	unsigned flags;           /* info: MSTORE_F_* */
+	uint32_t kw;
+	int known;                /* info read from an M2 line (or set) */
 	char *base;
-	int seen;                 /* matched a file during this sync */
 };
 
-enum mstore_idx_state { MSTORE_IDX_OK, MSTORE_IDX_MISSING, MSTORE_IDX_TORN };
+enum mstore_idx_state {
+	MSTORE_IDX_OK, MSTORE_IDX_MISSING, MSTORE_IDX_TORN, MSTORE_IDX_OLD
+};
+
+/* What a rewrite must make durable: UIDs, keywords and UIDVALIDITY must
+ * survive a crash (losing them renumbers messages); mod-sequences, recorded
+ * flags and the \Recent claim may be lost with the rename (flags are
+ * advisory: the next sync sees the names again and re-bumps). */
+#define MSTORE_DIRTY_SOFT 0x1
+#define MSTORE_DIRTY_HARD 0x2
 
 struct mstore_index {
 	uint32_t uidvalidity, uidnext;
+	uint64_t highestmodseq;
+	uint32_t first_recent_uid;
 	struct mstore_ient *e;
 	size_t n, cap;
 	char *kw[MSTORE_MAX_KEYWORDS];
 	enum mstore_idx_state state;
-	int dirty;
+	int dirty;                /* MSTORE_DIRTY_* */
 };
 
 /* A file found in new/ or cur/. */
@@ -57,7 +81,7 @@ struct mstore_dent {
 	char *base;
 	unsigned flags;
 	uint32_t kw;
-	int in_new, recent;
+	int in_new;
 	struct mstore_ient *ie;   /* matched index entry */
 };
 
@@ -124,23 +148,33 @@ static int mstore_folder_path(const struct mstore *ms, const char *name,
 	return 0;
 }
 
+/* Maildir info letters (up to the end or a space) -> flags and keyword
+ * bits; unknown letters are ignored. */
+static void mstore_parse_letters(const char *i, unsigned *flags, uint32_t *kw)
+{
+	*flags = 0;
+	*kw = 0;
+	for (; *i != '\0' && *i != ' '; i++) {
+		const char *l = strchr(mstore_flag_letters, *i);
+
+		if (l != NULL)
+			*flags |= mstore_flag_bits[l - mstore_flag_letters];
+		else if (*i >= 'a' && *i <= 'z')
+			*kw |= 1u << (*i - 'a');
+	}
+}
+
 /* "<base>:2,<info>" -> flags and keyword bits (Maildir "info" semantics) */
 static void mstore_parse_info(const char *name, unsigned *flags, uint32_t *kw)
 {
 	const char *i = strstr(name, ":2,");
 
-	*flags = 0;
-	*kw = 0;
-	if (i == NULL)
+	if (i == NULL) {
+		*flags = 0;
+		*kw = 0;
 		return;
-	for (i += 3; *i != '\0'; i++) {
-		const char *l = strchr(mstore_flag_letters, *i);
-
-		if (l != NULL && *i != '\0')
-			*flags |= mstore_flag_bits[l - mstore_flag_letters];
-		else if (*i >= 'a' && *i <= 'z')
-			*kw |= 1u << (*i - 'a');
 	}
+	mstore_parse_letters(i + 3, flags, kw);
 }
 
 /* base + ":2," + sorted flag letters + keyword letters */
@@ -301,11 +335,44 @@ static int mstore_u64(const char **p, uint64_t *v)
 	return 0;
 }
 
-/* One line (without '\n'); -1 when malformed. */
-static int mstore_index_line(struct mstore_index *ix, const char *l)
+/* The last number of a line: digits up to the end. */
+static int mstore_u64_last(const char *p, uint64_t *v)
+{
+	char *e;
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	errno = 0;
+	*v = strtoull(p, &e, 10);
+	return errno != 0 || *e != '\0' ? -1 : 0;
+}
+
+/* "<modseq> <info> " of an M2 entry line; -1 when malformed. */
+static int mstore_index_info(const char **l, struct mstore_ient *ie)
+{
+	const char *sp;
+
+	if (mstore_u64(l, &ie->modseq) < 0 || ie->modseq == 0)
+		return -1;
+	sp = strchr(*l, ' ');
+	if (sp == NULL || sp == *l)
+		return -1;
+	if (**l == '-' && sp == *l + 1) {
+		ie->flags = 0;
+		ie->kw = 0;
+	} else {
+		mstore_parse_letters(*l, &ie->flags, &ie->kw);
+	}
+	ie->known = 1;
+	*l = sp + 1;
+	return 0;
+}
+
+/* One line (without '\n') of an index of version ver; -1 when malformed. */
+static int mstore_index_line(struct mstore_index *ix, int ver, const char *l)
 {
 	uint64_t uid, size, vsize, mtime;
-	struct mstore_ient *ie;
+	struct mstore_ient ent, *ie;
 
 	if (l[0] == 'K' && l[1] == ' ') {
 		uint64_t k;
@@ -317,15 +384,20 @@ static int mstore_index_line(struct mstore_index *ix, const char *l)
 		ix->kw[k] = strdup(l);
 		return ix->kw[k] == NULL ? -1 : 0;
 	}
+	memset(&ent, 0, sizeof(ent));
+	ent.modseq = 1;
 	if (mstore_u64(&l, &uid) < 0 || mstore_u64(&l, &size) < 0 ||
 	    mstore_u64(&l, &vsize) < 0 || mstore_u64(&l, &mtime) < 0 ||
+	    (ver >= 2 && mstore_index_info(&l, &ent) < 0) ||
 	    *l == '\0' || strchr(l, '/') != NULL || uid == 0 || uid > UINT32_MAX ||
 	    (ix->n > 0 && uid <= ix->e[ix->n - 1].uid))
 		return -1;
 	ie = mstore_index_add(ix);
-	if (ie == NULL || (ie->base = strdup(l)) == NULL) {
-		if (ie != NULL)
-			ix->n--;
+	if (ie == NULL)
+		return -1;
+	*ie = ent;
+	if ((ie->base = strdup(l)) == NULL) {
+		ix->n--;
 		return -1;
 	}
 	ie->uid = (uint32_t)uid;
@@ -333,6 +405,37 @@ static int mstore_index_line(struct mstore_index *ix, const char *l)
 	ie->vsize = vsize;
 	ie->mtime = (int64_t)mtime;
 	return 0;
+}
+
+/* "M1 <uv> <uidnext>" or "M2 <uv> <uidnext> <hms> <first_recent>" (h
+ * without '\n') into ix; the version, or -1 when unusable. */
+static int mstore_index_header(struct mstore_index *ix, const char *h)
+{
+	uint64_t uv, next, hms = 1, fr = 0;
+	int ver;
+
+	if (strncmp(h, "M1 ", 3) == 0)
+		ver = 1;
+	else if (strncmp(h, "M2 ", 3) == 0)
+		ver = 2;
+	else
+		return -1;
+	h += 3;
+	if (mstore_u64(&h, &uv) < 0 || uv == 0 || uv > UINT32_MAX)
+		return -1;
+	if (ver == 1 ? mstore_u64_last(h, &next) < 0 :
+	    (mstore_u64(&h, &next) < 0 || mstore_u64(&h, &hms) < 0 ||
+	     mstore_u64_last(h, &fr) < 0))
+		return -1;
+	if (next == 0 || next > UINT32_MAX || hms == 0 || hms >= INT64_MAX)
+		return -1;
+	ix->uidvalidity = (uint32_t)uv;
+	ix->uidnext = (uint32_t)next;
+	ix->highestmodseq = hms;
+	/* M1 knew nothing of claims: what it holds is not recent any more */
+	ix->first_recent_uid = ver == 1 || fr > next || fr == 0 ?
+	                       (uint32_t)next : (uint32_t)fr;
+	return ver;
 }
 
 /* Read the index. A missing or headerless file: MISSING; a bad line or a
@@ -344,9 +447,8 @@ static int mstore_index_read(const char *folder, struct mstore_index *ix,
 	char p[MSTORE_PATH_MAX];
 	struct stat st;
 	char *data, *l, *nl;
-	uint64_t v, n;
-	const char *h;
-	int fd;
+	uint64_t n;
+	int fd, ver;
 
 	memset(ix, 0, sizeof(*ix));
 	ix->state = MSTORE_IDX_MISSING;
@@ -374,30 +476,19 @@ static int mstore_index_read(const char *folder, struct mstore_index *ix,
 	close(fd);
 	data[n] = '\0';
 	nl = memchr(data, '\n', n);
-	h = data;
-	if (nl == NULL || strncmp(h, "M1 ", 3) != 0) {
+	if (nl == NULL) {
 		free(data);
 		return 0;
 	}
 	*nl = '\0';
-	h += 3;
-	if (mstore_u64(&h, &v) < 0 || v == 0 || v > UINT32_MAX) {
+	ver = mstore_index_header(ix, data);
+	if (ver < 0) {
+		memset(ix, 0, sizeof(*ix));
+		ix->state = MSTORE_IDX_MISSING;
 		free(data);
 		return 0;
 	}
-	ix->uidvalidity = (uint32_t)v;
-	{
-		char *e;
-
-		errno = 0;
-		v = strtoull(h, &e, 10);
-		if (errno != 0 || *e != '\0' || v == 0 || v > UINT32_MAX) {
-			free(data);
-			return 0;
-		}
-		ix->uidnext = (uint32_t)v;
-	}
-	ix->state = MSTORE_IDX_OK;
+	ix->state = ver == 1 ? MSTORE_IDX_OLD : MSTORE_IDX_OK;
 	for (l = nl + 1; l < data + n; l = nl + 1) {
 		nl = memchr(l, '\n', (size_t)(data + n - l));
 		if (nl == NULL) {
@@ -405,7 +496,7 @@ static int mstore_index_read(const char *folder, struct mstore_index *ix,
 			break;
 		}
 		*nl = '\0';
-		if (mstore_index_line(ix, l) < 0) {
+		if (mstore_index_line(ix, ver, l) < 0) {
 			ix->state = MSTORE_IDX_TORN;
 			break;
 		}
@@ -414,30 +505,61 @@ static int mstore_index_read(const char *folder, struct mstore_index *ix,
 		ix->uidnext = ix->e[ix->n - 1].uid + 1;
 		ix->state = MSTORE_IDX_TORN;
 	}
+	if (ix->first_recent_uid > ix->uidnext)
+		ix->first_recent_uid = ix->uidnext;
+	/* HIGHESTMODSEQ never goes below a message's (RFC 7162 §3.1.2.1) */
+	for (n = 0; n < ix->n; n++)
+		if (ix->e[n].modseq > ix->highestmodseq)
+			ix->highestmodseq = ix->e[n].modseq;
 	free(data);
 	return 0;
 }
 
-/* Write the index: temp file, fsync, rename, fsync the folder. */
-static int mstore_index_write(const char *folder, const struct mstore_index *ix,
-                              struct err *err)
+/* The canonical info letters of flags/kw, "-" when none. */
+static void mstore_info_letters(unsigned flags, uint32_t kw, char *out, size_t n)
 {
-	char tmp[MSTORE_PATH_MAX], dst[MSTORE_PATH_MAX];
+	char tmp[64];
+
+	if (mstore_make_name("", flags & ~MSTORE_F_RECENT, kw, tmp,
+	                     sizeof(tmp)) < 0 || tmp[3] == '\0')
+		mstore_fmt(out, n, "-");
+	else
+		mstore_fmt(out, n, "%s", tmp + 3);
+}
+
+/* Write the index: temp file, fsync, rename, then (durable) fsync the
+ * folder. The temp file is always fsynced, so that a crash leaves the old
+ * index or the new one whole, never an empty one (which would be rebuilt
+ * under a new UIDVALIDITY). Without durable the rename itself may be lost
+ * in a crash (until the file system commits it, seconds): only for
+ * rewrites that change nothing but mod-sequences, recorded flags or the
+ * \Recent claim. Flags are advisory and live in the file names anyway;
+ * the price is that after such a crash HIGHESTMODSEQ may step back a few
+ * values, and messages may show as \Recent once more. */
+static int mstore_index_write(const char *folder, const struct mstore_index *ix,
+                              int durable, struct err *err)
+{
+	char tmp[MSTORE_PATH_MAX], dst[MSTORE_PATH_MAX], info[40];
 	struct buf b;
 	size_t i, off;
 	int fd, rc = 0;
 
 	buf_init(&b, 0);
-	buf_printf(&b, "M1 %u %u\n", ix->uidvalidity, ix->uidnext);
+	buf_printf(&b, "M2 %u %u %llu %u\n", ix->uidvalidity, ix->uidnext,
+	           (unsigned long long)ix->highestmodseq, ix->first_recent_uid);
 	for (i = 0; i < MSTORE_MAX_KEYWORDS; i++)
 		if (ix->kw[i] != NULL)
 			buf_printf(&b, "K %zu %s\n", i, ix->kw[i]);
-	for (i = 0; i < ix->n; i++)
-		if (buf_printf(&b, "%u %llu %llu %lld %s\n", ix->e[i].uid,
+	for (i = 0; i < ix->n; i++) {
+		mstore_info_letters(ix->e[i].flags, ix->e[i].kw, info, sizeof(info));
+		if (buf_printf(&b, "%u %llu %llu %lld %llu %s %s\n", ix->e[i].uid,
 		               (unsigned long long)ix->e[i].size,
 		               (unsigned long long)ix->e[i].vsize,
-		               (long long)ix->e[i].mtime, ix->e[i].base) < 0)
+		               (long long)ix->e[i].mtime,
+		               (unsigned long long)ix->e[i].modseq, info,
+		               ix->e[i].base) < 0)
 			rc = -1;
+	}
 	if (rc < 0 || b.p == NULL) {
 		buf_free(&b);
 		return err_set(err, 1, "out of memory");
@@ -466,50 +588,80 @@ static int mstore_index_write(const char *folder, const struct mstore_index *ix,
 		rc = mstore_errno(err, "close", tmp);
 	if (rc == 0 && rename(tmp, dst) < 0)
 		rc = mstore_errno(err, "rename", tmp);
-	if (rc == 0)
+	if (rc == 0 && durable)
 		rc = mstore_fsync_dir(folder, err);
 	if (rc < 0)
 		unlink(tmp);
 	return rc;
 }
 
-/* A fresh UIDVALIDITY: the time, but never the value the lost index had
- * (RFC 3501 §2.3.1.1: UIDs of the old one must not be reused under it). */
-static uint32_t mstore_new_uidvalidity(uint32_t old)
+/* Write ix when a sync or claim changed it; durable only when UIDs,
+ * keywords or UIDVALIDITY changed. */
+static int mstore_index_flush(const char *folder, struct mstore_index *ix,
+                              struct err *err)
 {
-	uint32_t v = (uint32_t)time(NULL);
-
-	if (v <= old)
-		v = old + 1;
-	return v == 0 ? 1 : v;
+	if (ix->dirty &&
+	    mstore_index_write(folder, ix, (ix->dirty & MSTORE_DIRTY_HARD) != 0,
+	                       err) < 0)
+		return -1;
+	ix->dirty = 0;
+	ix->state = MSTORE_IDX_OK;
+	return 0;
 }
 
-/* The lock file (never removed) remembers the last UIDVALIDITY given
- * out, so a rebuilt index never repeats it even within one second.
- * set = 0: read it (0 when unknown); else store set. */
-static uint32_t mstore_uv_hint(const char *folder, uint32_t set)
+/* A number at the start of an open file (0 when none). */
+static uint32_t mstore_uv_read(int fd)
 {
-	char p[MSTORE_PATH_MAX], b[16];
-	ssize_t n;
-	int fd;
+	char b[16];
+	ssize_t n = pread(fd, b, sizeof(b) - 1, 0);
 
-	mstore_fmt(p, sizeof(p), "%s/%s", folder, MSTORE_LOCK);
-	fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return 0;
-	if (set != 0) {
-		n = mstore_fmt(b, sizeof(b), "%u\n", set);
-		if (pwrite(fd, b, (size_t)n, 0) == n)
-			(void)ftruncate(fd, n);
-		close(fd);
-		return set;
-	}
-	n = pread(fd, b, sizeof(b) - 1, 0);
-	close(fd);
 	if (n <= 0)
 		return 0;
 	b[n] = '\0';
 	return (uint32_t)strtoul(b, NULL, 10);
+}
+
+/* A fresh UIDVALIDITY for a new or rebuilt index of folder: max(now,
+ * last + 1), where last is the highest this mailbox gave out. RFC 3501
+ * §2.3.1.1: UIDs of an old index must never be valid under the new one,
+ * also when a folder is deleted and created again within one second. The
+ * last value lives at the root ("mstore-uidvalidity", never removed: a
+ * folder's own files go with DELETE), updated under its own flock (the
+ * root's index lock may already be ours: this is INBOX). Older versions
+ * kept it in the folder's lock file: still read. Called under folder's
+ * index lock. */
+static uint32_t mstore_new_uidvalidity(const char *root, const char *folder)
+{
+	char p[MSTORE_PATH_MAX], b[16];
+	uint32_t v = (uint32_t)time(NULL), last = 0, old = 0;
+	int fd, n;
+
+	mstore_fmt(p, sizeof(p), "%s/%s", folder, MSTORE_LOCK);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		old = mstore_uv_read(fd);
+		close(fd);
+	}
+	mstore_fmt(p, sizeof(p), "%s/%s", root, MSTORE_UVFILE);
+	fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	while (fd >= 0 && flock(fd, LOCK_EX) < 0 && errno == EINTR)
+		;
+	if (fd >= 0)
+		last = mstore_uv_read(fd);
+	if (old > last)
+		last = old;
+	if (v <= last)
+		v = last + 1;
+	if (v == 0)
+		v = 1;
+	if (fd >= 0) {
+		n = mstore_fmt(b, sizeof(b), "%u\n", v);
+		/* best effort: losing it costs only the same-second guarantee */
+		if (pwrite(fd, b, (size_t)n, 0) == n && ftruncate(fd, n) == 0)
+			(void)fsync(fd);
+		close(fd);   /* releases the flock */
+	}
+	return v;
 }
 
 /* ---- scanning new/ and cur/ ---- */
@@ -531,8 +683,7 @@ static void mstore_scan_free(struct mstore_scan *sc)
 	memset(sc, 0, sizeof(*sc));
 }
 
-static int mstore_scan_add(struct mstore_scan *sc, const char *name, int in_new,
-                           int recent)
+static int mstore_scan_add(struct mstore_scan *sc, const char *name, int in_new)
 {
 	struct mstore_dent *d;
 
@@ -555,7 +706,6 @@ static int mstore_scan_add(struct mstore_scan *sc, const char *name, int in_new,
 		return -1;
 	}
 	d->in_new = in_new;
-	d->recent = recent;
 	mstore_parse_info(name, &d->flags, &d->kw);
 	sc->n++;
 	return 0;
@@ -590,7 +740,7 @@ static int mstore_scan_dirs(const char *folder, int move_new,
 			return mstore_errno(err, "opendir", p);
 		}
 		while ((de = readdir(d)) != NULL) {
-			int in_new = pass == 0, recent = 0;
+			int in_new = pass == 0;
 			const char *name = de->d_name;
 			char moved[MAILDIR_NAME_MAX + 8];
 
@@ -605,9 +755,8 @@ static int mstore_scan_dirs(const char *folder, int move_new,
 					continue;   /* another session took it */
 				name = moved;
 				in_new = 0;
-				recent = 1;
 			}
-			if (mstore_scan_add(sc, name, in_new, recent) < 0) {
+			if (mstore_scan_add(sc, name, in_new) < 0) {
 				closedir(d);
 				mstore_scan_free(sc);
 				return err_set(err, 1, "out of memory");
@@ -617,10 +766,9 @@ static int mstore_scan_dirs(const char *folder, int move_new,
 	}
 	if (sc->n > 1)
 		qsort(sc->d, sc->n, sizeof(sc->d[0]), mstore_dent_cmp);
-	/* a file moved by us is also seen in cur/: keep one, recent */
+	/* a file moved by us may also be seen in cur/: keep one */
 	for (i = 0, j = 0; i < sc->n; i++) {
 		if (j > 0 && strcmp(sc->d[j - 1].base, sc->d[i].base) == 0) {
-			sc->d[j - 1].recent |= sc->d[i].recent;
 			free(sc->d[i].name);
 			free(sc->d[i].base);
 			continue;
@@ -650,59 +798,93 @@ static struct mstore_dent *mstore_scan_find(struct mstore_scan *sc,
 	return NULL;
 }
 
+/* Under the lock: a new file takes the next UID (in base-name order,
+ * which is delivery order) and a mod-sequence. */
+static int mstore_index_sync_new(const char *folder, struct mstore_index *ix,
+                                 struct mstore_dent *d, struct err *err)
+{
+	char p[MSTORE_PATH_MAX];
+	struct mstore_ient *ie;
+
+	mstore_fmt(p, sizeof(p), "%s/%s/%s", folder, d->in_new ? "new" : "cur",
+	           d->name);
+	ie = mstore_index_add(ix);
+	if (ie == NULL)
+		return err_set(err, 1, "out of memory");
+	if (mstore_measure(p, d->name, &ie->size, &ie->vsize, &ie->mtime) < 0) {
+		ix->n--;   /* vanished meanwhile */
+		return 0;
+	}
+	ie->base = strdup(d->base);
+	if (ie->base == NULL) {
+		ix->n--;
+		return err_set(err, 1, "out of memory");
+	}
+	ie->uid = ix->uidnext++;
+	ie->modseq = ++ix->highestmodseq;
+	ie->flags = d->flags;
+	ie->kw = d->kw;
+	ie->known = 1;
+	ix->dirty |= MSTORE_DIRTY_HARD;
+	return 0;
+}
+
+/* Under the lock: a known file's name against the flags the index last
+ * recorded. RFC 7162 §3.1: a change of flags or keywords takes a new
+ * mod-sequence; an entry from an M1 index takes the name as it is. */
+static void mstore_index_sync_flags(struct mstore_index *ix,
+                                    struct mstore_ient *ie,
+                                    const struct mstore_dent *d)
+{
+	if (ie->known && ie->flags == d->flags && ie->kw == d->kw)
+		return;
+	if (ie->known)
+		ie->modseq = ++ix->highestmodseq;
+	ie->flags = d->flags;
+	ie->kw = d->kw;
+	ie->known = 1;
+	ix->dirty |= MSTORE_DIRTY_SOFT;
+}
+
 /* Match files with the index under the lock: drop entries whose file is
- * gone, give new files the next UIDs (in base-name order, which is
- * delivery order), rebuild a lost index. Writes it when it changed. */
-static int mstore_index_sync(const char *folder, struct mstore_index *ix,
-                             struct mstore_scan *sc, struct err *err)
+ * gone, give new files the next UIDs, note flag changes, rebuild a lost
+ * index (new UIDVALIDITY, HIGHESTMODSEQ restarts). The caller writes it
+ * (mstore_index_flush). */
+static int mstore_index_sync(const char *root, const char *folder,
+                             struct mstore_index *ix, struct mstore_scan *sc,
+                             struct err *err)
 {
 	size_t i, j;
 	struct mstore_dent *d;
 
 	if (ix->state == MSTORE_IDX_MISSING) {
-		ix->uidvalidity = mstore_new_uidvalidity(mstore_uv_hint(folder, 0));
-		mstore_uv_hint(folder, ix->uidvalidity);
+		ix->uidvalidity = mstore_new_uidvalidity(root, folder);
 		ix->uidnext = 1;
-		ix->dirty = 1;
-	} else if (ix->state == MSTORE_IDX_TORN) {
-		ix->dirty = 1;
+		ix->highestmodseq = 1;
+		ix->first_recent_uid = 1;
+		ix->dirty |= MSTORE_DIRTY_HARD;
+	} else if (ix->state != MSTORE_IDX_OK) {
+		ix->dirty |= MSTORE_DIRTY_HARD;   /* torn, or the M1 format */
 	}
 	for (i = 0, j = 0; i < ix->n; i++) {
 		d = mstore_scan_find(sc, ix->e[i].base);
 		if (d == NULL || d->ie != NULL) {
+			/* RFC 7162 §3.1.2.1: an expunge changes HIGHESTMODSEQ */
 			free(ix->e[i].base);
-			ix->dirty = 1;
+			ix->highestmodseq++;
+			ix->dirty |= MSTORE_DIRTY_HARD;
 			continue;
 		}
 		ix->e[j] = ix->e[i];
+		mstore_index_sync_flags(ix, &ix->e[j], d);
 		d->ie = &ix->e[j];
 		j++;
 	}
 	ix->n = j;
-	for (i = 0; i < sc->n; i++) {
-		char p[MSTORE_PATH_MAX];
-		struct mstore_ient *ie;
-
-		d = &sc->d[i];
-		if (d->ie != NULL)
-			continue;
-		mstore_fmt(p, sizeof(p), "%s/%s/%s", folder, d->in_new ? "new" : "cur",
-		         d->name);
-		ie = mstore_index_add(ix);
-		if (ie == NULL)
-			return err_set(err, 1, "out of memory");
-		if (mstore_measure(p, d->name, &ie->size, &ie->vsize, &ie->mtime) < 0) {
-			ix->n--;   /* vanished meanwhile */
-			continue;
-		}
-		ie->base = strdup(d->base);
-		if (ie->base == NULL) {
-			ix->n--;
-			return err_set(err, 1, "out of memory");
-		}
-		ie->uid = ix->uidnext++;
-		ix->dirty = 1;
-	}
+	for (i = 0; i < sc->n; i++)
+		if (sc->d[i].ie == NULL &&
+		    mstore_index_sync_new(folder, ix, &sc->d[i], err) < 0)
+			return -1;
 	/* index_add may have moved the array: re-point the matches */
 	for (i = 0; i < sc->n; i++)
 		sc->d[i].ie = NULL;
@@ -711,16 +893,16 @@ static int mstore_index_sync(const char *folder, struct mstore_index *ix,
 		if (d != NULL)
 			d->ie = &ix->e[i];
 	}
-	if (ix->dirty && mstore_index_write(folder, ix, err) < 0)
-		return -1;
-	ix->dirty = 0;
-	ix->state = MSTORE_IDX_OK;
 	return 0;
 }
 
-/* Lock, read, scan, sync, unlock. */
-static int mstore_load(const char *folder, int move_new, struct mstore_index *ix,
-                       struct mstore_scan *sc, struct err *err)
+/* Lock, read, scan, sync, claim \Recent when claim, write, unlock.
+ * *recent_from_r (may be NULL) gets first_recent_uid as it was before the
+ * claim: the messages this caller may call recent. */
+static int mstore_load(const char *root, const char *folder, int move_new,
+                       int claim, struct mstore_index *ix,
+                       struct mstore_scan *sc, uint32_t *recent_from_r,
+                       struct err *err)
 {
 	int lk = mstore_lock(folder, err), rc;
 
@@ -730,7 +912,16 @@ static int mstore_load(const char *folder, int move_new, struct mstore_index *ix
 	if (rc == 0)
 		rc = mstore_scan_dirs(folder, move_new, sc, err);
 	if (rc == 0)
-		rc = mstore_index_sync(folder, ix, sc, err);
+		rc = mstore_index_sync(root, folder, ix, sc, err);
+	if (rc == 0 && recent_from_r != NULL)
+		*recent_from_r = ix->first_recent_uid;
+	if (rc == 0 && claim && ix->first_recent_uid != ix->uidnext) {
+		/* RFC 3501 §2.3.2: recent to this session only */
+		ix->first_recent_uid = ix->uidnext;
+		ix->dirty |= MSTORE_DIRTY_SOFT;
+	}
+	if (rc == 0)
+		rc = mstore_index_flush(folder, ix, err);
 	mstore_unlock(lk);
 	if (rc < 0) {
 		mstore_scan_free(sc);
@@ -855,6 +1046,7 @@ int mstore_sync(struct mstore_folder *f, struct mstore_changes *ch,
 	struct mstore_msg *nw;
 	struct timespec before[2];
 	size_t i, n = 0;
+	uint32_t recent_from = 0;
 	int have_stamps;
 	time_t t0;
 
@@ -866,7 +1058,8 @@ int mstore_sync(struct mstore_folder *f, struct mstore_changes *ch,
 	    mstore_ts_eq(before[1], f->stamp[1]))
 		return 0;
 	t0 = time(NULL);
-	if (mstore_load(f->path, 1, &ix, &sc, err) < 0)
+	if (mstore_load(f->ms->root, f->path, 1, !f->readonly, &ix, &sc,
+	                &recent_from, err) < 0)
 		return -1;
 	/* the scan saw everything up to the mtimes only if they predate it
 	 * (re-stat: our own new/ -> cur/ moves changed them) */
@@ -884,8 +1077,10 @@ int mstore_sync(struct mstore_folder *f, struct mstore_changes *ch,
 		if (d == NULL || d->in_new)
 			continue;
 		m->uid = ix.e[i].uid;
-		m->flags = d->flags | (d->recent ? MSTORE_F_RECENT : 0);
+		m->flags = d->flags |
+		           (m->uid >= recent_from ? MSTORE_F_RECENT : 0);
 		m->keywords = d->kw;
+		m->modseq = ix.e[i].modseq;
 		m->size = ix.e[i].size;
 		m->vsize = ix.e[i].vsize;
 		m->internaldate = (time_t)ix.e[i].mtime;
@@ -904,6 +1099,7 @@ int mstore_sync(struct mstore_folder *f, struct mstore_changes *ch,
 	f->count = n;
 	f->uidvalidity = ix.uidvalidity;
 	f->uidnext = ix.uidnext;
+	f->highestmodseq = ix.highestmodseq;
 	mstore_folder_set_keywords(f, &ix);
 	mstore_scan_free(&sc);
 	mstore_index_clear(&ix);
@@ -1018,33 +1214,93 @@ static int mstore_refind(struct mstore_folder *f, size_t idx, struct err *err)
 	bl = strlen(base);
 	mstore_fmt(p, sizeof(p), "%s/cur", f->path);
 	d = opendir(p);
-	while (d != NULL && (de = readdir(d)) != NULL) {
+	if (d == NULL) {
+		rc = mstore_errno(err, "opendir", p);
+		free(base);
+		return rc;
+	}
+	while ((de = readdir(d)) != NULL) {
 		if (strncmp(de->d_name, base, bl) == 0 &&
 		    (de->d_name[bl] == ':' || de->d_name[bl] == '\0')) {
 			char *nn = strdup(de->d_name);
 
+			rc = nn == NULL ? 1 : 0;
 			if (nn != NULL) {
 				free(m->name);
 				m->name = nn;
-				rc = 0;
 			}
 			break;
 		}
 	}
-	if (d != NULL)
-		closedir(d);
+	closedir(d);
 	free(base);
+	if (rc == 1)
+		return err_set(err, 1, "out of memory");
 	if (rc < 0)
 		err_set(err, 0, "message uid %u was expunged", m->uid);
 	return rc;
 }
 
-int mstore_set_flags(struct mstore_folder *f, size_t idx, unsigned flags,
-                     uint32_t keywords, struct err *err)
+#define MSTORE_FLAG_TRIES 12
+
+/* Between retries of a contended flag change: a short, growing, jittered
+ * pause, so that sessions racing on one message stop colliding (we run on
+ * a worker thread: blocking is allowed). */
+static void mstore_flag_backoff(int tries)
+{
+	struct timeval tv;
+	struct timespec ts;
+	unsigned long us;
+
+	if (tries < 2)
+		return;
+	gettimeofday(&tv, NULL);
+	us = ((unsigned long)tv.tv_usec * 2654435761u ^ (unsigned long)getpid()) %
+	     1000u * (unsigned long)tries;
+	ts.tv_sec = 0;
+	ts.tv_nsec = (long)us * 1000;
+	nanosleep(&ts, NULL);
+}
+
+/* op on the flags of file name name -> the new name (base kept). */
+static int mstore_flags_apply(const char *name, enum mstore_flag_op op,
+                              unsigned flags, uint32_t kw, char *out, size_t n,
+                              unsigned *flags_r, uint32_t *kw_r)
+{
+	unsigned cf;
+	uint32_t ck;
+	char *base;
+	int rc;
+
+	mstore_parse_info(name, &cf, &ck);
+	flags &= ~MSTORE_F_RECENT;
+	if (op == MSTORE_FLAGS_ADD) {
+		*flags_r = cf | flags;
+		*kw_r = ck | kw;
+	} else if (op == MSTORE_FLAGS_REMOVE) {
+		*flags_r = cf & ~flags;
+		*kw_r = ck & ~kw;
+	} else {
+		*flags_r = (flags & ~MSTORE_F_PASSED) | (cf & MSTORE_F_PASSED);
+		*kw_r = kw;
+	}
+	base = mstore_base_of(name);
+	if (base == NULL)
+		return -1;
+	rc = mstore_make_name(base, *flags_r, *kw_r, out, n);
+	free(base);
+	return rc;
+}
+
+int mstore_set_flags(struct mstore_folder *f, size_t idx, enum mstore_flag_op op,
+                     unsigned flags, uint32_t keywords, struct err *err)
 {
 	char from[MSTORE_PATH_MAX], to[MSTORE_PATH_MAX], nn[MAILDIR_NAME_MAX + 40];
 	struct mstore_msg *m;
-	char *base, *dup;
+	struct stat st;
+	unsigned nf = 0;
+	uint32_t nk = 0;
+	char *dup;
 	int tries;
 
 	if (idx >= f->count)
@@ -1052,36 +1308,43 @@ int mstore_set_flags(struct mstore_folder *f, size_t idx, unsigned flags,
 	if (f->readonly)
 		return err_set(err, 0, "folder is read-only");
 	m = &f->msgs[idx];
-	flags &= ~MSTORE_F_RECENT;
-	base = mstore_base_of(m->name);
-	if (base == NULL)
-		return err_set(err, 1, "out of memory");
-	if (mstore_make_name(base, flags, keywords, nn, sizeof(nn)) < 0) {
-		free(base);
-		return err_set(err, 0, "file name too long");
-	}
-	free(base);
-	for (tries = 0; tries < 3; tries++) {
-		if (strcmp(nn, m->name) == 0)
-			break;
+	/* The change is computed on the name we know and applied by a rename
+	 * from exactly that name, which fails if another session renamed the
+	 * file meanwhile: then its name is read again and the change redone,
+	 * so both sessions' changes stay (a compare-and-swap on the name). */
+	for (tries = 0; tries < MSTORE_FLAG_TRIES; tries++) {
+		if (mstore_flags_apply(m->name, op, flags, keywords, nn, sizeof(nn),
+		                       &nf, &nk) < 0)
+			return err_set(err, 1, "cannot make the new name of %u",
+			               m->uid);
 		mstore_fmt(from, sizeof(from), "%s/cur/%s", f->path, m->name);
-		mstore_fmt(to, sizeof(to), "%s/cur/%s", f->path, nn);
-		if (rename(from, to) == 0)
-			break;
+		if (strcmp(nn, m->name) == 0) {
+			/* nothing to rename, if the name we know is still the
+			 * file's: a stale one may hide another session's change */
+			if (lstat(from, &st) == 0)
+				break;
+		} else {
+			mstore_fmt(to, sizeof(to), "%s/cur/%s", f->path, nn);
+			if (rename(from, to) == 0)
+				break;
+		}
 		if (errno != ENOENT)
 			return mstore_errno(err, "rename", from);
+		mstore_flag_backoff(tries);
 		if (mstore_refind(f, idx, err) < 0)
 			return -1;
 	}
-	if (tries == 3)
+	if (tries == MSTORE_FLAG_TRIES)
 		return err_set(err, 1, "message %u keeps moving", m->uid);
-	dup = strdup(nn);
-	if (dup == NULL)
-		return err_set(err, 1, "out of memory");
-	free(m->name);
-	m->name = dup;
-	m->flags = flags | (m->flags & MSTORE_F_RECENT);
-	m->keywords = keywords;
+	if (strcmp(nn, m->name) != 0) {
+		dup = strdup(nn);
+		if (dup == NULL)
+			return err_set(err, 1, "out of memory");
+		free(m->name);
+		m->name = dup;
+	}
+	m->flags = nf | (m->flags & MSTORE_F_RECENT);
+	m->keywords = nk;
 	return 0;
 }
 
@@ -1124,7 +1387,7 @@ int mstore_keyword(struct mstore_folder *f, const char *name, int create,
 			ix.kw[i] = strdup(name);
 			if (ix.kw[i] == NULL)
 				rc = err_set(err, 1, "out of memory");
-			else if ((rc = mstore_index_write(f->path, &ix, err)) == 0)
+			else if ((rc = mstore_index_write(f->path, &ix, 1, err)) == 0)
 				k = (int)i;
 		}
 	if (rc == 0 && k < 0)
@@ -1328,7 +1591,8 @@ static int mstore_index_begin(struct mstore *ms, const char *name, char *path,
 	}
 	if (ix->state != MSTORE_IDX_OK) {
 		if (mstore_scan_dirs(path, 0, &sc, err) < 0 ||
-		    mstore_index_sync(path, ix, &sc, err) < 0) {
+		    mstore_index_sync(ms->root, path, ix, &sc, err) < 0 ||
+		    mstore_index_flush(path, ix, err) < 0) {
 			mstore_index_clear(ix);
 			mstore_unlock(lk);
 			return -1;
@@ -1351,7 +1615,7 @@ static int mstore_index_keyword(struct mstore_index *ix, const char *name)
 	}
 	if (free_i < 0 || (ix->kw[free_i] = strdup(name)) == NULL)
 		return -1;
-	ix->dirty = 1;
+	ix->dirty |= MSTORE_DIRTY_HARD;
 	return free_i;
 }
 
@@ -1366,9 +1630,12 @@ static uint64_t mstore_vsize_of(const char *data, size_t len)
 	return v;
 }
 
+/* A message added under the lock (APPEND, COPY): the next UID and
+ * mod-sequence; \Recent for the next read-write open (first_recent_uid
+ * stays). */
 static int mstore_index_push(struct mstore_index *ix, const char *name,
                              uint64_t size, uint64_t vsize, int64_t mtime,
-                             uint32_t *uid_r)
+                             unsigned flags, uint32_t kw, uint32_t *uid_r)
 {
 	struct mstore_ient *ie = mstore_index_add(ix);
 
@@ -1383,6 +1650,10 @@ static int mstore_index_push(struct mstore_index *ix, const char *name,
 	ie->size = size;
 	ie->vsize = vsize;
 	ie->mtime = mtime;
+	ie->modseq = ++ix->highestmodseq;
+	ie->flags = flags & ~MSTORE_F_RECENT;
+	ie->kw = kw;
+	ie->known = 1;
 	if (uid_r != NULL)
 		*uid_r = ie->uid;
 	return 0;
@@ -1428,10 +1699,10 @@ int mstore_append(struct mstore *ms, const char *name, const char *data,
 	}
 	if (rc == 0 && mstore_index_push(&ix, fname, len, mstore_vsize_of(data, len),
 	                                 internaldate > 0 ? internaldate : time(NULL),
-	                                 uid_r) < 0)
+	                                 flags, kw, uid_r) < 0)
 		rc = err_set(err, 1, "out of memory");
 	if (rc == 0)
-		rc = mstore_index_write(path, &ix, err);
+		rc = mstore_index_write(path, &ix, 1, err);
 	if (rc == 0 && uidvalidity_r != NULL)
 		*uidvalidity_r = ix.uidvalidity;
 	mstore_unlock(lk);
@@ -1600,8 +1871,8 @@ int mstore_copy(struct mstore_folder *src, const size_t *idx, size_t n,
 			nmade++;
 		}
 		if (rc == 0 && mstore_index_push(&ix, fname, m->size, m->vsize,
-		                                 (int64_t)m->internaldate,
-		                                 uids_r ? &uids_r[i] : NULL) < 0)
+		                                 (int64_t)m->internaldate, m->flags,
+		                                 kw, uids_r ? &uids_r[i] : NULL) < 0)
 			rc = err_set(err, 1, "out of memory");
 		bytes += (long long)m->size;
 	}
@@ -1610,7 +1881,7 @@ int mstore_copy(struct mstore_folder *src, const size_t *idx, size_t n,
 	if (rc == 0)
 		rc = mstore_fsync_dir(to, err);
 	if (rc == 0)
-		rc = mstore_index_write(path, &ix, err);
+		rc = mstore_index_write(path, &ix, 1, err);
 	if (rc < 0) {
 		/* RFC 3501 §6.4.7: a failed COPY leaves the destination as it was */
 		for (i = 0; i < nmade; i++) {
@@ -2027,7 +2298,9 @@ int mstore_create(struct mstore *ms, const char *name, struct err *err)
 	if (rc == 0)
 		rc = mstore_scan_dirs(p, 0, &sc, err);
 	if (rc == 0) {
-		rc = mstore_index_sync(p, &ix, &sc, err);
+		rc = mstore_index_sync(ms->root, p, &ix, &sc, err);
+		if (rc == 0)
+			rc = mstore_index_flush(p, &ix, err);
 		mstore_scan_free(&sc);
 	}
 	mstore_index_clear(&ix);
@@ -2167,12 +2440,13 @@ int mstore_status(struct mstore *ms, const char *name, struct mstore_status *st,
 	mstore_fmt(cur, sizeof(cur), "%s/cur", p);
 	if (stat(cur, &sb) < 0)
 		return err_set(err, errno == ENOENT ? 0 : 1, "no such folder: %s", name);
-	/* new/ stays where it is: \Recent belongs to the next SELECT */
-	if (mstore_load(p, 0, &ix, &sc, err) < 0)
+	/* new/ stays where it is, and nothing is claimed: RFC 3501 §6.3.10
+	 * RECENT counts what the next SELECT will see as \Recent */
+	if (mstore_load(ms->root, p, 0, 0, &ix, &sc, NULL, err) < 0)
 		return -1;
 	for (i = 0; i < sc.n; i++) {
 		st->messages++;
-		if (sc.d[i].in_new)
+		if (sc.d[i].ie != NULL && sc.d[i].ie->uid >= ix.first_recent_uid)
 			st->recent++;
 		if (!(sc.d[i].flags & MSTORE_F_SEEN))
 			st->unseen++;
@@ -2181,6 +2455,7 @@ int mstore_status(struct mstore *ms, const char *name, struct mstore_status *st,
 	}
 	st->uidnext = ix.uidnext;
 	st->uidvalidity = ix.uidvalidity;
+	st->highestmodseq = ix.highestmodseq;
 	mstore_scan_free(&sc);
 	mstore_index_clear(&ix);
 	return 0;

@@ -4,11 +4,17 @@
  * keyword names in "mstore-uidlist", rewritten atomically (temp, fsync,
  * rename, fsync dir) under flock("mstore-uidlist.lock"), so several
  * processes agree. A lost index is rebuilt (new UIDVALIDITY); a torn one
- * keeps what parses. Flags live in file names (":2,DFPRST" + keywords a-z).
+ * keeps what parses. Flags live in file names (":2,DFPRST" + keywords a-z);
+ * the index also keeps, per message, the flags last seen and their
+ * CONDSTORE mod-sequence (RFC 7162), and per folder HIGHESTMODSEQ and the
+ * first UID not yet claimed as \Recent.
  *
  * Calls are blocking file-system work. fsync happens in: mstore_append,
- * mstore_copy, and every index rewrite (sync that saw changes, expunge,
- * create). Flag changes are renames (not fsynced: flags are advisory). */
+ * mstore_copy, and every index rewrite that changes UIDs, keywords or
+ * UIDVALIDITY (sync that saw new or removed files, expunge, create).
+ * Rewrites that only record mod-sequences or claim \Recent fsync the file
+ * but not the folder, and flag changes are renames that are not fsynced:
+ * flags are advisory. */
 #ifndef MSTORE_H
 #define MSTORE_H
 
@@ -20,7 +26,8 @@
 
 struct event_base;
 
-/* System flags (RFC 3501 §2.3.2); RECENT is per session, never stored. */
+/* System flags (RFC 3501 §2.3.2); RECENT is per folder object, never in a
+ * file name. */
 #define MSTORE_F_SEEN     0x01   /* S */
 #define MSTORE_F_ANSWERED 0x02   /* R */
 #define MSTORE_F_FLAGGED  0x04   /* F */
@@ -40,6 +47,8 @@ struct mstore_msg {
 	uint64_t vsize;          /* size with every line ending in CRLF
 	                          * (RFC822.SIZE, POP3 LIST) */
 	time_t internaldate;     /* file mtime */
+	uint64_t modseq;         /* RFC 7162 mod-sequence, >= 1, as of the
+	                          * last mstore_sync() */
 	char *name;              /* file name in cur/ (owned) */
 };
 
@@ -51,6 +60,7 @@ struct mstore_folder {
 	char *path;              /* folder Maildir path */
 	int readonly;
 	uint32_t uidvalidity, uidnext;
+	uint64_t highestmodseq;  /* RFC 7162 §3.1.2.1, as of the last sync */
 	struct mstore_msg *msgs;
 	size_t count;
 	char *keywords[MSTORE_MAX_KEYWORDS]; /* NULL: unused letter */
@@ -67,7 +77,10 @@ struct mstore_changes {
 	uint32_t *expunged_uid;
 	size_t nexpunged;
 	size_t nnew;             /* new messages: msgs[count-nnew .. count) */
-	uint32_t *changed_seq;   /* flags changed by others (current seqs) */
+	uint32_t *changed_seq;   /* flags or keywords differ from this
+	                          * object's last view (current seqs); a change
+	                          * undone before the sync shows only in
+	                          * msgs[].modseq */
 	size_t nchanged;
 	int uidvalidity_changed; /* the index was rebuilt: the session must
 	                          * end (IMAP: BYE) */
@@ -114,6 +127,10 @@ int mstore_list(struct mstore *ms, struct mstore_folder_info **list_r,
                 size_t *n_r, struct err *err);
 void mstore_list_free(struct mstore_folder_info *list, size_t n);
 
+/* A created (or rebuilt) folder index gets a UIDVALIDITY above every one
+ * this mailbox gave out before (RFC 3501 §2.3.1.1), even for a name
+ * deleted in the same second: the last one is kept at the root
+ * ("mstore-uidvalidity"). */
 int mstore_create(struct mstore *ms, const char *name, struct err *err);
 /* Deleting INBOX is refused. RFC 3501 §6.3.4: a folder with children
  * loses its messages and its own Maildir; the children stay and it lists
@@ -129,8 +146,10 @@ int mstore_subscribe(struct mstore *ms, const char *name, int on,
 struct mstore_status {
 	uint32_t messages, recent, uidnext, uidvalidity, unseen;
 	uint64_t vsize;
+	uint64_t highestmodseq;  /* RFC 7162 §3.1.2.1 */
 };
-/* STATUS without opening the folder for a session (does not take \Recent). */
+/* STATUS without opening the folder for a session. RECENT counts the
+ * messages no read-write open has claimed yet, and does not claim them. */
 int mstore_status(struct mstore *ms, const char *name, struct mstore_status *st,
                   struct err *err);
 
@@ -146,7 +165,15 @@ int mstore_quota_usage(struct mstore *ms, uint64_t *bytes_r, uint64_t *count_r,
 /* ---- a folder ---- */
 
 /* Open and sync a folder. Messages found in new/ move to cur/ (also when
- * readonly: EXAMINE) and carry MSTORE_F_RECENT in this session only.
+ * readonly: EXAMINE).
+ *
+ * \Recent, the Dovecot way (RFC 3501 §2.3.2: exactly one session sees a
+ * message as recent): the index keeps first_recent_uid. Each open or sync
+ * gives MSTORE_F_RECENT, in this object, to every message with uid >=
+ * first_recent_uid, and a read-write object then claims them by moving
+ * first_recent_uid to uidnext (under the index lock), whether they came by
+ * delivery, APPEND, COPY or MOVE. A readonly object (EXAMINE) marks them
+ * without claiming. The bit stays for the object's life.
  * Returns NULL with err (err->temp = 0: no such folder / bad name). */
 struct mstore_folder *mstore_folder_open(struct mstore *ms, const char *name,
                                          int readonly, struct err *err);
@@ -155,14 +182,32 @@ void mstore_folder_free(struct mstore_folder *f);
 /* Re-read the folder; ch (may be NULL; zeroed by the caller, freed with
  * mstore_changes_free) receives what changed since the last sync. msgs
  * is rebuilt: pointers into it are invalidated. A folder whose new/ and
- * cur/ have not changed costs two stat() calls. */
+ * cur/ have not changed costs two stat() calls (a rename, this object's
+ * own mstore_set_flags() included, changes cur/'s mtime, so it is never
+ * skipped).
+ *
+ * Mod-sequences (RFC 7162) are given here, under the index lock, by
+ * whichever object syncs first: a new message, a message whose file-name
+ * flags differ from those the index recorded, and each removed message
+ * take ++highestmodseq. So right after a sync that follows this object's
+ * own mstore_set_flags(), msgs[i].modseq and highestmodseq include them. */
 int mstore_sync(struct mstore_folder *f, struct mstore_changes *ch,
                 struct err *err);
 
-/* Set msgs[idx]'s flags and keywords (absolute; RECENT is kept as is).
- * Renames the file. */
-int mstore_set_flags(struct mstore_folder *f, size_t idx, unsigned flags,
-                     uint32_t keywords, struct err *err);
+/* Change msgs[idx]'s flags and keywords. op applies flags/keywords to
+ * the file's CURRENT name, not to this object's copy, so that two
+ * sessions' changes never overwrite each other: the rename from the name
+ * the change was computed on is atomic, and when another session renamed
+ * the file first (ENOENT) it is found again by base name and the change
+ * recomputed (a few tries). REPLACE sets exactly flags/keywords, except
+ * MSTORE_F_PASSED (not an IMAP flag), which stays as the file has it.
+ * MSTORE_F_RECENT is ignored in flags and kept in msgs[idx].
+ * On success msgs[idx].flags/.keywords hold the result (the file's other
+ * concurrent changes included). Returns 0, or -1 with err (err->temp = 0:
+ * the message is gone, or the folder is readonly). */
+enum mstore_flag_op { MSTORE_FLAGS_REPLACE, MSTORE_FLAGS_ADD, MSTORE_FLAGS_REMOVE };
+int mstore_set_flags(struct mstore_folder *f, size_t idx, enum mstore_flag_op op,
+                     unsigned flags, uint32_t keywords, struct err *err);
 
 /* Keyword name -> index (0..25). create: add it to the folder if missing.
  * Returns the index, or -1 (not found, or the folder is full: err). */

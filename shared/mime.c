@@ -1,6 +1,7 @@
 /* mime: message structure (RFC 2045/2046 over RFC 5322) as a tree of byte
- * offsets, IMAP ENVELOPE/BODYSTRUCTURE renderers (RFC 3501 §7.4.2),
- * BODY[section] lookup and SEARCH decoders. Pure: no I/O; besides the
+ * offsets, IMAP ENVELOPE/BODYSTRUCTURE renderers (RFC 3501 §7.4.2, with
+ * RFC 2231 parameters joined), BODY[section] lookup and SEARCH decoders.
+ * Address lists are read by shared/mime_addr. Pure: no I/O; besides the
  * tree and the output buffers, only scratch copies of the input are
  * allocated. */
 #include <ctype.h>
@@ -11,6 +12,7 @@
 #include <strings.h>
 #include <openssl/evp.h>
 #include "mime.h"
+#include "mime_addr.h"
 
 #define MIME_TYPE_MAX 64
 #define MIME_BOUNDARY_MAX 70   /* RFC 2046 §5.1.1 */
@@ -281,49 +283,210 @@ static void mime_ctype_get(const char *hdr, size_t hdr_len, int in_digest,
 	ct->present = 1;
 }
 
-/* Iterate "; name=value" parameters: name to nbuf (lower case), value
- * decoded to vbuf. Returns 1 per parameter, 0 at the end or on junk. */
-static int mime_param_next(struct mime_lex *lx, struct buf *nbuf,
-                           struct buf *vbuf)
-{
-	const char *n;
-	size_t nl, i;
+/* ---- parameters: RFC 2045 §5.1, RFC 2231 §3-4 ---- */
 
-	for (;;) {
-		if (!mime_lex_special(lx, ';'))
-			return 0;
-		if (!mime_lex_token(lx, &n, &nl))
-			continue;   /* "; ;" or a trailing ';' */
-		if (!mime_lex_special(lx, '='))
-			return 0;
-		buf_reset(nbuf);
-		buf_reset(vbuf);
-		for (i = 0; i < nl; i++)
-			if (buf_putc(nbuf, (char)tolower((unsigned char)n[i])) < 0)
-				return 0;
-		if (mime_lex_value(lx, vbuf) < 0)
-			return 0;
-		return 1;
+#define MIME_PARAMS_MAX 128         /* parameters of one field we read */
+#define MIME_PARAM_SECTION_MAX 999  /* RFC 2231 §3 section numbers */
+
+struct mime_param {
+	const char *name;       /* base name (no "*N*"), in the field, any case */
+	size_t name_len;
+	int section;            /* RFC 2231 §3 section; -1: plain parameter */
+	int ext;                /* RFC 2231 §4 "*": %XX-encoded value */
+	size_t voff, vlen;      /* the value, quotes resolved, in vals */
+};
+
+struct mime_params {
+	struct mime_param p[MIME_PARAMS_MAX];
+	unsigned n;
+	struct buf vals;
+};
+
+/* A parameter's value, resolved (see mime_param_value). */
+struct mime_pval {
+	struct buf v;           /* the bytes, %XX decoded */
+	const char *cs, *lang;  /* RFC 2231 §4 charset and language */
+	size_t cs_len, lang_len;
+	int ext;                /* some section was %XX encoded */
+};
+
+static int mime_hexval(char c);
+
+/* RFC 2231 names: "n*" (encoded, RFC 2231 §4), "n*0", "n*1*" (sections,
+ * §3 and §4.1). A section number we do not take (more than three
+ * digits, a leading zero) leaves the name as written: a plain parameter
+ * that nothing joins. */
+static void mime_param_name(struct mime_param *pp, const char *n, size_t nl)
+{
+	size_t e = nl, d, i;
+	int sec = 0;
+
+	pp->name = n;
+	pp->name_len = nl;
+	pp->section = -1;
+	pp->ext = 0;
+	if (e > 1 && n[e - 1] == '*')
+		e--;
+	for (d = e; d > 0 && n[d - 1] >= '0' && n[d - 1] <= '9'; d--)
+		;
+	if (d < e && d > 1 && n[d - 1] == '*') {
+		if (e - d > 3 || (n[d] == '0' && e - d > 1))
+			return;
+		for (i = d; i < e; i++)
+			sec = sec * 10 + (n[i] - '0');
+		pp->section = sec;
+		pp->ext = e < nl;
+		pp->name_len = d - 1;
+	} else if (e < nl) {
+		pp->section = 0;   /* "n*" alone: its own section 0 */
+		pp->ext = 1;
+		pp->name_len = e;
 	}
 }
 
-/* Value of parameter name in a params text, into out. 1 found, 0 not. */
+/* Read the "; name=value" list after a type/subtype or a disposition
+ * type into ps (vals initialised here: buf_free it), stopping at junk and
+ * after MIME_PARAMS_MAX. Returns 0, or -1 when memory ran out. */
+static int mime_params_read(const char *params, size_t len,
+                            struct mime_params *ps)
+{
+	struct mime_lex lx = { params, params + len };
+	const char *n;
+	size_t nl, off;
+
+	ps->n = 0;
+	buf_init(&ps->vals, 0);
+	while (ps->n < MIME_PARAMS_MAX) {
+		if (!mime_lex_special(&lx, ';'))
+			break;
+		if (!mime_lex_token(&lx, &n, &nl))
+			continue;   /* "; ;" or a trailing ';' */
+		if (!mime_lex_special(&lx, '='))
+			break;
+		off = ps->vals.len;
+		if (mime_lex_value(&lx, &ps->vals) < 0)
+			return -1;
+		mime_param_name(&ps->p[ps->n], n, nl);
+		ps->p[ps->n].voff = off;
+		ps->p[ps->n].vlen = ps->vals.len - off;
+		ps->n++;
+	}
+	return 0;
+}
+
+static int mime_param_same(const struct mime_param *a,
+                           const struct mime_param *b)
+{
+	return a->name_len == b->name_len &&
+	       strncasecmp(a->name, b->name, a->name_len) == 0;
+}
+
+/* RFC 2231 §4: in an encoded section "%" and two hex digits is a byte; a
+ * '%' without them stays as it is. */
+static int mime_param_pct(const char *v, size_t vl, int ext, struct buf *out)
+{
+	size_t i;
+
+	if (!ext)
+		return buf_append(out, v, vl);
+	for (i = 0; i < vl; i++) {
+		if (v[i] == '%' && i + 2 < vl && mime_hexval(v[i + 1]) >= 0 &&
+		    mime_hexval(v[i + 2]) >= 0) {
+			if (buf_putc(out, (char)(mime_hexval(v[i + 1]) * 16 +
+			                         mime_hexval(v[i + 2]))) < 0)
+				return -1;
+			i += 2;
+		} else if (buf_putc(out, v[i]) < 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void mime_pval_init(struct mime_pval *pv)
+{
+	memset(pv, 0, sizeof(*pv));
+	buf_init(&pv->v, 0);
+}
+
+/* The value of the parameter first seen at ps->p[first] (its earlier
+ * namesakes do not exist), appended to pv (initialised by the caller).
+ * RFC 2231 §3: sections 0, 1, ... join in number order, whatever their
+ * order in the field; a gap ends the value (what follows it cannot be
+ * placed) and a repeated section counts once (the first). Sections win
+ * over a plain parameter of the same name: a sender writing both means
+ * the sections (the plain one is for readers without RFC 2231).
+ * Returns 1, 0 when there is no value (no plain one and no section 0),
+ * -1 when memory ran out. Work: at most (sections + 1) * ps->n steps. */
+static int mime_param_value(const struct mime_params *ps, unsigned first,
+                            struct mime_pval *pv)
+{
+	const char *base = ps->vals.p != NULL ? ps->vals.p : "", *v, *q1, *q2;
+	const struct mime_param *pp;
+	size_t vl;
+	unsigned j;
+	int k;
+
+	for (k = 0; k <= MIME_PARAM_SECTION_MAX; k++) {
+		for (j = first; j < ps->n; j++)
+			if (ps->p[j].section == k &&
+			    mime_param_same(&ps->p[j], &ps->p[first]))
+				break;
+		if (j == ps->n)
+			break;
+		pp = &ps->p[j];
+		v = base + pp->voff;
+		vl = pp->vlen;
+		q2 = NULL;
+		if (k == 0 && pp->ext && (q1 = memchr(v, '\'', vl)) != NULL)
+			q2 = memchr(q1 + 1, '\'', vl - (size_t)(q1 + 1 - v));
+		if (q2 != NULL) {
+			/* RFC 2231 §4: charset'language'value (only section 0
+			 * has them; without both quotes it is all value) */
+			pv->cs = v;
+			pv->cs_len = (size_t)(q1 - v);
+			pv->lang = q1 + 1;
+			pv->lang_len = (size_t)(q2 - q1 - 1);
+			vl -= (size_t)(q2 + 1 - v);
+			v = q2 + 1;
+		}
+		pv->ext |= pp->ext;
+		if (mime_param_pct(v, vl, pp->ext, &pv->v) < 0)
+			return -1;
+	}
+	if (k > 0)
+		return 1;
+	for (j = first; j < ps->n; j++)
+		if (ps->p[j].section < 0 && mime_param_same(&ps->p[j], &ps->p[first]))
+			return buf_append(&pv->v, base + ps->p[j].voff,
+			                  ps->p[j].vlen) < 0 ? -1 : 1;
+	return 0;
+}
+
+/* Value of parameter name (lower case) in a params text, RFC 2231
+ * sections joined and decoded, into out. 1 found, 0 not. */
 static int mime_param_get(const char *params, size_t len, const char *name,
                           struct buf *out)
 {
-	struct mime_lex lx = { params, params + len };
-	struct buf n, v;
+	struct mime_params ps;
+	struct mime_pval pv;
+	size_t nl = strlen(name);
+	unsigned i;
 	int found = 0;
 
-	buf_init(&n, 0);
-	buf_init(&v, 0);
-	while (mime_param_next(&lx, &n, &v))
-		if (n.len > 0 && strcmp(n.p, name) == 0) {
-			found = buf_append(out, v.p ? v.p : "", v.len) == 0;
-			break;
+	if (mime_params_read(params, len, &ps) == 0) {
+		for (i = 0; i < ps.n; i++)
+			if (ps.p[i].name_len == nl &&
+			    strncasecmp(ps.p[i].name, name, nl) == 0)
+				break;
+		if (i < ps.n) {
+			mime_pval_init(&pv);
+			found = mime_param_value(&ps, i, &pv) > 0 &&
+			        buf_append(out, pv.v.p ? pv.v.p : "", pv.v.len) == 0;
+			buf_free(&pv.v);
 		}
-	buf_free(&n);
-	buf_free(&v);
+	}
+	buf_free(&ps.vals);
 	return found;
 }
 
@@ -622,281 +785,78 @@ static int mime_imap_header(struct buf *out, const char *hdr, size_t hdr_len,
 
 /* ---- RFC 5322 §3.4 address lists -> ENVELOPE address structures ---- */
 
-struct mime_addr_ctx {
-	struct buf *out;
-	struct buf name, local, route, domain;
-	int any, in_group;
-};
-
-static int mime_addr_emit(struct mime_addr_ctx *a, int use_name)
+/* RFC 3501 §7.4.2 address: (name adl mailbox host). A group is
+ * (NIL NIL "name" NIL), its members, then (NIL NIL NIL NIL). A mailbox
+ * without a local part or a domain gets the placeholders a client can
+ * show (Dovecot's), never a NIL that would read as a group marker. */
+static int mime_env_addr(struct buf *o, const struct mime_addr *a)
 {
-	struct buf *o = a->out;
+	const struct buf *l = &a->local, *d = &a->domain;
 
-	if (!a->any && buf_putc(o, '(') < 0)
-		return -1;
-	a->any = 1;
+	if (a->kind == MIME_ADDR_GROUP_END)
+		return buf_puts(o, "(NIL NIL NIL NIL)");
+	if (a->kind == MIME_ADDR_GROUP_START) {
+		if (buf_puts(o, "(NIL NIL ") < 0 ||
+		    mime_imap_string(o, a->name.p ? a->name.p : "", a->name.len) < 0)
+			return -1;
+		return buf_puts(o, " NIL)");
+	}
 	if (buf_putc(o, '(') < 0 ||
-	    mime_imap_nstring(o, a->name.p, a->name.len, !use_name || a->name.len == 0) < 0 ||
+	    mime_imap_nstring(o, a->name.p, a->name.len, a->name.len == 0) < 0 ||
 	    buf_putc(o, ' ') < 0 ||
 	    mime_imap_nstring(o, a->route.p, a->route.len, a->route.len == 0) < 0 ||
-	    buf_putc(o, ' ') < 0)
-		return -1;
-	/* no local part or domain: the placeholders a client can show */
-	if (a->local.len == 0 ? mime_imap_string(o, "MISSING_MAILBOX", 15) :
-	    mime_imap_string(o, a->local.p, a->local.len))
-		return -1;
-	if (buf_putc(o, ' ') < 0)
-		return -1;
-	if (a->domain.len == 0 ? mime_imap_string(o, "MISSING_DOMAIN", 14) :
-	    mime_imap_string(o, a->domain.p, a->domain.len))
+	    buf_putc(o, ' ') < 0 ||
+	    (l->len == 0 ? buf_puts(o, "\"MISSING_MAILBOX\"") :
+	     mime_imap_string(o, l->p, l->len)) < 0 ||
+	    buf_putc(o, ' ') < 0 ||
+	    (d->len == 0 ? buf_puts(o, "\"MISSING_DOMAIN\"") :
+	     mime_imap_string(o, d->p, d->len)) < 0)
 		return -1;
 	return buf_putc(o, ')');
 }
 
-static int mime_addr_group(struct mime_addr_ctx *a, int start)
+/* The list of one field: 1 when rendered, 0 when the field holds no
+ * address (out unchanged), -1 when out is full (out unchanged). */
+static int mime_env_addr_list(struct buf *out, const char *v, size_t vl)
 {
-	struct buf *o = a->out;
+	struct mime_addr_parser ap;
+	struct mime_addr a;
+	size_t start = out->len;
+	int r, any = 0;
 
-	if (!a->any && buf_putc(o, '(') < 0)
-		return -1;
-	a->any = 1;
-	/* RFC 3501 §7.4.2: group start (NIL NIL "name" NIL), end all NIL */
-	if (!start)
-		return buf_puts(o, "(NIL NIL NIL NIL)");
-	if (buf_puts(o, "(NIL NIL ") < 0 ||
-	    mime_imap_string(o, a->name.p ? a->name.p : "", a->name.len) < 0)
-		return -1;
-	return buf_puts(o, " NIL)");
-}
-
-/* A word: atom (with dots, lenient) or quoted string, appended to b. */
-static int mime_addr_word(struct mime_lex *lx, struct buf *b)
-{
-	mime_lex_cfws(lx);
-	if (lx->p >= lx->end)
-		return 0;
-	if (*lx->p == '"')
-		return mime_lex_qstring(lx, b) < 0 ? -1 : 1;
-	if (strchr("<>@,;:[]()\\", *lx->p) != NULL)
-		return 0;
-	while (lx->p < lx->end && strchr(" \t\r\n<>@,;:\"[]()\\", *lx->p) == NULL) {
-		if (buf_putc(b, *lx->p) < 0)
-			return -1;
-		lx->p++;
-	}
-	return 1;
-}
-
-/* domain = dot-atom / domain-literal */
-static int mime_addr_domain(struct mime_lex *lx, struct buf *b)
-{
-	mime_lex_cfws(lx);
-	if (lx->p < lx->end && *lx->p == '[') {
-		while (lx->p < lx->end && *lx->p != ']') {
-			if (buf_putc(b, *lx->p) < 0)
-				return -1;
-			lx->p++;
-		}
-		if (lx->p < lx->end) {
-			lx->p++;
-			return buf_putc(b, ']');
-		}
-		return 0;
-	}
-	for (;;) {
-		int r = mime_addr_word(lx, b);
-
-		if (r <= 0)
-			return r;
-		mime_lex_cfws(lx);
-		if (lx->p < lx->end && *lx->p == '.') {
-			lx->p++;
-			if (buf_putc(b, '.') < 0)
-				return -1;
-			continue;
-		}
-		return 0;
-	}
-}
-
-/* angle-addr after '<': [obs-route] addr-spec '>' */
-static int mime_addr_angle(struct mime_lex *lx, struct mime_addr_ctx *a)
-{
-	mime_lex_cfws(lx);
-	/* RFC 5322 §4.4 obs-route "@a,@b:" goes to the adl field */
-	if (lx->p < lx->end && *lx->p == '@') {
-		while (lx->p < lx->end && *lx->p != ':' && *lx->p != '>') {
-			if (*lx->p != ' ' && *lx->p != '\t' && *lx->p != '\r' &&
-			    *lx->p != '\n' && buf_putc(&a->route, *lx->p) < 0)
-				return -1;
-			lx->p++;
-		}
-		if (lx->p < lx->end && *lx->p == ':')
-			lx->p++;
-	}
-	for (;;) {   /* local-part: words joined by dots */
-		int r = mime_addr_word(lx, &a->local);
-
-		if (r < 0)
-			return -1;
-		mime_lex_cfws(lx);
-		if (r > 0 && lx->p < lx->end && *lx->p == '.') {
-			lx->p++;
-			if (buf_putc(&a->local, '.') < 0)
-				return -1;
-			continue;
-		}
-		break;
-	}
-	if (mime_lex_special(lx, '@') && mime_addr_domain(lx, &a->domain) < 0)
-		return -1;
-	while (lx->p < lx->end && *lx->p != '>')
-		lx->p++;   /* skip junk to the closing bracket */
-	if (lx->p < lx->end)
-		lx->p++;
-	return 0;
-}
-
-static void mime_addr_reset(struct mime_addr_ctx *a)
-{
-	buf_reset(&a->name);
-	buf_reset(&a->local);
-	buf_reset(&a->route);
-	buf_reset(&a->domain);
-}
-
-/* Parse one address (mailbox, group start or group end) at lx. Returns 1
- * for progress, 0 at the end, -1 when out is full. */
-static int mime_addr_one(struct mime_lex *lx, struct mime_addr_ctx *a)
-{
-	struct buf *ph = &a->name;   /* phrase words, space separated */
-	int r;
-
-	mime_addr_reset(a);
-	for (;;) {
-		const char *b4 = lx->p;
-		size_t before = ph->len;
-
-		mime_lex_cfws(lx);
-		if (lx->p >= lx->end)
-			break;
-		if (*lx->p == '.') {   /* obs-phrase / local-part dots */
-			lx->p++;
-			if (buf_putc(ph, '.') < 0)
-				return -1;
-			continue;
-		}
-		if (before > 0 && lx->p != b4 && buf_putc(ph, ' ') < 0)
-			return -1;
-		r = mime_addr_word(lx, ph);
-		if (r < 0)
-			return -1;
-		if (r == 0) {
-			ph->len = before;   /* undo the space */
-			if (ph->p != NULL)
-				ph->p[before] = '\0';
-			break;
-		}
-	}
-	if (lx->p >= lx->end) {
-		if (ph->len == 0)
-			return 0;
-		if (buf_append(&a->local, ph->p, ph->len) < 0)
-			return -1;
-		return mime_addr_emit(a, 0) < 0 ? -1 : 1;
-	}
-	switch (*lx->p) {
-	case '<':
-		lx->p++;
-		if (mime_addr_angle(lx, a) < 0 || mime_addr_emit(a, 1) < 0)
-			return -1;
-		return 1;
-	case ':':
-		lx->p++;
-		if (a->in_group)
-			return 1;   /* nested groups are not allowed: ignore */
-		a->in_group = 1;
-		return mime_addr_group(a, 1) < 0 ? -1 : 1;
-	case ';':
-		lx->p++;
-		if (ph->len > 0 &&
-		    (buf_append(&a->local, ph->p, ph->len) < 0 ||
-		     mime_addr_emit(a, 0) < 0))
-			return -1;
-		if (a->in_group) {
-			a->in_group = 0;
-			return mime_addr_group(a, 0) < 0 ? -1 : 1;
-		}
-		return 1;
-	case '@':
-		/* addr-spec: the phrase collected is the local part */
-		lx->p++;
-		if (buf_append(&a->local, ph->p ? ph->p : "", ph->len) < 0 ||
-		    mime_addr_domain(lx, &a->domain) < 0 ||
-		    mime_addr_emit(a, 0) < 0)
-			return -1;
-		return 1;
-	case ',':
-		lx->p++;
-		if (ph->len > 0 &&
-		    (buf_append(&a->local, ph->p, ph->len) < 0 ||
-		     mime_addr_emit(a, 0) < 0))
-			return -1;
-		return 1;
-	default:
-		lx->p++;   /* stray special (">", "]", "\\"): skip it */
-		return 1;
-	}
-}
-
-static int mime_addr_list(struct buf *out, const char *v, size_t vl)
-{
-	struct mime_addr_ctx a;
-	struct mime_lex lx = { v, v + vl };
-	int r, rc = 0;
-
-	memset(&a, 0, sizeof(a));
-	a.out = out;
-	buf_init(&a.name, 0);
-	buf_init(&a.local, 0);
-	buf_init(&a.route, 0);
-	buf_init(&a.domain, 0);
-	while ((r = mime_addr_one(&lx, &a)) > 0)
-		if (out->max != 0 && out->len >= out->max) {
+	mime_addr_parser_init(&ap, v, vl);
+	mime_addr_init(&a);
+	while ((r = mime_addr_next(&ap, &a)) > 0) {
+		if ((!any && buf_putc(out, '(') < 0) || mime_env_addr(out, &a) < 0) {
 			r = -1;
 			break;
 		}
+		any = 1;
+	}
+	mime_addr_free(&a);
+	if (r == 0 && any)
+		r = buf_putc(out, ')') < 0 ? -1 : 1;
 	if (r < 0)
-		rc = -1;
-	else if (a.in_group && mime_addr_group(&a, 0) < 0)
-		rc = -1;   /* unterminated group: close it */
-	if (rc == 0)
-		rc = a.any ? buf_putc(out, ')') : buf_puts(out, "NIL");
-	buf_free(&a.name);
-	buf_free(&a.local);
-	buf_free(&a.route);
-	buf_free(&a.domain);
-	return rc;
+		mime_truncate(out, start);
+	return r;
 }
 
 /* RFC 3501 §7.4.2: sender and reply-to default to from when absent or
- * empty. */
+ * empty; a field that holds no address at all counts as empty. */
 static int mime_env_addrs(struct buf *out, const char *hdr, size_t hl,
                           const char *name, const char *fallback)
 {
 	const char *v;
-	size_t vl, i;
-	int empty = 1;
+	size_t vl;
+	int r = 0;
 
 	if (mime_header_find(hdr, hl, name, &v, &vl))
-		for (i = 0; i < vl; i++)
-			if (!isspace((unsigned char)v[i]))
-				empty = 0;
-	if (empty && fallback != NULL)
+		r = mime_env_addr_list(out, v, vl);
+	if (r != 0)
+		return r < 0 ? -1 : 0;
+	if (fallback != NULL)
 		return mime_env_addrs(out, hdr, hl, fallback, NULL);
-	if (empty)
-		return buf_puts(out, "NIL");
-	return mime_addr_list(out, v, vl);
+	return buf_puts(out, "NIL");
 }
 
 static int mime_env(const struct mime_tree *t, int part, struct buf *out)
@@ -938,27 +898,109 @@ int mime_envelope(const struct mime_tree *t, int part, struct buf *out)
 
 /* ---- BODY / BODYSTRUCTURE (RFC 3501 §7.4.2) ---- */
 
+/* RFC 2231 §7 attribute-char: what an encoded value keeps unescaped. */
+static int mime_attr_char(unsigned char c)
+{
+	return c > 32 && c < 127 && strchr("*'%()<>@,;:\\\"/[]?=", c) == NULL;
+}
+
+/* One parameter as "name" "value". RFC 3501 §7.4.2 gives parameters as
+ * attribute/value pairs and RFC 2231 values come joined and decoded
+ * ("name*0*=us-ascii'en'a%20b; name*1*=%20c" is "name" "a b c"), as long
+ * as the bytes are printable US-ASCII. Other bytes could only go as a
+ * literal in a charset the client is not told, so such a value stays
+ * RFC 2231 encoded, in the one-section form of §4 ("name*"
+ * "utf-8'de'%E2%82%AC"), as Dovecot sends it and clients read it.
+ * Returns 1 when it went encoded, 0 when not, -1 when out is full. */
+static int mime_bs_param(struct buf *out, const struct mime_param *pp,
+                         const struct mime_pval *pv, struct buf *tmp)
+{
+	size_t i;
+	int enc = 0;
+
+	for (i = 0; pv->ext && i < pv->v.len; i++)
+		if ((unsigned char)pv->v.p[i] < 32 || (unsigned char)pv->v.p[i] > 126)
+			enc = 1;
+	buf_reset(tmp);
+	for (i = 0; i < pp->name_len; i++)
+		if (buf_putc(tmp, (char)tolower((unsigned char)pp->name[i])) < 0)
+			return -1;
+	if ((enc && buf_putc(tmp, '*') < 0) ||
+	    mime_imap_string(out, tmp->p ? tmp->p : "", tmp->len) < 0 ||
+	    buf_putc(out, ' ') < 0)
+		return -1;
+	if (!enc)
+		return mime_imap_string(out, pv->v.p ? pv->v.p : "", pv->v.len);
+	buf_reset(tmp);
+	if (buf_append(tmp, pv->cs ? pv->cs : "", pv->cs_len) < 0 ||
+	    buf_putc(tmp, '\'') < 0 ||
+	    buf_append(tmp, pv->lang ? pv->lang : "", pv->lang_len) < 0 ||
+	    buf_putc(tmp, '\'') < 0)
+		return -1;
+	for (i = 0; i < pv->v.len; i++) {
+		unsigned char c = (unsigned char)pv->v.p[i];
+
+		if (mime_attr_char(c) ? buf_putc(tmp, (char)c) < 0 :
+		    buf_printf(tmp, "%%%02X", c) < 0)
+			return -1;
+	}
+	return mime_imap_string(out, tmp->p, tmp->len) < 0 ? -1 : 1;
+}
+
+/* body-fld-param: each parameter once (the first of a name), RFC 2231
+ * sections joined; NIL when there is none. A value left encoded is
+ * followed by the plain parameter of its name, if the sender wrote one
+ * for readers without RFC 2231. */
 static int mime_bs_params(struct buf *out, const char *params, size_t len,
                           int text_default)
 {
-	struct mime_lex lx = { params, params + len };
-	struct buf n, v;
-	int any = 0, rc = 0;
+	struct mime_params ps;
+	struct mime_pval pv;
+	struct buf tmp;
+	unsigned i, j;
+	int any = 0, rc, r;
 
-	buf_init(&n, 0);
-	buf_init(&v, 0);
-	while (rc == 0 && mime_param_next(&lx, &n, &v)) {
+	rc = mime_params_read(params, len, &ps);
+	mime_pval_init(&pv);
+	buf_init(&tmp, 0);
+	for (i = 0; rc == 0 && i < ps.n; i++) {
+		for (j = 0; j < i; j++)
+			if (mime_param_same(&ps.p[j], &ps.p[i]))
+				break;
+		if (j < i)
+			continue;   /* a repeated name, or a later section */
+		buf_reset(&pv.v);
+		pv.cs = pv.lang = NULL;
+		pv.cs_len = pv.lang_len = 0;
+		pv.ext = 0;
+		r = mime_param_value(&ps, i, &pv);
+		if (r <= 0) {
+			rc = r;
+			continue;
+		}
 		rc = buf_puts(out, any ? " " : "(");
 		any = 1;
 		if (rc == 0)
-			rc = mime_imap_string(out, n.p, n.len);
-		if (rc == 0)
-			rc = buf_putc(out, ' ');
-		if (rc == 0)
-			rc = mime_imap_string(out, v.p ? v.p : "", v.len);
+			rc = mime_bs_param(out, &ps.p[i], &pv, &tmp);
+		if (rc <= 0)
+			continue;
+		rc = 0;
+		for (j = i; j < ps.n; j++)
+			if (ps.p[j].section < 0 && mime_param_same(&ps.p[j], &ps.p[i]))
+				break;
+		if (j == ps.n)
+			continue;
+		buf_reset(&pv.v);
+		pv.ext = 0;
+		if (buf_append(&pv.v, (ps.vals.p ? ps.vals.p : "") + ps.p[j].voff,
+		               ps.p[j].vlen) < 0 ||
+		    buf_putc(out, ' ') < 0 ||
+		    mime_bs_param(out, &ps.p[j], &pv, &tmp) < 0)
+			rc = -1;
 	}
-	buf_free(&n);
-	buf_free(&v);
+	buf_free(&ps.vals);
+	buf_free(&pv.v);
+	buf_free(&tmp);
 	if (rc < 0)
 		return -1;
 	if (any)
@@ -1564,6 +1606,49 @@ int mime_decode_header(const char *in, size_t len, struct buf *out)
 full:
 	buf_free(&raw);
 	return -1;
+}
+
+int mime_search_addr(const char *v, size_t len, struct buf *out)
+{
+	struct mime_addr_parser ap;
+	struct mime_addr a;
+	size_t start = out->len;
+	int r, rc = 0, sep = 0;   /* sep: 1 ", " and 2 " " before the next */
+
+	mime_addr_parser_init(&ap, v, len);
+	mime_addr_init(&a);
+	while (rc == 0 && (r = mime_addr_next(&ap, &a)) != 0) {
+		if (r < 0 || (a.kind == MIME_ADDR_GROUP_END ?
+		              buf_putc(out, ';') : buf_puts(out, sep == 1 ? ", " :
+		                                            sep == 2 ? " " : "")) < 0) {
+			rc = -1;
+			break;
+		}
+		sep = 1;
+		if (a.kind == MIME_ADDR_GROUP_END)
+			continue;
+		if (a.name.len > 0 &&
+		    mime_decode_header(a.name.p, a.name.len, out) < 0)
+			rc = -1;
+		if (rc == 0 && a.kind == MIME_ADDR_GROUP_START) {
+			rc = buf_putc(out, ':');
+			sep = 2;
+			continue;
+		}
+		if (rc == 0 && a.name.len > 0)
+			rc = buf_puts(out, " <");
+		if (rc == 0)
+			rc = buf_append(out, a.local.p ? a.local.p : "", a.local.len);
+		if (rc == 0 && a.domain.len > 0)
+			rc = buf_putc(out, '@') < 0 ? -1 :
+			     buf_append(out, a.domain.p, a.domain.len);
+		if (rc == 0 && a.name.len > 0)
+			rc = buf_putc(out, '>');
+	}
+	mime_addr_free(&a);
+	if (rc < 0)
+		mime_truncate(out, start);
+	return rc;
 }
 
 static int mime_body_text_part(const struct mime_tree *t, int idx,

@@ -97,6 +97,14 @@ int mime_header_next(const char *hdr, size_t hdr_len, size_t *pos,
  * charsets keep the raw word). Unfolds. Returns 0 or -1 (out full). */
 int mime_decode_header(const char *in, size_t len, struct buf *out);
 
+/* SEARCH FROM/TO/CC/BCC (RFC 3501 §6.4.4) match the addresses, not the
+ * raw field: the address list in v as text with comments and routes
+ * dropped, quotes resolved, each mailbox "Name <local@domain>" (the name
+ * RFC 2047-decoded to UTF-8; a bare addr-spec's comment is its name) or
+ * "local@domain", a group "name: a, b;", all joined by ", ". Appended
+ * to out. Returns 0, or -1 when out is full (out unchanged). */
+int mime_search_addr(const char *v, size_t len, struct buf *out);
+
 /* Decode a body by Content-Transfer-Encoding ("base64",
  * "quoted-printable", anything else: as is). Returns 0 or -1. */
 int mime_decode_body(const char *in, size_t len, const char *cte,

@@ -229,7 +229,13 @@ static void test_seqset(void **st)
 	assert_int_equal(imap_seqset_parse("1:3,7,9:*", s, 4), 3);
 	assert_int_equal(s[0].lo, 1);
 	assert_int_equal(s[0].hi, 3);
+	assert_int_equal(s[2].lo, 9);
 	assert_int_equal(s[2].hi, IMAP_SEQ_STAR);
+	/* the largest number is a number, not '*' */
+	assert_int_equal(imap_seqset_parse("7:4294967295", s, 4), 1);
+	assert_int_equal(s[0].lo, 7);
+	assert_int_equal(s[0].hi, 4294967295u);
+	assert_int_not_equal(s[0].hi, IMAP_SEQ_STAR);
 	assert_int_equal(imap_seqset_parse("5:2", s, 4), 1);
 	assert_int_equal(s[0].lo, 2);
 	assert_int_equal(imap_seqset_parse("0", s, 4), -1);

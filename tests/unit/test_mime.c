@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <cmocka.h>
 #include "mime.h"
 #include "../fuzz/imap_syntax.h"
@@ -458,6 +459,292 @@ static void test_deep_and_wide(void **st)
 	buf_free(&m);
 }
 
+/* Dovecot's imaptest script fetch-envelope: its six messages (rewritten
+ * here from fetch-envelope.mbox, with CRLF as APPEND stores them) and the
+ * ENVELOPE the script expects of each. */
+static const char *const test_fe_msgs[] = {
+	"Message-ID: <msg@id>\r\n"
+	"In-Reply-To: <reply@to.id>\r\n"
+	"Date: Thu, 15 Feb 2007 01:02:03 +0200\r\n"
+	"Subject: subject header\r\n"
+	"From: From Real <fromuser@fromdomain.org>\r\n"
+	"To: To Real <touser@todomain.org>\r\n"
+	"Cc: Cc Real <ccuser@ccdomain.org>\r\n"
+	"Bcc: Bcc Real <bccuser@bccdomain.org>\r\n"
+	"Sender: Sender Real <senderuser@senderdomain.org>\r\n"
+	"Reply-To: ReplyTo Real <replytouser@replytodomain.org>\r\n"
+	"\r\nbody\r\n",
+	"Date: Thu, 15 Feb 2007 01:02:03 +0200\r\n"
+	"From: user@domain\r\n\r\nbody\r\n",
+	"Date: Thu, 15 Feb 2007 01:02:03 +0200\r\n"
+	"From: user@domain\r\n\r\nbody\r\n",
+	"Date: Thu, 15 Feb 2007 01:02:03 +0200\r\n"
+	"From: user@domain (Real Name)\r\n"
+	"To: group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;\r\n"
+	"Cc: group:;, group2: (foo) ;\r\n"
+	"\r\nbody\r\n",
+	"Date: Thu, 15 Feb 2007 01:02:03 +0200\r\n"
+	"From: user@domain (Real Name)\r\n"
+	"Sender: \r\n"
+	"Reply-To: \r\n"
+	"\r\nbody\r\n",
+	"Date: Thu, 15 Feb 2007 01:02:03 +0200\r\n"
+	"From: <@route:user@domain>\r\n\r\nbody\r\n",
+};
+
+static const char *const test_fe_want[] = {
+	"(\"Thu, 15 Feb 2007 01:02:03 +0200\" \"subject header\" "
+	"((\"From Real\" NIL \"fromuser\" \"fromdomain.org\")) "
+	"((\"Sender Real\" NIL \"senderuser\" \"senderdomain.org\")) "
+	"((\"ReplyTo Real\" NIL \"replytouser\" \"replytodomain.org\")) "
+	"((\"To Real\" NIL \"touser\" \"todomain.org\")) "
+	"((\"Cc Real\" NIL \"ccuser\" \"ccdomain.org\")) "
+	"((\"Bcc Real\" NIL \"bccuser\" \"bccdomain.org\")) "
+	"\"<reply@to.id>\" \"<msg@id>\")",
+	"(\"Thu, 15 Feb 2007 01:02:03 +0200\" NIL ((NIL NIL \"user\" \"domain\")) "
+	"((NIL NIL \"user\" \"domain\")) ((NIL NIL \"user\" \"domain\")) "
+	"NIL NIL NIL NIL NIL)",
+	"(\"Thu, 15 Feb 2007 01:02:03 +0200\" NIL ((NIL NIL \"user\" \"domain\")) "
+	"((NIL NIL \"user\" \"domain\")) ((NIL NIL \"user\" \"domain\")) "
+	"NIL NIL NIL NIL NIL)",
+	"(\"Thu, 15 Feb 2007 01:02:03 +0200\" NIL "
+	"((\"Real Name\" NIL \"user\" \"domain\")) "
+	"((\"Real Name\" NIL \"user\" \"domain\")) "
+	"((\"Real Name\" NIL \"user\" \"domain\")) "
+	"((NIL NIL \"group\" NIL)(NIL NIL \"g1\" \"d1.org\")(NIL NIL \"g2\" \"d2.org\")"
+	"(NIL NIL NIL NIL)(NIL NIL \"group2\" NIL)(NIL NIL \"g3\" \"d3.org\")"
+	"(NIL NIL NIL NIL)) "
+	"((NIL NIL \"group\" NIL)(NIL NIL NIL NIL)(NIL NIL \"group2\" NIL)"
+	"(NIL NIL NIL NIL)) NIL NIL NIL)",
+	"(\"Thu, 15 Feb 2007 01:02:03 +0200\" NIL "
+	"((\"Real Name\" NIL \"user\" \"domain\")) "
+	"((\"Real Name\" NIL \"user\" \"domain\")) "
+	"((\"Real Name\" NIL \"user\" \"domain\")) NIL NIL NIL NIL NIL)",
+	"(\"Thu, 15 Feb 2007 01:02:03 +0200\" NIL "
+	"((NIL \"@route\" \"user\" \"domain\")) "
+	"((NIL \"@route\" \"user\" \"domain\")) "
+	"((NIL \"@route\" \"user\" \"domain\")) NIL NIL NIL NIL NIL)",
+};
+
+static void test_imaptest_fetch_envelope(void **st)
+{
+	size_t i;
+	struct buf b;
+
+	buf_init(&b, 0);
+	for (i = 0; i < sizeof(test_fe_msgs) / sizeof(test_fe_msgs[0]); i++) {
+		struct mime_tree *t = test_parse(test_fe_msgs[i]);
+
+		buf_reset(&b);
+		assert_int_equal(mime_envelope(t, 0, &b), 0);
+		if (strcmp(b.p, test_fe_want[i]) != 0)
+			fail_msg("message %zu:\n got %s\nwant %s", i + 1, b.p,
+			         test_fe_want[i]);
+		mime_tree_free(t);
+	}
+	buf_free(&b);
+}
+
+/* More ENVELOPE address forms: quoted names, encoded words kept as sent
+ * (RFC 3501 §7.4.2), missing parts, a field with no address falling back
+ * to From, an unterminated group closed. */
+static void test_envelope_addresses(void **st)
+{
+	static const char m[] =
+		"From: \"Real Name\" <user@domain>\r\n"
+		"Sender: (nobody)\r\n"
+		"Reply-To: =?utf-8?q?J=C3=B6rg?= <j@x>, \"Q \\\"R\\\"\" <q@r>\r\n"
+		"To: user, <@d>, <>\r\n"
+		"Cc: team: a@b\r\n"
+		"Bcc: John Q. Public <jqp@x> (home), c . d @ e . f\r\n"
+		"\r\nbody\r\n";
+	struct mime_tree *t = test_parse(m);
+	struct buf b;
+
+	buf_init(&b, 0);
+	assert_int_equal(mime_envelope(t, 0, &b), 0);
+	assert_string_equal(b.p,
+		"(NIL NIL ((\"Real Name\" NIL \"user\" \"domain\")) "
+		"((\"Real Name\" NIL \"user\" \"domain\")) "
+		"((\"=?utf-8?q?J=C3=B6rg?=\" NIL \"j\" \"x\")"
+		"(\"Q \\\"R\\\"\" NIL \"q\" \"r\")) "
+		"((NIL NIL \"user\" \"MISSING_DOMAIN\")"
+		"(NIL NIL \"MISSING_MAILBOX\" \"d\")"
+		"(NIL NIL \"MISSING_MAILBOX\" \"MISSING_DOMAIN\")) "
+		"((NIL NIL \"team\" NIL)(NIL NIL \"a\" \"b\")(NIL NIL NIL NIL)) "
+		"((\"John Q. Public\" NIL \"jqp\" \"x\")(NIL NIL \"c.d\" \"e.f\")) "
+		"NIL NIL)");
+	buf_free(&b);
+	mime_tree_free(t);
+}
+
+/* imaptest's fetch-bodystructure: a boundary folded inside its quotes,
+ * and the BODY the script expects (imaptest compares case-insensitively). */
+static void test_imaptest_fetch_bodystructure(void **st)
+{
+	static const char m[] =
+		"From: user@domain.org\r\n"
+		"Date: Sat, 24 Mar 2007 23:00:00 +0200\r\n"
+		"Mime-Version: 1.0\r\n"
+		"Content-Type: multipart/mixed; boundary=\"foo\r\n"
+		" bar\"\r\n"
+		"\r\n"
+		"--foo bar\r\n"
+		"Content-Type: text/x-myown; charset=us-ascii\r\n"
+		"\r\n"
+		"hello\r\n"
+		"\r\n"
+		"--foo bar--\r\n";
+	struct mime_tree *t = test_parse(m);
+	struct buf b;
+
+	buf_init(&b, 0);
+	assert_int_equal(mime_bodystructure(t, 0, &b), 0);
+	if (strcasecmp(b.p, "((\"TEXT\" \"x-MYOWN\" (\"CHARSET\" \"us-ascii\") NIL "
+	                    "NIL \"7BIT\" 7 1) \"MIXED\")") != 0)
+		fail_msg("got %s", b.p);
+	buf_free(&b);
+	mime_tree_free(t);
+}
+
+/* The body-fld-param list that a Content-Type of application/x with
+ * params gets, and the same params under Content-Disposition. */
+static void test_param(const char *params, const char *want)
+{
+	struct mime_tree *t;
+	struct buf m, b, w;
+
+	buf_init(&m, 0);
+	buf_init(&b, 0);
+	buf_init(&w, 0);
+	assert_int_equal(buf_printf(&m, "Content-Type: application/x%s\r\n"
+	                            "Content-Disposition: attachment%s\r\n"
+	                            "\r\nx\r\n", params, params), 0);
+	t = test_parse(m.p);
+	assert_int_equal(mime_bodystructure(t, 1, &b), 0);
+	assert_int_equal(buf_printf(&w, "(\"application\" \"x\" %s NIL NIL \"7bit\" 3 "
+	                            "NIL (\"attachment\" %s) NIL NIL)", want, want), 0);
+	if (strcmp(b.p, w.p) != 0)
+		fail_msg("params [%s]\n got %s\nwant %s", params, b.p, w.p);
+	mime_tree_free(t);
+	buf_free(&m);
+	buf_free(&b);
+	buf_free(&w);
+}
+
+/* RFC 2231 §3 continuations and §4 charsets, joined and decoded. */
+static void test_rfc2231(void **st)
+{
+	test_param("; name*0=\"a\"; name*1=\"b\"", "(\"name\" \"ab\")");
+	test_param("; name*0*=us-ascii'en'a%20b; name*1*=%20c",
+	           "(\"name\" \"a b c\")");
+	/* §4.1: encoded and plain sections mixed; % is literal in a plain one */
+	test_param("; NAME*0*=''a%20; name*1=\"%20b\"; Name*2*=%2e",
+	           "(\"name\" \"a %20b.\")");
+	/* any order, other parameters in between */
+	test_param("; n*2=c; x=1; n*0=a; n*1=\"b\"", "(\"n\" \"abc\" \"x\" \"1\")");
+	/* §4 alone */
+	test_param("; name*=us-ascii''%41%42", "(\"name\" \"AB\")");
+	test_param("; name*=''", "(\"name\" \"\")");
+	/* not printable ASCII once decoded: stays encoded, in one section,
+	 * and a plain fallback follows */
+	test_param("; filename*0*=utf-8'de'%E2%82%AC; filename*1*=.txt; "
+	           "filename=euro.txt",
+	           "(\"filename*\" \"utf-8'de'%E2%82%AC.txt\" \"filename\" \"euro.txt\")");
+	test_param("; a*=''x%0Dy", "(\"a*\" \"''x%0Dy\")");
+	/* sections win over a plain value of the same name, wherever it is */
+	test_param("; name=old; name*0=new", "(\"name\" \"new\")");
+	/* malformed: a gap ends the value, a repeated section counts once,
+	 * no section 0 is no value, bad %XX stays */
+	test_param("; name*0=a; name*2=c", "(\"name\" \"a\")");
+	test_param("; name*0=a; name*0=x; name*1=b", "(\"name\" \"ab\")");
+	test_param("; name*1=b; name*2=c", "NIL");
+	test_param("; name*1=b; name=plain", "(\"name\" \"plain\")");
+	test_param("; name*=%4; n*=%zz%", "(\"name\" \"%4\" \"n\" \"%zz%\")");
+	test_param("; name*0*=no-quotes%21", "(\"name\" \"no-quotes!\")");
+	/* section numbers we do not take stay names as written */
+	test_param("; a*00=x; b*1000=y; c*01=z", "(\"a*00\" \"x\" \"b*1000\" \"y\" \"c*01\" \"z\")");
+	/* a plain name given twice: the first */
+	test_param("; charset=utf-8; CHARSET=latin1", "(\"charset\" \"utf-8\")");
+}
+
+/* RFC 2231 where the parser itself uses a parameter: a boundary in
+ * sections, a charset for SEARCH's body text. */
+static void test_rfc2231_used(void **st)
+{
+	static const char m[] =
+		"Content-Type: multipart/mixed; boundary*0=\"fo\"; boundary*1=o\r\n"
+		"\r\n"
+		"--foo\r\n"
+		"Content-Type: text/plain; charset*=''iso-8859-1\r\n"
+		"\r\n"
+		"caf\xe9\r\n"
+		"--foo--\r\n";
+	struct mime_tree *t = test_parse(m);
+	struct buf b;
+
+	assert_int_equal(t->nparts, 2);
+	assert_true(t->parts[0].flags & MIME_PART_MULTIPART);
+	buf_init(&b, 0);
+	assert_int_equal(mime_body_text(t, 0, &b), 0);
+	assert_string_equal(b.p, "caf\xc3\xa9\n");
+	buf_free(&b);
+	mime_tree_free(t);
+}
+
+/* Hostile parameter lists: thousands of sections, of names, of repeats.
+ * Only MIME_PARAMS_MAX (128) parameters of a field are read, so the join
+ * is bounded; the output stays well-formed and whole under any bound. */
+static void test_rfc2231_huge(void **st)
+{
+	struct mime_tree *t;
+	struct buf m, b, want;
+	int i;
+
+	buf_init(&m, 0);
+	buf_init(&b, 0);
+	buf_init(&want, 0);
+	assert_int_equal(buf_puts(&m, "Content-Type: application/x"), 0);
+	for (i = 4999; i >= 0; i--)
+		assert_int_equal(buf_printf(&m, "; n*%d=%c", i % 1000, 'a' + i % 26), 0);
+	assert_int_equal(buf_puts(&m, "\r\n\r\nx\r\n"), 0);
+	test_render_checked(m.p, m.len, NULL);
+	t = test_parse(m.p);
+	assert_int_equal(mime_bodystructure(t, 0, &b), 0);
+	/* the first 128 read are sections 999 down to 872: no section 0 */
+	assert_string_equal(b.p, "(\"application\" \"x\" NIL NIL NIL \"7bit\" 3)");
+	mime_tree_free(t);
+
+	buf_reset(&m);
+	buf_reset(&b);
+	assert_int_equal(buf_puts(&m, "Content-Type: application/x"), 0);
+	for (i = 0; i < 5000; i++)
+		assert_int_equal(buf_printf(&m, "; n*%d*=%%%02X", i, 'a' + i % 26), 0);
+	assert_int_equal(buf_puts(&m, "\r\n\r\nx\r\n"), 0);
+	test_render_checked(m.p, m.len, NULL);
+	t = test_parse(m.p);
+	assert_int_equal(mime_bodystructure(t, 0, &b), 0);
+	assert_int_equal(buf_puts(&want, "(\"application\" \"x\" (\"n\" \""), 0);
+	for (i = 0; i < 128; i++)
+		assert_int_equal(buf_putc(&want, (char)('a' + i % 26)), 0);
+	assert_int_equal(buf_puts(&want, "\") NIL NIL \"7bit\" 3)"), 0);
+	assert_string_equal(b.p, want.p);
+	mime_tree_free(t);
+
+	buf_reset(&m);
+	assert_int_equal(buf_puts(&m, "Content-Type: text/plain"), 0);
+	for (i = 0; i < 3000; i++)
+		assert_int_equal(buf_printf(&m, "; p%d*%d=\"v\"", i, i % 3), 0);
+	assert_int_equal(buf_puts(&m, "\r\nContent-Disposition: inline"), 0);
+	for (i = 0; i < 3000; i++)
+		assert_int_equal(buf_puts(&m, "; f*0*=utf-8''%FF"), 0);
+	assert_int_equal(buf_puts(&m, "\r\n\r\nx\r\n"), 0);
+	test_render_checked(m.p, m.len, NULL);
+	buf_free(&m);
+	buf_free(&b);
+	buf_free(&want);
+}
+
 /* SEARCH's substring test: right across its internal windows, and linear
  * (a naive scan of this takes minutes). */
 static void test_contains(void **st)
@@ -511,6 +798,12 @@ int main(void)
 		cmocka_unit_test(test_nul_and_8bit),
 		cmocka_unit_test(test_deep_and_wide),
 		cmocka_unit_test(test_contains),
+		cmocka_unit_test(test_imaptest_fetch_envelope),
+		cmocka_unit_test(test_envelope_addresses),
+		cmocka_unit_test(test_imaptest_fetch_bodystructure),
+		cmocka_unit_test(test_rfc2231),
+		cmocka_unit_test(test_rfc2231_used),
+		cmocka_unit_test(test_rfc2231_huge),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -102,7 +102,8 @@ static void test_flags_keywords(void **st)
 	assert_int_equal(k, 0);
 	assert_int_equal(mstore_keyword(f, "$forwarded", 0, &e), 0);
 	assert_int_equal(mstore_keyword(f, "bad word", 1, &e), -1);
-	assert_int_equal(mstore_set_flags(f, 0, MSTORE_F_SEEN | MSTORE_F_FLAGGED,
+	assert_int_equal(mstore_set_flags(f, 0, MSTORE_FLAGS_REPLACE,
+	                                  MSTORE_F_SEEN | MSTORE_F_FLAGGED,
 	                                  1u << k, &e), 0);
 	assert_non_null(strstr(f->msgs[0].name, ":2,FSa"));
 	{
@@ -302,8 +303,10 @@ static void test_sync_changes(void **st)
 	assert_int_equal(a->count, 3);
 	assert_int_equal(b->count, 3);
 	/* b: flag message 1, delete and expunge message 2 */
-	assert_int_equal(mstore_set_flags(b, 0, MSTORE_F_ANSWERED, 0, &e), 0);
-	assert_int_equal(mstore_set_flags(b, 1, MSTORE_F_DELETED, 0, &e), 0);
+	assert_int_equal(mstore_set_flags(b, 0, MSTORE_FLAGS_REPLACE,
+	                                  MSTORE_F_ANSWERED, 0, &e), 0);
+	assert_int_equal(mstore_set_flags(b, 1, MSTORE_FLAGS_REPLACE,
+	                                  MSTORE_F_DELETED, 0, &e), 0);
 	memset(&ch, 0, sizeof(ch));
 	assert_int_equal(mstore_expunge(b, NULL, 0, 0, &ch, &e), 0);
 	assert_int_equal(ch.nexpunged, 1);
@@ -331,7 +334,8 @@ static void test_sync_changes(void **st)
 	{
 		struct buf buf;
 
-		assert_int_equal(mstore_set_flags(b, 0, MSTORE_F_SEEN, 0, &e), 0);
+		assert_int_equal(mstore_set_flags(b, 0, MSTORE_FLAGS_REPLACE,
+		                                  MSTORE_F_SEEN, 0, &e), 0);
 		buf_init(&buf, 0);
 		assert_int_equal(mstore_msg_read(a, 0, 0, &buf, &e), 0);
 		assert_string_equal(buf.p, "Subject: s\r\n\r\nb\r\n");
@@ -366,7 +370,7 @@ static void test_copy_list_status(void **st)
 	assert_int_equal(s.uidnext, 3);
 	f = mstore_folder_open(ms, "INBOX", 0, &e);
 	assert_int_equal(f->msgs[0].uid, 1);   /* STATUS assigned them already */
-	mstore_set_flags(f, 0, MSTORE_F_SEEN, 0, &e);
+	mstore_set_flags(f, 0, MSTORE_FLAGS_REPLACE, MSTORE_F_SEEN, 0, &e);
 	assert_int_equal(mstore_copy(f, idx, 2, "Junk", 0, uids, &uv, &e), 0);
 	assert_int_equal(uids[0], 1);
 	assert_int_equal(uids[1], 2);
@@ -429,7 +433,8 @@ static void test_sync_quiet(void **st)
 	assert_int_equal(mstore_sync(a, &ch, &e), 0);
 	assert_true(a->stamp_ok);
 	assert_int_equal(ch.nnew + ch.nexpunged + ch.nchanged, 0);
-	assert_int_equal(mstore_set_flags(b, 0, MSTORE_F_FLAGGED, 0, &e), 0);
+	assert_int_equal(mstore_set_flags(b, 0, MSTORE_FLAGS_REPLACE,
+	                                  MSTORE_F_FLAGGED, 0, &e), 0);
 	assert_int_equal(mstore_sync(a, &ch, &e), 0);
 	assert_int_equal(ch.nchanged, 1);
 	mstore_changes_free(&ch);
