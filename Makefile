@@ -58,6 +58,7 @@ BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(B)/bench/%)
 
 .PHONY: all bins test unit fuzz-replay it asan fuzz fuzz-run bench run stop install clean deps-build deps-test deps-run
+.PHONY: imaptest imaptest-stress
 .SECONDARY:
 
 all: bins $(UNIT_BINS) $(FUZZ_REPLAY) $(BENCH_BINS)
@@ -133,6 +134,20 @@ test: deps-test
 asan: deps-test
 	$(MAKE) B=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  ASAN_OPTIONS=detect_leaks=1 all unit fuzz-replay it
+
+# Dovecot's imaptest against a private mra (tests/imaptest/run.sh): the
+# compliance scripts (fails when any command failed), and its stress mode
+# for benchmarks (10 clients on one mailbox, then over 10 users;
+# IMAPTEST_SECS per run, default 60). Without ../shared beside the
+# checkout both say "skipped" and succeed.
+IMAPTEST_TOOL = ../shared/tools/imaptest/build.sh
+imaptest:
+	@if [ -f $(IMAPTEST_TOOL) ]; then $(MAKE) --no-print-directory bins; fi
+	@sh tests/imaptest/run.sh compliance $(abspath $(B))
+
+imaptest-stress:
+	@if [ -f $(IMAPTEST_TOOL) ]; then $(MAKE) --no-print-directory bins; fi
+	@sh tests/imaptest/run.sh stress $(abspath $(B))
 
 # libFuzzer targets: each runs FUZZ_SECONDS (default 30) from its corpus;
 # FUZZ_ONLY="tests/fuzz/fuzz_a.c ..." picks some of them.

@@ -1011,56 +1011,31 @@ static int imap_session_input_line(struct imap_session *s,
 	return 1;
 }
 
-/* The session whose input is being read, and whether more came for it
- * meanwhile (the loop is one thread). */
-static struct imap_session *imap_session_reading;
-static int imap_session_again;
-
-/* ops->input: the conn is OPEN and bytes wait. Never re-entered for the
- * same session: a STARTTLS filter (libevent's OpenSSL bufferevent over
- * the socket's) reads at once when its read watermark lets it go on or
- * reading is enabled again, that is from inside evbuffer_drain(),
- * bufferevent_setwatermark() or conn_ready() called here, and hands the
- * new bytes to conn's read callback there and then. A nested pass would
- * dispatch the next command while this one was dispatching its own: two
- * jobs of one session at once, answers out of order, the folder freed
- * under a FETCH. It only asks the running pass to look again. */
+/* ops->input: the conn is OPEN and bytes wait. conn never calls it
+ * nested (a STARTTLS filter that reads from inside our evbuffer_drain()
+ * has its input handed over later, from the loop). */
 static void imap_session_input(struct imap_session *s)
 {
-	struct imap_session *outer = imap_session_reading;
-	int outer_again = imap_session_again;
 	struct bufferevent *bev;
 	struct evbuffer *in;
 	size_t len;
-	int go;
+	int go = 1;
 
-	if (outer == s) {
-		imap_session_again = 1;
-		return;
+	while (go && conn_state(s->conn) == CONN_ST_OPEN &&
+	       s->st != IMAP_SS_LOGOUT &&
+	       (bev = conn_bev(s->conn)) != NULL) {
+		in = bufferevent_get_input(bev);
+		len = evbuffer_get_length(in);
+		if (len == 0)
+			break;
+		if (s->st == IMAP_SS_SASL || s->st == IMAP_SS_IDLE)
+			go = imap_session_input_line(s, in, len) > 0;
+		else
+			go = imap_session_input_cmd(s, in, len);
 	}
-	imap_session_reading = s;
-	do {
-		imap_session_again = 0;
-		go = 1;
-		while (go && conn_state(s->conn) == CONN_ST_OPEN &&
-		       s->st != IMAP_SS_LOGOUT &&
-		       (bev = conn_bev(s->conn)) != NULL) {
-			in = bufferevent_get_input(bev);
-			len = evbuffer_get_length(in);
-			if (len == 0)
-				break;
-			if (s->st == IMAP_SS_SASL || s->st == IMAP_SS_IDLE)
-				go = imap_session_input_line(s, in, len) > 0;
-			else
-				go = imap_session_input_cmd(s, in, len);
-		}
-		if (conn_state(s->conn) == CONN_ST_OPEN &&
-		    s->st != IMAP_SS_SASL && s->st != IMAP_SS_IDLE)
-			imap_session_read_limit(s);
-	} while (imap_session_again && conn_state(s->conn) == CONN_ST_OPEN &&
-		 s->st != IMAP_SS_LOGOUT);
-	imap_session_reading = outer;
-	imap_session_again = outer_again;
+	if (conn_state(s->conn) == CONN_ST_OPEN && s->st != IMAP_SS_SASL &&
+	    s->st != IMAP_SS_IDLE)
+		imap_session_read_limit(s);
 }
 
 /* ---- conn callbacks ---- */
