@@ -57,7 +57,7 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/tests/%)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(B)/bench/%)
 
-.PHONY: all bins test unit fuzz-replay it asan fuzz fuzz-run bench run stop install clean deps-build deps-test deps-run
+.PHONY: all bins test unit fuzz-replay it asan fuzz fuzz-run bench run stop install uninstall clean deps-build deps-test deps-run deps-bench
 .PHONY: imaptest imaptest-stress
 .SECONDARY:
 
@@ -110,6 +110,8 @@ deps-test:
 	@sh deploy/deps.sh test
 deps-run:
 	@sh deploy/deps.sh run
+deps-bench:
+	@sh deploy/deps.sh bench
 
 # ---- tests ---------------------------------------------------------------
 
@@ -170,7 +172,9 @@ fuzz-run:
 
 # The package flags are computed when make starts: build in a sub-make
 # after the dependency step, so a fresh machine needs no second run.
-bench: deps-test
+# Every tests/bench/*.sh, compare.sh included: mailpair side by side with
+# Postfix and Dovecot (private instances on loopback; deps.sh bench).
+bench: deps-bench
 	$(MAKE) all
 	@sh tests/bench/run.sh $(abspath $(B))
 
@@ -183,11 +187,45 @@ run: deps-run
 stop:
 	@sh deploy/quickstart.sh stop
 
+# ---- install ----------------------------------------------------------------
+# Binaries, man pages, systemd units, the samples under share/, and the
+# configuration in /etc/mailpair (deploy/install-etc.sh: never overwriting
+# a file that exists, no known password). DESTDIR for packaging and tests.
+SYSCONFDIR      ?= /etc/mailpair
+SPOOLDIR        ?= /var/spool/mailpair
+MANDIR          ?= $(PREFIX)/share/man
+SYSTEMD_UNITDIR ?= /etc/systemd/system
+# which host's samples go to SYSCONFDIR: mx, internal or both
+ROLE            ?= both
+UNITS    := $(wildcard deploy/systemd/*.service deploy/systemd/*.timer)
+MAN1     := $(wildcard deploy/man/*.1)
+MAN8     := $(wildcard deploy/man/*.8)
+INSTALL_BINS = $(notdir $(DAEMON_BINS) $(CMD_BINS))
+
 install: bins
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/mailpair/examples
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(SYSTEMD_UNITDIR) $(DESTDIR)$(PREFIX)/share/mailpair/examples
 	install -m 755 $(DAEMON_BINS) $(CMD_BINS) $(DESTDIR)$(PREFIX)/sbin/
-	cp -r deploy/etc deploy/sql deploy/systemd $(DESTDIR)$(PREFIX)/share/mailpair/examples/
+	install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 $(UNITS) $(DESTDIR)$(SYSTEMD_UNITDIR)/
+	cp -r deploy/etc deploy/sql deploy/systemd deploy/docker deploy/compose.yaml \
+	  deploy/compose.env.sample deploy/sendmail.cf $(DESTDIR)$(PREFIX)/share/mailpair/examples/
 	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/mailpair/
+	@sh deploy/install-etc.sh $(DESTDIR)$(SYSCONFDIR) $(ROLE)
+	install -d -m 1733 $(DESTDIR)$(SPOOLDIR)
+	@echo "installed; next: README.md, \"Deploying on two hosts\" (systemctl daemon-reload, then enable the units)"
+
+# Removes what install put in place but the configuration (/etc/mailpair)
+# and a spool that still holds messages.
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/sbin/,$(INSTALL_BINS))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1)))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(MAN8)))
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMD_UNITDIR)/,$(notdir $(UNITS)))
+	rm -rf $(DESTDIR)$(PREFIX)/share/mailpair
+	-rmdir $(DESTDIR)$(SPOOLDIR) 2>/dev/null
+	@echo "kept $(DESTDIR)$(SYSCONFDIR) (your configuration) and any spooled mail in $(DESTDIR)$(SPOOLDIR)"
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -8,7 +8,6 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 RUN=$TOP/run
 PIDS=$RUN/pid
 DOMAIN=example.test
-PASSWORD=demo-password
 REDIS_PORT=5379
 
 stop_all() {
@@ -23,6 +22,27 @@ stop_all() {
 		fi
 		rm -f "$f"
 	done
+}
+
+# As root the daemons drop to $OWNER (nobody) once bound, and only then open
+# the maps, the Maildirs and the TLS reloads under run/. In a checkout that
+# nobody cannot reach (root's clone in /root, mode 0700, on a fresh Debian)
+# they would fail, so run/ becomes a link to a folder under /var/lib that it
+# can reach; the files keep their run/... names through the link.
+place_run() {
+	[ "$(id -u)" = 0 ] || return 0
+	if [ -L "$TOP/run" ]; then RUN=$(cd "$TOP/run" && pwd -P); PIDS=$RUN/pid; return 0; fi
+	setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups test -x "$TOP" \
+	  2>/dev/null && return 0
+	alt=/var/lib/mailpair-quickstart/$(printf '%s' "$TOP" | cksum | cut -d' ' -f1)
+	mkdir -p /var/lib/mailpair-quickstart && chmod 755 /var/lib/mailpair-quickstart
+	# a state left by an earlier checkout at this path is not ours: start anew
+	rm -rf "$alt"
+	# run/ as a folder: a first attempt stopped above; keep what it made
+	if [ -d "$TOP/run" ]; then mv "$TOP/run" "$alt"; else mkdir -m 755 "$alt"; fi
+	chmod 755 "$alt"
+	ln -s "$alt" "$TOP/run"
+	RUN=$alt; PIDS=$RUN/pid
 }
 
 layout() {
@@ -42,6 +62,10 @@ layout() {
 		    "$t" > "$RUN/etc/$(basename "$t" .in)"
 	done
 	if [ ! -f "$RUN/etc/vmailbox" ]; then
+		# no published password, even for the demo: one is made here and
+		# kept (mode 0600) for the next start and the summary below
+		PASSWORD=$(openssl rand -base64 12 | tr -d '/+=')
+		( umask 077; printf '%s\n' "$PASSWORD" > "$RUN/etc/demo-password" )
 		# texthash maps: the embedded backend that needs no database.
 		# mailctl (the admin command) fills them, as an administrator would.
 		printf '# virtual_mailbox_domains: domain -> anything (mailctl domain ...)\n' > "$RUN/etc/vdomains"
@@ -62,6 +86,7 @@ layout() {
 		  "$DOMAIN" "$RELAYPW" > "$RUN/etc/relay_passwd"
 		chmod 600 "$RUN/etc/relay_passwd"
 	fi
+	PASSWORD=$(cat "$RUN/etc/demo-password" 2>/dev/null || echo "(the one set when run/ was laid out)")
 	chown -R "$OWNER:$GROUP" "$RUN/mail"
 	chgrp "$GROUP" "$RUN/etc/vpasswd" && chmod 640 "$RUN/etc/vpasswd"
 	chown "$OWNER" "$RUN/etc/relay_passwd"
@@ -107,6 +132,7 @@ case "$1" in
 start)
 	BUILD=${2:-$TOP/build}
 	stop_all >/dev/null
+	place_run
 	layout
 	start_redis
 	start_daemon submission
@@ -121,7 +147,13 @@ The demo site is up, on loopback:
   IMAP / IMAPS                127.0.0.1:5143 / 127.0.0.1:5993
   POP3 / POP3S                127.0.0.1:5110 / 127.0.0.1:5995
 Demo users: alice@$DOMAIN and bob@$DOMAIN, password $PASSWORD
+  (generated at the first start, kept in run/etc/demo-password)
 Configs: run/etc/   Maildirs: run/mail/$DOMAIN/<user>/   Logs: run/log/
+EOF
+	if [ -L "$TOP/run" ]; then
+		echo "  (run/ links to $RUN: $TOP is closed to $OWNER, the daemons' user)"
+	fi
+	cat <<EOF
 
 Send a message through the MX:
   swaks --server 127.0.0.1:2525 --from someone@example.net --to alice@$DOMAIN --body 'hello from the MX'

@@ -95,9 +95,19 @@ static const struct cfg_param *const main_tabs[] = {
 };
 
 static const char main_help[] =
-	"usage: mra [-c config_dir] [-n] [-h]\n"
-	"IMAP4rev1 and POP3 server over Maildir++ mailboxes.\n"
-	"Reads config_dir/mra.cf (default /etc/mailpair/mra.cf).\n";
+	"Usage: mra [-c DIR] [-n]\n"
+	"       mra -h | --help\n"
+	"The Mail Retrieval Agent: IMAP4rev1 (143, STARTTLS; 993, TLS) and POP3\n"
+	"(110, STLS; 995, TLS) over the Maildir++ mailboxes submission writes.\n"
+	"  -c DIR      configuration folder, default /etc/mailpair; the\n"
+	"              parameters are read from DIR/mra.cf\n"
+	"  -n          print the non-default settings (like postconf -n), exit\n"
+	"  -h, --help  this help\n"
+	"Runs in the foreground; logs to syslog (mail) and stderr. Signals:\n"
+	"TERM/INT stop; HUP re-reads ssl_cert and ssl_key (or\n"
+	"smtpd_tls_cert_file and smtpd_tls_key_file) for new TLS sessions.\n"
+	"Parameters (Dovecot's and Postfix's names): mra(8) and the README;\n"
+	"samples in /usr/local/share/mailpair/examples.\n";
 
 struct main_ctx {
 	struct map *mailbox_map;
@@ -283,6 +293,43 @@ static void main_fatal(const char *what, const char *msg)
 	exit(1);
 }
 
+static void main_tls_files(const char **cert, const char **key)
+{
+	*cert = main_tls_file(var_ssl_cert, var_tls_cert_file);
+	*key = main_tls_file(var_ssl_key, var_tls_key_file);
+	if (**key == '\0')
+		*key = *cert;
+}
+
+/* SIGHUP (systemctl reload): new IMAPS/POP3S and STARTTLS/STLS handshakes
+ * get the certificate and key read again from the same files; sessions in
+ * TLS (an IMAP IDLE included) keep theirs, and a bad new pair leaves the
+ * old one in use. Maps: every open table reads its definition again
+ * (map_reload_all: texthash files at once, mysql .cf files for new
+ * queries). */
+static void main_reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	SSL_CTX *tls = arg;
+	const char *cert, *key;
+	char desc[512];
+	struct err err;
+
+	map_main_reload("mra: reload");
+	if (tls == NULL) {
+		log_info("mra: reload: TLS was off at start-up (ssl = no): "
+			 "restart to turn it on");
+		return;
+	}
+	main_tls_files(&cert, &key);
+	if (tls_server_ctx_reload(tls, cert, key, &err) < 0) {
+		log_warn("mra: reload: keeping the current certificate: %s",
+			 err.msg);
+		return;
+	}
+	tls_server_ctx_describe(tls, desc, sizeof(desc));
+	log_info("mra: reload: new TLS handshakes get %s", desc);
+}
+
 /* ssl = yes | required | no; NULL when no TLS. */
 static SSL_CTX *main_tls(void)
 {
@@ -295,10 +342,7 @@ static SSL_CTX *main_tls(void)
 		main_fatal("ssl", "must be yes, no or required");
 	if (strcasecmp(var_ssl, "no") == 0)
 		return NULL;
-	cert = main_tls_file(var_ssl_cert, var_tls_cert_file);
-	key = main_tls_file(var_ssl_key, var_tls_key_file);
-	if (*key == '\0')
-		key = cert;
+	main_tls_files(&cert, &key);
 	if (*cert == '\0')
 		main_fatal("ssl", "needs ssl_cert (or smtpd_tls_cert_file)");
 	tls = tls_server_ctx(cert, key, &err);
@@ -431,11 +475,15 @@ int main(int argc, char **argv)
 	struct loginfail_settings lfs;
 	struct event_base *base;
 	struct work_pool *pool;
-	struct event *sigs[2];
+	struct event *sigs[3];
 	SSL_CTX *tls;
 	struct err err;
 	int i;
 
+	if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+		fputs(main_help, stdout);
+		return 0;
+	}
 	cfg_daemon_init("mra", argc, argv, main_tabs, main_help);
 	log_open("mra", var_syslog_enable, 1);
 	log_set_debug(var_debug);
@@ -471,7 +519,8 @@ int main(int argc, char **argv)
 	main_serve(base, pool, &sk, &iset, &pset, &sv);
 	sigs[0] = evsignal_new(base, SIGTERM, main_signal_cb, base);
 	sigs[1] = evsignal_new(base, SIGINT, main_signal_cb, base);
-	for (i = 0; i < 2; i++)
+	sigs[2] = evsignal_new(base, SIGHUP, main_reload_cb, tls);
+	for (i = 0; i < 3; i++)
 		if (sigs[i] != NULL)
 			event_add(sigs[i], NULL);
 	log_info("mra: started: imap=%ld imaps=%ld pop3=%ld pop3s=%ld",
@@ -489,7 +538,7 @@ int main(int argc, char **argv)
 	imap_server_free(sv.imap);
 	loginfail_free(ctx.loginfail);
 	mra_userip_free(ctx.userip);
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < 3; i++)
 		if (sigs[i] != NULL)
 			event_free(sigs[i]);
 	event_base_free(base);

@@ -18,14 +18,26 @@ struct mailq_conf {
 };
 
 static const char mailq_usage[] =
-	"usage: mailq [-c DIR] [--config-file FILE] [--queue mx|out] [--json]\n"
+	"Usage: mailq [-c DIR] [--config-file FILE] [--queue mx|out] [--json]\n"
 	"             [list | show QID | delete QID|ALL | hold QID|ALL |\n"
 	"              release QID|ALL | flush [QID] | count]\n"
+	"       mailq -h | --help\n"
+	"Lists and manages a Redis mail queue: mx-relay's inbound queue or\n"
+	"submission's outbound one (like Postfix's mailq and postsuper).\n"
+	"  list           the queued messages (the default)\n"
+	"  show QID       one message: its envelope, state and content\n"
+	"  delete, hold, release QID|ALL\n"
+	"                 remove, park or unpark messages\n"
+	"  flush [QID]    try now instead of at the next retry\n"
+	"  count          messages per state (active, deferred, hold, total)\n"
 	"  -c DIR         configuration folder (default /etc/mailpair)\n"
 	"  --config-file  the file to read redis_* from (default\n"
 	"                 DIR/mx-relay.cf, or DIR/submission.cf for --queue out)\n"
 	"  --queue NAME   mx (the MX inbound queue, default) or out\n"
-	"  --json         one JSON object per line (list), or one object\n";
+	"  --json         one JSON object per line (list), or one object\n"
+	"  -h, --help     this help\n"
+	"redis_server, redis_password and redis_database are read from the\n"
+	"config file. See mailq(8).\n";
 
 static int mailq_pair(void *arg, const char *name, const char *value,
     const char *file, int line, struct err *err)

@@ -12,9 +12,11 @@
 #include "listen.h"
 #include "log.h"
 #include "map.h"
+#include "milter.h"
 #include "params.h"
 #include "queue.h"
 #include "redisc.h"
+#include "smtpc.h"
 #include "smtpd.h"
 #include "tls.h"
 #include "vlookup.h"
@@ -70,18 +72,25 @@ static const struct cfg_param mx_main_params[] = {
 
 static const struct cfg_param *const mx_main_tabs[] = {
 	params_common, redisc_params, queue_params, mx_main_params,
-	mx_forward_params,
+	mx_forward_params, milter_params,
 	NULL,
 };
 
 static const char mx_main_help[] =
-	"usage: mx-relay [-c DIR] [-n] [-h]\n"
-	"  -c DIR  configuration folder (DIR/mx-relay.cf), default /etc/mailpair\n"
-	"  -n      print the non-default settings and exit\n"
-	"  -h      this help\n"
+	"Usage: mx-relay [-c DIR] [-n]\n"
+	"       mx-relay -h | --help\n"
 	"The open MX: accepts mail for relay_domains and virtual_mailbox_domains\n"
 	"(recipients checked against relay_recipient_maps, virtual_mailbox_maps,\n"
-	"virtual_alias_maps), queues it durably in Redis, and forwards it.\n";
+	"virtual_alias_maps), queues it durably in Redis, and forwards it to\n"
+	"relayhost (the internal host's intake) with SMTP AUTH over STARTTLS.\n"
+	"  -c DIR      configuration folder, default /etc/mailpair; the\n"
+	"              parameters are read from DIR/mx-relay.cf\n"
+	"  -n          print the non-default settings (like postconf -n), exit\n"
+	"  -h, --help  this help\n"
+	"Runs in the foreground; logs to syslog (mail) and stderr. Signals:\n"
+	"TERM/INT stop; HUP re-reads smtpd_tls_cert_file and smtpd_tls_key_file\n"
+	"for new TLS sessions. Parameters (Postfix's names): mx-relay(8) and the\n"
+	"README; samples in /usr/local/share/mailpair/examples.\n";
 
 static void mx_main_fatal(const char *what, const struct err *err)
 {
@@ -257,9 +266,13 @@ static void mx_main_server(struct mx_relay *mx, SSL_CTX *tls, int *fds,
 		.connection_limit = (unsigned)var_conn_limit,
 		.client_connection_limit = (unsigned)var_client_conn_limit,
 	};
+	static struct milter_conf milters;  /* smtpd_milters: inbound checks */
 	struct err err;
 	int i;
 
+	if (milter_conf_from_params(&milters, &err) < 0)
+		mx_main_fatal("milter", &err);
+	set.milters = &milters;
 	mx->smtpd = smtpd_server_new(mx->base, &set, &mx_session_hooks, mx,
 	                             &err);
 	if (mx->smtpd == NULL)
@@ -277,12 +290,40 @@ static void mx_main_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(mx->base);
 }
 
+/* SIGHUP (systemctl reload): new handshakes get the certificate and key
+ * read again from the same files; sessions in TLS keep theirs, and a bad
+ * new pair leaves the old one in use. Maps: every open
+ * table reads its definition again (map_reload_all: texthash files at
+ * once, mysql .cf files for new queries). */
+static void mx_main_reload(evutil_socket_t sig, short what, void *arg)
+{
+	SSL_CTX *tls = arg;
+	char desc[512];
+	struct err err;
+
+	map_main_reload("reload");
+	if (tls == NULL) {
+		log_info("reload: STARTTLS was off at start-up (no "
+		         "smtpd_tls_cert_file): restart to turn it on");
+		return;
+	}
+	if (tls_server_ctx_reload(tls, var_tls_cert, var_tls_key, &err) < 0) {
+		log_warn("reload: keeping the current certificate: %s", err.msg);
+		return;
+	}
+	tls_server_ctx_describe(tls, desc, sizeof(desc));
+	log_info("reload: new TLS handshakes get %s", desc);
+}
+
 static void mx_main_cleanup(struct mx_relay *mx, SSL_CTX *tls)
 {
 	int i;
 
 	smtpd_server_stop_listening(mx->smtpd);
 	mx_forward_stop();
+	/* the internal host gets a QUIT on each cached connection, not a
+	 * "lost connection after DATA" */
+	smtpc_closing_drain(mx->base);
 	/* pending callbacks (queue writes, lookups) still find the server */
 	for (i = 0; i < mx->nqueue; i++) {
 		queue_free(mx->queuev[i]);
@@ -306,10 +347,14 @@ int main(int argc, char **argv)
 {
 	static struct mx_relay mx;
 	int fds[MX_MAIN_MAXFDS], nfds;
-	struct event *sig[2];
+	struct event *sig[3];
 	SSL_CTX *tls;
 	struct err err;
 
+	if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+		fputs(mx_main_help, stdout);
+		return 0;
+	}
 	cfg_daemon_init("mx-relay", argc, argv, mx_main_tabs, mx_main_help);
 	log_open("mx-relay", var_syslog_enable, 1);
 	log_set_debug(var_debug);
@@ -334,13 +379,16 @@ int main(int argc, char **argv)
 		mx_main_fatal("forwarder", &err);
 	sig[0] = evsignal_new(mx.base, SIGTERM, mx_main_signal, &mx);
 	sig[1] = evsignal_new(mx.base, SIGINT, mx_main_signal, &mx);
+	sig[2] = evsignal_new(mx.base, SIGHUP, mx_main_reload, tls);
 	event_add(sig[0], NULL);
 	event_add(sig[1], NULL);
+	event_add(sig[2], NULL);
 	log_info("daemon started: listening on %s", var_smtpd_listen);
 	event_base_dispatch(mx.base);
 	mx_main_cleanup(&mx, tls);
 	event_free(sig[0]);
 	event_free(sig[1]);
+	event_free(sig[2]);
 	event_base_free(mx.base);
 	cfg_free(mx_main_tabs);
 	return 0;

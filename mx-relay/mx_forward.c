@@ -45,8 +45,10 @@ const struct cfg_param mx_forward_params[] = {
 	{ "bounce_queue_lifetime", CFG_TIME, "5d", &var_bounce_lifetime, 0, 0 },
 	{ "queue_run_delay", CFG_TIME, "300s", &var_run_delay, 0, 0 },
 	/* how long a claimed message stays ours without renewal: a forwarder
-	 * killed mid-delivery has its mail taken over after this */
-	{ "queue_lease_time", CFG_TIME, "300s", &var_lease_time, 1, 86400 },
+	 * killed mid-delivery has its mail taken over after this. qmgr renews
+	 * every third of it while it works, so it can be short (issue 12:
+	 * in-flight mail delivered within 60 s of a restart after SIGKILL). */
+	{ "queue_lease_time", CFG_TIME, "30s", &var_lease_time, 1, 86400 },
 	{ "qmgr_message_active_limit", CFG_INT, "100", &var_active_limit, 1, 100000 },
 	{ NULL, CFG_STR, NULL, NULL, 0, 0 },
 };

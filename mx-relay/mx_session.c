@@ -173,6 +173,8 @@ int mx_session_check_rcpt(struct mx_relay *mx, const char *rcpt, char *text,
 	}
 	kind = mx_session_domain(mx, at + 1, &err, &temp);
 	if (kind == 0 && temp) {
+		log_warn("warning: %s: domain lookup failed: %s", at + 1,
+			 err.msg);
 		snprintf(text, n, "4.3.0 <%s>: Temporary lookup failure", rcpt);
 		return 451;
 	}
@@ -192,6 +194,8 @@ int mx_session_check_rcpt(struct mx_relay *mx, const char *rcpt, char *text,
 	if (rc == MAP_FOUND)
 		return 0;
 	if (rc == MAP_TEMPFAIL) {
+		log_warn("warning: <%s>: recipient lookup failed: %s", rcpt,
+			 err.msg);
 		snprintf(text, n, "4.3.0 <%s>: Temporary lookup failure", rcpt);
 		return 451;
 	}
@@ -320,6 +324,9 @@ static void mx_session_message(struct smtpd_session *s, struct smtpd_msg *m,
 	env.proto = m->protocol;
 	env.smtputf8 = m->smtputf8;
 	env.body8bit = m->body == SMTP_BODY_8BITMIME;
+	/* a milter's QUARANTINE: keep it on hold (Postfix's hold queue)
+	 * until "mailq release QID"; 250 still means durable */
+	env.hold = m->quarantine != NULL;
 	/* queue_put copies everything before it returns */
 	queue_put(q, &env, m->data, m->len, mx_session_queued, j);
 	free(r);

@@ -1,11 +1,15 @@
 /* log: syslog (LOG_MAIL) and stderr sinks, one line per call. The sinks
  * are chosen once at start-up; the settings are the only state here. */
+#include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include "log.h"
 
 static struct {
@@ -13,11 +17,53 @@ static struct {
 	int to_syslog, to_stderr, debug;
 } log_conf = { "mail", 0, 1, 0 };
 
+/* One decimal number of a "DEVICE:INODE" pair; NULL when there is none. */
+static const char *log_journal_num(const char *p, unsigned long long *v)
+{
+	char *end;
+
+	if (!isdigit((unsigned char)*p))
+		return NULL;
+	errno = 0;
+	*v = strtoull(p, &end, 10);
+	if (errno != 0)
+		return NULL;
+	return end;
+}
+
+int log_journal_stream_is(const char *env, unsigned long long dev,
+			  unsigned long long ino)
+{
+	unsigned long long d, i;
+	const char *p;
+
+	if (env == NULL || (p = log_journal_num(env, &d)) == NULL ||
+	    *p != ':' || (p = log_journal_num(p + 1, &i)) == NULL ||
+	    *p != '\0')
+		return 0;
+	return d == dev && i == ino;
+}
+
+/* systemd.exec(5): JOURNAL_STREAM is inherited by children whose stderr
+ * may go elsewhere; only the very file it names is the journal. */
+static int log_stderr_is_journal(void)
+{
+	struct stat st;
+
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return 0;
+	return log_journal_stream_is(getenv("JOURNAL_STREAM"),
+				     (unsigned long long)st.st_dev,
+				     (unsigned long long)st.st_ino);
+}
+
 void log_open(const char *ident, int to_syslog, int to_stderr)
 {
 	snprintf(log_conf.ident, sizeof(log_conf.ident), "%s", ident);
 	log_conf.to_syslog = to_syslog;
 	log_conf.to_stderr = to_stderr;
+	if (to_syslog && to_stderr && log_stderr_is_journal())
+		log_conf.to_stderr = 0;
 	if (to_syslog)
 		openlog(log_conf.ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }

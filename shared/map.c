@@ -2,9 +2,11 @@
  * order, first hit wins, as Postfix maps_find(). The backends live in
  * map_static.c, map_file.c (texthash) and map_mysql.c. */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "map.h"
 #include "map_backend.h"
 
@@ -17,7 +19,13 @@ struct map {
 	char *spec;
 	struct map_table *tab;
 	size_t ntab;
+	struct map *reg_next, *reg_prev;
 };
+
+/* Every open map, for map_reload_all() on SIGHUP: part of the loaded
+ * configuration (DESIGN: no other global state). */
+static pthread_mutex_t map_reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct map *map_reg;
 
 static const struct map_backend *map_backends[] = {
 	&map_static_backend,
@@ -75,6 +83,15 @@ static int map_add(struct map *m, const char *tok, size_t len, struct err *err)
 	char *arg;
 	void *h;
 
+	/* Postfix's "proxy:" hands the table to proxymap(8) to share its
+	 * connections between processes; a mysql: table here already keeps
+	 * one pool per process, so "proxy:mysql:/f.cf" is "mysql:/f.cf"
+	 * (Postfix Admin's POSTFIX_CONF.txt writes it so). */
+	if (len > 6 && strncmp(tok, "proxy:", 6) == 0) {
+		tok += 6;
+		len -= 6;
+		colon = memchr(tok, ':', len);
+	}
 	if (colon == NULL || colon == tok)
 		return err_set(err, 0, "map \"%.*s\": expected type:name", (int)len, tok);
 	be = map_find_backend(tok, (size_t)(colon - tok));
@@ -129,6 +146,12 @@ struct map *map_open(const char *spec, struct err *err)
 			return NULL;
 		}
 	}
+	pthread_mutex_lock(&map_reg_lock);
+	m->reg_next = map_reg;
+	if (map_reg != NULL)
+		map_reg->reg_prev = m;
+	map_reg = m;
+	pthread_mutex_unlock(&map_reg_lock);
 	return m;
 }
 
@@ -149,6 +172,55 @@ enum map_rc map_lookup(struct map *m, const char *key, char **value_r,
 	return MAP_NOTFOUND;
 }
 
+int map_reload(struct map *m, struct err *err)
+{
+	struct err e;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; m != NULL && i < m->ntab; i++) {
+		if (m->tab[i].be->reload == NULL ||
+		    m->tab[i].be->reload(m->tab[i].h, &e) == 0)
+			continue;
+		if (rc == 0)
+			*err = e;   /* the first failure; the others still try */
+		rc = -1;
+	}
+	return rc;
+}
+
+int map_reload_all(unsigned *n_r, struct err *err)
+{
+	struct map *m;
+	struct err e;
+	int rc = 0;
+
+	*n_r = 0;
+	/* the loop thread only opens and frees maps: held throughout */
+	pthread_mutex_lock(&map_reg_lock);
+	for (m = map_reg; m != NULL; m = m->reg_next) {
+		(*n_r)++;
+		if (map_reload(m, &e) < 0 && rc == 0) {
+			*err = e;
+			rc = -1;
+		}
+	}
+	pthread_mutex_unlock(&map_reg_lock);
+	return rc;
+}
+
+void map_main_reload(const char *who)
+{
+	struct err err;
+	unsigned n;
+
+	if (map_reload_all(&n, &err) < 0)
+		log_warn("%s: maps: %s (that table keeps what it had)", who,
+		         err.msg);
+	else
+		log_info("%s: %u maps read again", who, n);
+}
+
 int map_is_empty(const struct map *m)
 {
 	return m == NULL || m->ntab == 0;
@@ -165,6 +237,14 @@ void map_free(struct map *m)
 
 	if (m == NULL)
 		return;
+	pthread_mutex_lock(&map_reg_lock);
+	if (m->reg_prev != NULL)
+		m->reg_prev->reg_next = m->reg_next;
+	else if (map_reg == m)
+		map_reg = m->reg_next;
+	if (m->reg_next != NULL)
+		m->reg_next->reg_prev = m->reg_prev;
+	pthread_mutex_unlock(&map_reg_lock);
 	for (i = 0; i < m->ntab; i++)
 		m->tab[i].be->close(m->tab[i].h);
 	free(m->tab);

@@ -16,7 +16,8 @@ struct map;
  * ("texthash:/a, mysql:/b"). The first table that finds the key wins; a
  * TEMPFAIL in an earlier table stops the search with TEMPFAIL (Postfix
  * DICT_ERR_RETRY). "static:{a value with spaces}" keeps its braces' text.
- * An empty or NULL spec gives a map that finds nothing.
+ * An empty or NULL spec gives a map that finds nothing. Postfix's
+ * "proxy:" prefix is accepted and dropped ("proxy:mysql:/f.cf").
  * Returns NULL and fills err on a bad spec or an unreadable/invalid table
  * (texthash and mysql .cf errors name the file and line). */
 struct map *map_open(const char *spec, struct err *err);
@@ -27,6 +28,22 @@ struct map *map_open(const char *spec, struct err *err);
  * are joined with ", ". MAP_TEMPFAIL fills err (err->temp = 1). */
 enum map_rc map_lookup(struct map *m, const char *key, char **value_r,
                        struct err *err);
+
+/* SIGHUP: each table reads its definition again (texthash: the file now,
+ * not at the next once-a-second check; mysql: the .cf, for new
+ * connections and queries, while lookups in progress finish with the old
+ * one). Thread-safe against lookups. A table that fails keeps what it
+ * had; -1 with the first failure's reason. NULL m: nothing, 0. */
+int map_reload(struct map *m, struct err *err);
+
+/* map_reload() of every map the process has open (the daemons' SIGHUP);
+ * *n_r: how many. -1 with the first failure's reason (the others are
+ * reloaded all the same). */
+int map_reload_all(unsigned *n_r, struct err *err);
+
+/* The daemons' SIGHUP: map_reload_all() and a log line saying what it
+ * did, prefixed with who. */
+void map_main_reload(const char *who);
 
 /* 1 when the map has no tables (empty spec): callers may treat the
  * parameter as unset. */

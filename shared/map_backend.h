@@ -16,6 +16,10 @@ struct map_backend {
 	enum map_rc (*lookup)(void *h, const char *key, char **value_r,
 	                      struct err *err);
 	void (*close)(void *h);
+	/* SIGHUP: read the table's definition again (NULL: nothing to do).
+	 * Lookups may run meanwhile on other threads; on failure the table
+	 * keeps what it had and err says why. */
+	int (*reload)(void *h, struct err *err);
 };
 
 extern const struct map_backend map_static_backend;

@@ -283,6 +283,25 @@ static void map_file_refresh(struct map_file *f)
 	map_file_table_free(old);
 }
 
+/* SIGHUP: look at the file now (a change within the second of the last
+ * check would otherwise wait for the next). */
+static int map_file_reload(void *h, struct err *err)
+{
+	struct map_file *f = h;
+	int rc = 0;
+
+	pthread_mutex_lock(&f->check_lock);
+	f->last_check = 0;
+	f->ino = 0;
+	pthread_mutex_unlock(&f->check_lock);
+	map_file_refresh(f);
+	pthread_rwlock_rdlock(&f->lock);
+	if (f->broken)
+		rc = err_set(err, 1, "%s", f->why);
+	pthread_rwlock_unlock(&f->lock);
+	return rc;
+}
+
 static enum map_rc map_file_lookup(void *h, const char *key, char **value_r,
                                    struct err *err)
 {
@@ -330,4 +349,5 @@ static void map_file_close(void *h)
 
 const struct map_backend map_file_backend = {
 	"texthash", map_file_open, map_file_lookup, map_file_close,
+	map_file_reload,
 };

@@ -1,8 +1,10 @@
 /* map_mysql: "mysql:/path/file.cf", Postfix mysql_table(5) over MariaDB
  * Connector/C. The .cf file has Postfix's fields (hosts, user, password,
- * dbname, query, result_format, domain, expansion_limit, retry_interval),
- * so the files Postfix Admin documents work unchanged. Connections live in
- * a mutex-guarded pool of idle handles; each lookup borrows one. */
+ * dbname, query, result_format, domain, expansion_limit, retry_interval,
+ * and the client TLS fields tls_cert_file, tls_key_file, tls_CAfile,
+ * tls_CApath, tls_verify_cert, tls_ciphers), so the files Postfix Admin
+ * documents work unchanged. Connections live in a mutex-guarded pool of
+ * idle handles; each lookup borrows one. */
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
@@ -44,8 +46,24 @@ struct map_mysql {
 	struct map *domain_map;     /* type:table entries of domain */
 	unsigned long expansion_limit;
 	long retry_interval;
+	/* mysql_table(5) TLS: any of these set means TLS, and then TLS is
+	 * required (no silent fall-back to cleartext) */
+	char *tls_cert_file, *tls_key_file, *tls_CAfile, *tls_CApath;
+	char *tls_ciphers;
+	int tls_verify_cert;        /* Postfix default: no */
 	pthread_mutex_t lock;
 	struct map_mysql_conn *idle;
+	unsigned refs;              /* the handle's, and each lookup's on it
+				     * (under the handle's lock) */
+};
+
+/* The backend's handle: the current definition. SIGHUP (reload) reads
+ * the .cf into a new struct map_mysql and swaps it in; lookups that had
+ * taken the old one finish with it, and the last of them frees it (with
+ * its pooled connections). */
+struct map_mysql_h {
+	pthread_mutex_t lock;
+	struct map_mysql *cur;
 };
 
 /* The pieces of a key the expansions use (Postfix db_common_expand()). */
@@ -211,6 +229,19 @@ static int map_mysql_pair(void *arg, const char *name, const char *value,
 		rc = map_mysql_set_str(&m->result_format, value, err);
 	else if (strcmp(name, "domain") == 0)
 		rc = map_mysql_set_str(&m->domain, value, err);
+	else if (strcmp(name, "tls_cert_file") == 0)
+		rc = map_mysql_set_str(&m->tls_cert_file, value, err);
+	else if (strcmp(name, "tls_key_file") == 0)
+		rc = map_mysql_set_str(&m->tls_key_file, value, err);
+	else if (strcmp(name, "tls_CAfile") == 0)
+		rc = map_mysql_set_str(&m->tls_CAfile, value, err);
+	else if (strcmp(name, "tls_CApath") == 0)
+		rc = map_mysql_set_str(&m->tls_CApath, value, err);
+	else if (strcmp(name, "tls_ciphers") == 0)
+		rc = map_mysql_set_str(&m->tls_ciphers, value, err);
+	else if (strcmp(name, "tls_verify_cert") == 0)
+		rc = cfg_parse_bool(value, &m->tls_verify_cert) < 0 ?
+		     err_set(err, 0, "bad boolean \"%s\" (yes or no)", value) : 0;
 	else if (strcmp(name, "expansion_limit") == 0)
 		rc = map_mysql_set_ulong(&m->expansion_limit, value, err);
 	else if (strcmp(name, "retry_interval") == 0) {
@@ -222,7 +253,9 @@ static int map_mysql_pair(void *arg, const char *name, const char *value,
 		rc = err_set(err, 0, "unknown parameter \"%s\" (mysql_table(5)"
 		             " fields: hosts, user, password, dbname, query, "
 		             "result_format, domain, expansion_limit, "
-		             "retry_interval, idle_interval)", name);
+		             "retry_interval, idle_interval, tls_cert_file, "
+		             "tls_key_file, tls_CAfile, tls_CApath, "
+		             "tls_verify_cert, tls_ciphers)", name);
 	if (rc < 0 && err != NULL) {
 		char why[sizeof(err->msg)];
 
@@ -232,7 +265,7 @@ static int map_mysql_pair(void *arg, const char *name, const char *value,
 	return rc;
 }
 
-static void map_mysql_close(void *h);
+static void map_mysql_conf_free(struct map_mysql *m);
 
 static int map_mysql_domain_setup(struct map_mysql *m, struct err *err)
 {
@@ -259,7 +292,8 @@ static int map_mysql_domain_setup(struct map_mysql *m, struct err *err)
 	return rc;
 }
 
-static void *map_mysql_open(const char *arg, struct err *err)
+static struct map_mysql *map_mysql_conf_open(const char *arg,
+                                              struct err *err)
 {
 	struct map_mysql *m;
 
@@ -289,9 +323,10 @@ static void *map_mysql_open(const char *arg, struct err *err)
 		goto fail;
 	if (m->domain != NULL && map_mysql_domain_setup(m, err) < 0)
 		goto fail;
+	m->refs = 1;
 	return m;
 fail:
-	map_mysql_close(m);
+	map_mysql_conf_free(m);
 	return NULL;
 }
 
@@ -429,6 +464,40 @@ static enum map_rc map_mysql_domain_ok(struct map_mysql *m,
 
 /* ---- connections -------------------------------------------------------- */
 
+static int map_mysql_tls_wanted(const struct map_mysql *m)
+{
+	return m->tls_cert_file != NULL || m->tls_key_file != NULL ||
+	       m->tls_CAfile != NULL || m->tls_CApath != NULL ||
+	       m->tls_ciphers != NULL || m->tls_verify_cert;
+}
+
+/* mysql_table(5) TLS fields as Connector/C options. A key without a
+ * certificate (or the reverse) is Connector/C's business: it reads the
+ * other from the same file. */
+static void map_mysql_tls_options(const struct map_mysql *m, MYSQL *db)
+{
+	my_bool on = 1, verify = m->tls_verify_cert ? 1 : 0;
+
+	if (!map_mysql_tls_wanted(m))
+		return;
+	if (m->tls_key_file != NULL)
+		mysql_optionsv(db, MYSQL_OPT_SSL_KEY, m->tls_key_file);
+	if (m->tls_cert_file != NULL)
+		mysql_optionsv(db, MYSQL_OPT_SSL_CERT, m->tls_cert_file);
+	if (m->tls_CAfile != NULL)
+		mysql_optionsv(db, MYSQL_OPT_SSL_CA, m->tls_CAfile);
+	if (m->tls_CApath != NULL)
+		mysql_optionsv(db, MYSQL_OPT_SSL_CAPATH, m->tls_CApath);
+	if (m->tls_ciphers != NULL)
+		mysql_optionsv(db, MYSQL_OPT_SSL_CIPHER, m->tls_ciphers);
+	/* the server's certificate: its chain to tls_CAfile/tls_CApath and
+	 * its name against the host (Postfix's tls_verify_cert) */
+	mysql_optionsv(db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+	/* the operator asked for TLS: a server that does not offer it is a
+	 * failed connection, not a cleartext one */
+	mysql_optionsv(db, MYSQL_OPT_SSL_ENFORCE, &on);
+}
+
 static MYSQL *map_mysql_connect_host(struct map_mysql *m,
                                      struct map_mysql_host *h, struct err *err)
 {
@@ -452,10 +521,17 @@ static MYSQL *map_mysql_connect_host(struct map_mysql *m,
 	 * named a TCP host (or port), so use TCP. */
 	if (h->sock != NULL || h->port != 0)
 		mysql_options(db, MYSQL_OPT_PROTOCOL, &proto);
+	map_mysql_tls_options(m, db);
 	if (mysql_real_connect(db, h->host, m->user, m->password, m->dbname,
 	                       h->port, h->sock, 0) == NULL) {
 		err_set(err, 1, "mysql:%s: connect to %s: %s", m->path, h->name,
 		        mysql_error(db));
+		mysql_close(db);
+		return NULL;
+	}
+	if (map_mysql_tls_wanted(m) && mysql_get_ssl_cipher(db) == NULL) {
+		err_set(err, 1, "mysql:%s: connect to %s: no TLS although the "
+		        "tls_* fields ask for it", m->path, h->name);
 		mysql_close(db);
 		return NULL;
 	}
@@ -612,10 +688,9 @@ static enum map_rc map_mysql_query(struct map_mysql *m, MYSQL *db,
 	return rc;
 }
 
-static enum map_rc map_mysql_lookup(void *h, const char *key, char **value_r,
-                                    struct err *err)
+static enum map_rc map_mysql_conf_lookup(struct map_mysql *m, const char *key,
+                                         char **value_r, struct err *err)
 {
-	struct map_mysql *m = h;
 	struct map_mysql_key k;
 	struct buf probe;
 	enum map_rc rc;
@@ -658,9 +733,8 @@ static enum map_rc map_mysql_lookup(void *h, const char *key, char **value_r,
 	return rc;
 }
 
-static void map_mysql_close(void *h)
+static void map_mysql_conf_free(struct map_mysql *m)
 {
-	struct map_mysql *m = h;
 	struct map_mysql_conn *c;
 	size_t i;
 
@@ -683,12 +757,91 @@ static void map_mysql_close(void *h)
 	free(m->query);
 	free(m->result_format);
 	free(m->domain);
+	free(m->tls_cert_file);
+	free(m->tls_key_file);
+	free(m->tls_CAfile);
+	free(m->tls_CApath);
+	free(m->tls_ciphers);
 	map_free(m->domain_map);
 	pthread_mutex_destroy(&m->lock);
 	free(m->path);
 	free(m);
 }
 
+/* ---- the handle ---------------------------------------------------------- */
+
+static void *map_mysql_open(const char *arg, struct err *err)
+{
+	struct map_mysql_h *h = calloc(1, sizeof(*h));
+
+	if (h == NULL) {
+		err_set(err, 1, "mysql: out of memory");
+		return NULL;
+	}
+	h->cur = map_mysql_conf_open(arg, err);
+	if (h->cur == NULL) {
+		free(h);
+		return NULL;
+	}
+	pthread_mutex_init(&h->lock, NULL);
+	return h;
+}
+
+static void map_mysql_unref(struct map_mysql_h *h, struct map_mysql *m)
+{
+	unsigned left;
+
+	pthread_mutex_lock(&h->lock);
+	left = --m->refs;
+	pthread_mutex_unlock(&h->lock);
+	if (left == 0)
+		map_mysql_conf_free(m);
+}
+
+static enum map_rc map_mysql_lookup(void *hv, const char *key, char **value_r,
+                                    struct err *err)
+{
+	struct map_mysql_h *h = hv;
+	struct map_mysql *m;
+	enum map_rc rc;
+
+	pthread_mutex_lock(&h->lock);
+	m = h->cur;
+	m->refs++;
+	pthread_mutex_unlock(&h->lock);
+	rc = map_mysql_conf_lookup(m, key, value_r, err);
+	map_mysql_unref(h, m);
+	return rc;
+}
+
+static int map_mysql_reload(void *hv, struct err *err)
+{
+	struct map_mysql_h *h = hv;
+	struct map_mysql *nm, *old;
+
+	nm = map_mysql_conf_open(h->cur->path, err);
+	if (nm == NULL)
+		return -1;   /* the old definition stays */
+	pthread_mutex_lock(&h->lock);
+	old = h->cur;
+	h->cur = nm;
+	pthread_mutex_unlock(&h->lock);
+	map_mysql_unref(h, old);
+	return 0;
+}
+
+static void map_mysql_close(void *hv)
+{
+	struct map_mysql_h *h = hv;
+
+	if (h == NULL)
+		return;
+	map_mysql_conf_free(h->cur);   /* no lookup runs any more */
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
 const struct map_backend map_mysql_backend = {
 	"mysql", map_mysql_open, map_mysql_lookup, map_mysql_close,
+	map_mysql_reload,
 };

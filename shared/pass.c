@@ -11,6 +11,9 @@
 #include "pass.h"
 
 enum pass_kind { PASS_PLAIN, PASS_PLAIN_MD5, PASS_CRYPT };
+enum pass_enc { PASS_ENC_NONE, PASS_ENC_B64, PASS_ENC_HEX };
+
+#define PASS_DATA_MAX 1024      /* a decoded .B64/.HEX value */
 
 struct pass_scheme {
 	const char *name;       /* as written in {...}, case-insensitive */
@@ -138,23 +141,60 @@ static int pass_verify_crypt(const char *data, const char *password)
 	return rc;
 }
 
-int pass_verify(const char *stored, const char *password, const char *default_scheme)
+/* Dovecot's encoding suffix, "{SCHEME.B64}" or "{SCHEME.HEX}": the
+ * stored data is that encoding of the scheme's raw value (doveadm-pw(1)
+ * -s SCHEME.B64). Splits it off name[0..*len); returns the encoding. */
+static enum pass_enc pass_enc_split(const char *name, size_t *len)
 {
-	const struct pass_scheme *s;
-	const char *data = stored, *end;
-
-	if (stored == NULL || password == NULL)
-		return -1;
-	if (stored[0] == '{' && (end = strchr(stored, '}')) != NULL) {
-		s = pass_find(stored + 1, (size_t)(end - stored - 1));
-		data = end + 1;
-	} else {
-		if (default_scheme == NULL)
-			default_scheme = "CRYPT";
-		s = pass_find(default_scheme, strlen(default_scheme));
+	if (*len > 4 && strncasecmp(name + *len - 4, ".B64", 4) == 0) {
+		*len -= 4;
+		return PASS_ENC_B64;
 	}
-	if (s == NULL)
+	if (*len > 4 && strncasecmp(name + *len - 4, ".HEX", 4) == 0) {
+		*len -= 4;
+		return PASS_ENC_HEX;
+	}
+	return PASS_ENC_NONE;
+}
+
+/* Decode data (hex or base64) into out, NUL-terminated; *n_r gets the
+ * decoded length. -1 on bad input or when it does not fit. */
+static int pass_decode(const char *data, enum pass_enc enc, unsigned char *out,
+		       size_t outsz, size_t *n_r)
+{
+	size_t len = strlen(data), i, pad = 0;
+	int n;
+
+	if (enc == PASS_ENC_HEX) {
+		if (len % 2 != 0 || len / 2 + 1 > outsz)
+			return -1;
+		for (i = 0; i < len / 2; i++) {
+			int h = pass_hexval(data[2 * i]), l = pass_hexval(data[2 * i + 1]);
+
+			if (h < 0 || l < 0)
+				return -1;
+			out[i] = (unsigned char)(h << 4 | l);
+		}
+		*n_r = len / 2;
+		out[*n_r] = '\0';
+		return 0;
+	}
+	/* EVP_DecodeBlock counts the '=' padding as zero bytes. */
+	if (len == 0 || len % 4 != 0 || len / 4 * 3 + 1 > outsz)
 		return -1;
+	while (pad < 2 && data[len - 1 - pad] == '=')
+		pad++;
+	n = EVP_DecodeBlock(out, (const unsigned char *)data, (int)len);
+	if (n < 0 || (size_t)n < pad)
+		return -1;
+	*n_r = (size_t)n - pad;
+	out[*n_r] = '\0';
+	return 0;
+}
+
+static int pass_verify_kind(const struct pass_scheme *s, const char *data,
+			    const char *password)
+{
 	switch (s->kind) {
 	case PASS_PLAIN:
 		return pass_verify_plain(data, password);
@@ -164,6 +204,56 @@ int pass_verify(const char *stored, const char *password, const char *default_sc
 		return pass_verify_crypt(data, password);
 	}
 	return -1;
+}
+
+/* A suffixed value: PLAIN-MD5's raw value is the 16-byte digest; for the
+ * others (plain text, crypt strings) it is the text itself, which must
+ * hold no NUL. */
+static int pass_verify_enc(const struct pass_scheme *s, enum pass_enc enc,
+			   const char *data, const char *password)
+{
+	unsigned char raw[PASS_DATA_MAX], got[16];
+	size_t n = 0;
+	int rc;
+
+	if (pass_decode(data, enc, raw, sizeof(raw), &n) < 0)
+		return -1;
+	if (s->kind == PASS_PLAIN_MD5)
+		rc = n != 16 || pass_md5(password, got) < 0 ? -1 :
+		     CRYPTO_memcmp(raw, got, 16) == 0;
+	else
+		rc = memchr(raw, '\0', n) != NULL ? -1 :
+		     pass_verify_kind(s, (const char *)raw, password);
+	OPENSSL_cleanse(raw, sizeof(raw));
+	return rc;
+}
+
+int pass_verify(const char *stored, const char *password, const char *default_scheme)
+{
+	const struct pass_scheme *s;
+	const char *data = stored, *end;
+	enum pass_enc enc = PASS_ENC_NONE;
+	size_t len;
+
+	if (stored == NULL || password == NULL)
+		return -1;
+	if (stored[0] == '{' && (end = strchr(stored, '}')) != NULL) {
+		len = (size_t)(end - stored - 1);
+		enc = pass_enc_split(stored + 1, &len);
+		s = pass_find(stored + 1, len);
+		data = end + 1;
+	} else {
+		if (default_scheme == NULL)
+			default_scheme = "CRYPT";
+		len = strlen(default_scheme);
+		enc = pass_enc_split(default_scheme, &len);
+		s = pass_find(default_scheme, len);
+	}
+	if (s == NULL)
+		return -1;
+	if (enc != PASS_ENC_NONE)
+		return pass_verify_enc(s, enc, data, password);
+	return pass_verify_kind(s, data, password);
 }
 
 static char *pass_join(const char *scheme, const char *data, struct err *err)

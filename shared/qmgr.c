@@ -862,8 +862,10 @@ static void qmgr_start_msg(struct qmgr *m, struct queue_msg *qm)
 	struct qmgr_rjob *j = calloc(1, sizeof(*j));
 	struct qmgr_transport *t;
 	struct buf names;
-	struct timeval tv = { m->conf.lease_time / 3 > 0 ?
-	    m->conf.lease_time / 3 : 1, 0 };
+	/* renew at a third of the lease: two renewals may be late (a slow
+	 * Redis, a busy loop) before another process can take it over */
+	long renew_ms = m->conf.lease_time * 1000L / 3;
+	struct timeval tv = { renew_ms / 1000, (renew_ms % 1000) * 1000 };
 	size_t i;
 
 	if (msg == NULL || j == NULL) {
@@ -998,8 +1000,10 @@ struct qmgr *qmgr_new(struct event_base *base, struct work_pool *pool,
 	m->pool = pool;
 	m->q = q;
 	m->conf = *conf;
+	/* short, renewed every lease_time / 3 (qmgr_start_msg): a dead
+	 * process's claims come back soon (issue 12) */
 	if (m->conf.lease_time <= 0)
-		m->conf.lease_time = 300;
+		m->conf.lease_time = 30;
 	if (m->conf.scan_interval_ms <= 0)
 		m->conf.scan_interval_ms = 1000;
 	if (m->conf.max_active <= 0)
@@ -1051,10 +1055,11 @@ void qmgr_free(struct qmgr *m)
 	m->stopping = 1;
 	event_free(m->scan_ev);
 	m->scan_ev = NULL;
-	/* smtpc_abort never calls back, so busy connections go too; no
-	 * QUIT: the loop is stopping and would not send it */
+	/* smtpc_free never calls back either: busy connections are closed,
+	 * idle ones get a QUIT, answered while the daemon runs
+	 * smtpc_closing_drain() */
 	while (m->conns != NULL)
-		qmgr_conn_close(m->conns, 0);
+		qmgr_conn_close(m->conns, 1);
 	while ((d = m->dests) != NULL) {
 		m->dests = d->next;
 		free(d->key);

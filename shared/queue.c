@@ -46,13 +46,17 @@ struct queue {
 
 /* ---- Lua scripts -------------------------------------------------------- */
 
-/* KEYS: msg, data, sched. ARGV: qid, score, data, field, value, ... */
+/* KEYS: msg, data, sched, hold. ARGV: qid, score, data, field, value,
+ * ... A message put with state "hold" (a milter's QUARANTINE) goes into
+ * the hold set instead of the schedule, as "postsuper -h" would leave it. */
 static const char queue_lua_put[] =
 	"if redis.call('EXISTS', KEYS[1]) == 1 then "
 	"  return redis.error_reply('EXISTS queue id already queued') end "
 	"for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end "
 	"redis.call('SET', KEYS[2], ARGV[3]) "
-	"redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1]) "
+	"if redis.call('HGET', KEYS[1], 'state') == 'hold' then "
+	"  redis.call('SADD', KEYS[4], ARGV[1]) "
+	"else redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1]) end "
 	"return 1";
 
 /* ARGV: prefix, now_ms, lease_until_ms, max. Returns
@@ -359,12 +363,14 @@ static int queue_build_put(struct queue_argv *a, const char *prefix,
 		return err_set(err, 0, "queue_put: bad queue id");
 	if (env->sender == NULL || env->nrcpt == 0)
 		return err_set(err, 0, "queue_put: no sender or no recipients");
-	queue_argv_eval(a, queue_lua_put, 3);
+	queue_argv_eval(a, queue_lua_put, 4);
 	queue_key(k, sizeof(k), prefix, "m:", env->qid);
 	queue_argv_add(a, k);
 	queue_key(k, sizeof(k), prefix, "d:", env->qid);
 	queue_argv_add(a, k);
 	queue_key(k, sizeof(k), prefix, "sched", NULL);
+	queue_argv_add(a, k);
+	queue_key(k, sizeof(k), prefix, "hold", NULL);
 	queue_argv_add(a, k);
 	queue_argv_add(a, env->qid);
 	queue_argv_addf(a, "%lld", queue_now_ms());
@@ -379,7 +385,7 @@ static int queue_build_put(struct queue_argv *a, const char *prefix,
 	queue_argv_pairf(a, "size", "%zu", len);
 	queue_argv_pairf(a, "smtputf8", "%d", env->smtputf8 ? 1 : 0);
 	queue_argv_pairf(a, "body8bit", "%d", env->body8bit ? 1 : 0);
-	queue_argv_pair(a, "state", "active");
+	queue_argv_pair(a, "state", env->hold ? "hold" : "active");
 	queue_argv_pairf(a, "next", "%lld", queue_now_ms());
 	queue_argv_pair(a, "attempts", "0");
 	queue_argv_pair(a, "lease", "0");

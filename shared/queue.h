@@ -58,6 +58,9 @@ struct queue_env {
 	char *client_name, *client_addr, *helo, *proto;   /* may be NULL */
 	long arrival;              /* unix seconds; 0: now */
 	int smtputf8, body8bit;
+	int hold;                  /* put on hold (milter QUARANTINE), not
+	                              scheduled: mailq shows it held until
+	                              released */
 };
 
 typedef void queue_put_cb(void *arg, int ok, const struct err *err);

@@ -270,6 +270,44 @@ int quota_usage(const char *maildir, long long *bytes_r, long long *files_r,
 	return 0;
 }
 
+int quota_domain_usage(const char *domdir, long long *bytes_r, struct err *err)
+{
+	char path[4096], sub[4200];
+	long long b, f, sum = 0;
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int rc = 0, n;
+
+	*bytes_r = 0;
+	snprintf(path, sizeof(path), "%s", domdir);
+	if ((d = opendir(path)) == NULL) {
+		if (errno == ENOENT)
+			return 0;  /* no mailbox has been written yet */
+		return err_set(err, 1, "opendir %s: %s", path, strerror(errno));
+	}
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		/* a Maildir is a folder with cur/; mbox files and the rest
+		 * are not the domain's mailboxes */
+		n = snprintf(sub, sizeof(sub), "%s/%s/cur", path, de->d_name);
+		if (n < 0 || (size_t)n >= sizeof(sub) || stat(sub, &st) < 0 ||
+		    !S_ISDIR(st.st_mode))
+			continue;
+		sub[n - 4] = '\0';   /* drop "/cur" */
+		if (quota_usage(sub, &b, &f, err) < 0)
+			rc = -1;
+		else if (b > 0 && sum > INT64_MAX - b)
+			rc = err_set(err, 1, "%s: usage overflows", path);
+		else
+			sum += b > 0 ? b : 0;
+	}
+	closedir(d);
+	*bytes_r = sum;
+	return rc;
+}
+
 int quota_get(const char *maildir, long long *limit_r, long long *bytes_r,
 	      long long *files_r, struct err *err)
 {

@@ -23,6 +23,14 @@ int quota_usage(const char *maildir, long long *bytes_r, long long *files_r,
 int quota_add(const char *maildir, long long limit, long long bytes,
 	      long long files, uid_t uid, gid_t gid, struct err *err);
 
+/* A domain's usage for its domain quota (virtual_domain_quota_maps): the
+ * sum of quota_usage() over every Maildir directly inside domdir (a
+ * folder with cur/; dot-names skipped). A missing domdir is 0 bytes.
+ * Deliveries to different mailboxes do not lock each other out, so the
+ * domain may overshoot by what is being delivered at that moment.
+ * Returns 0 or -1 (err filled, temp=1). */
+int quota_domain_usage(const char *domdir, long long *bytes_r, struct err *err);
+
 /* Rescan the Maildir and rewrite maildirsize atomically. */
 int quota_recalc(const char *maildir, long long limit, uid_t uid, gid_t gid,
 		 struct err *err);

@@ -934,33 +934,132 @@ int smtpc_usable(const struct smtpc *c)
 	    !evtimer_pending(c->done_ev, NULL);
 }
 
-static void smtpc_closer_write(struct bufferevent *bev, void *arg)
+/* A connection being closed with QUIT outlives its smtpc: RFC 5321 §3.8,
+ * the client "SHOULD wait until it receives the reply" to QUIT before it
+ * closes. Closing as soon as QUIT was handed to the bufferevent lost it
+ * under TLS (the ciphertext was still queued below the filter), and the
+ * server logged "lost connection after DATA". The closer frees the
+ * bufferevent at the reply, at EOF or error, or after SMTPC_QUIT_WAIT. */
+#define SMTPC_QUIT_WAIT 5
+#define SMTPC_QUIT_MAX_LINE 4096
+
+struct smtpc_closer {
+	struct bufferevent *bev;
+	struct smtpc_closer *prev, *next;
+};
+
+static struct smtpc_closer *smtpc_closers;
+static unsigned smtpc_nclosing;
+static struct event_base *smtpc_draining;   /* in smtpc_closing_drain() */
+
+unsigned smtpc_closing(void)
 {
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		bufferevent_free(bev);
+	return smtpc_nclosing;
+}
+
+static void smtpc_closer_done(struct smtpc_closer *k)
+{
+	if (k->prev != NULL)
+		k->prev->next = k->next;
+	else
+		smtpc_closers = k->next;
+	if (k->next != NULL)
+		k->next->prev = k->prev;
+	bufferevent_free(k->bev);
+	free(k);
+	smtpc_nclosing--;
+	if (smtpc_nclosing == 0 && smtpc_draining != NULL)
+		event_base_loopbreak(smtpc_draining);
+}
+
+void smtpc_closing_abort(void)
+{
+	while (smtpc_closers != NULL)
+		smtpc_closer_done(smtpc_closers);
+}
+
+static void smtpc_drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopbreak(arg);
+}
+
+void smtpc_closing_drain(struct event_base *base)
+{
+	struct timeval tv = { SMTPC_QUIT_WAIT + 1, 0 };
+	struct event *deadline;
+
+	if (smtpc_nclosing > 0 &&
+	    (deadline = evtimer_new(base, smtpc_drain_deadline, base)) != NULL) {
+		evtimer_add(deadline, &tv);
+		smtpc_draining = base;
+		event_base_dispatch(base);
+		smtpc_draining = NULL;
+		event_free(deadline);
+	}
+	smtpc_closing_abort();
+}
+
+static void smtpc_closer_read(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n;
+	char *line;
+
+	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
+		/* the last line of a reply: "221 ..." or "221" (§4.2.1) */
+		int last = n >= 3 && (n == 3 || line[3] == ' ');
+
+		free(line);
+		if (last) {
+			smtpc_closer_done(arg);
+			return;
+		}
+	}
+	if (evbuffer_get_length(in) > SMTPC_QUIT_MAX_LINE)
+		smtpc_closer_done(arg);
 }
 
 static void smtpc_closer_event(struct bufferevent *bev, short what, void *arg)
 {
-	bufferevent_free(bev);
+	smtpc_closer_done(arg);
+}
+
+/* QUIT on c's idle session, then hand its bufferevent to a closer; 0, or
+ * -1 when out of memory (c->bev is then still c's). */
+static int smtpc_quit(struct smtpc *c)
+{
+	struct timeval tv = { SMTPC_QUIT_WAIT, 0 };
+	struct smtpc_closer *k = calloc(1, sizeof(*k));
+
+	if (k == NULL)
+		return -1;
+	evbuffer_drain(bufferevent_get_input(c->bev),
+	    evbuffer_get_length(bufferevent_get_input(c->bev)));
+	smtpc_send_line(c, "QUIT");
+	bufferevent_setcb(c->bev, smtpc_closer_read, NULL, smtpc_closer_event,
+	    k);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	k->bev = c->bev;
+	k->next = smtpc_closers;
+	if (k->next != NULL)
+		k->next->prev = k;
+	smtpc_closers = k;
+	smtpc_nclosing++;
+	c->bev = NULL;
+	return 0;
 }
 
 static void smtpc_destroy(struct smtpc *c, int quit)
 {
-	struct timeval tv = { 2, 0 };
-
 	if (c == NULL)
 		return;
-	if (quit && c->bev != NULL && c->st == SMTPC_ST_IDLE) {
-		/* QUIT politely; the bufferevent goes when it is written. */
-		smtpc_send_line(c, "QUIT");
-		bufferevent_setcb(c->bev, NULL, smtpc_closer_write,
-		    smtpc_closer_event, NULL);
-		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-		bufferevent_set_timeouts(c->bev, &tv, &tv);
-		bufferevent_disable(c->bev, EV_READ);
-		c->bev = NULL;
-	}
+	/* QUIT politely (the closer owns the bufferevent then); without
+	 * memory for it, close at once */
+	if (quit && c->bev != NULL && c->st == SMTPC_ST_IDLE)
+		(void)smtpc_quit(c);
 	smtpc_close(c);
 	smtpc_caps_reset(c);
 	smtpc_cmds_free(c);

@@ -79,8 +79,20 @@ int smtpc_usable(const struct smtpc *c);
 /* Sends QUIT when idle, then closes (the loop finishes the QUIT after
  * this returns). Never calls a pending callback. */
 void smtpc_free(struct smtpc *c);
-/* Closes at once without QUIT: for shutdown, when the loop stops. */
+/* Closes at once without QUIT: when nothing will run the loop again. */
 void smtpc_abort(struct smtpc *c);
+/* Connections given up with smtpc_free() still waiting for the reply to
+ * their QUIT (at most a few seconds each). A daemon that stops runs its
+ * loop until this is 0 so that the servers see a QUIT, not a lost
+ * connection. */
+unsigned smtpc_closing(void);
+/* Closes those at once. */
+void smtpc_closing_abort(void);
+/* For a daemon that stops, after its queue managers are freed and before
+ * event_base_free(): runs base until every QUIT is answered (a few seconds
+ * at most), then closes whatever is left. Everything else on base runs
+ * meanwhile too. */
+void smtpc_closing_drain(struct event_base *base);
 
 /* Pure helpers, exported for the tests. */
 /* RFC 3461 §4 xtext for XFORWARD attribute values: "+" and "=" and

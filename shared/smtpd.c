@@ -16,10 +16,12 @@
 #include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include "addr.h"
 #include "buf.h"
 #include "conn.h"
 #include "log.h"
+#include "milter.h"
 #include "queue.h"
 #include "sasl_glue.h"
 #include "smtp_cmd.h"
@@ -54,7 +56,7 @@ enum smtpd_state {
 enum smtpd_wait {
 	SMTPD_W_NONE, SMTPD_W_CONNECT, SMTPD_W_MAIL, SMTPD_W_RCPT,
 	SMTPD_W_MESSAGE, SMTPD_W_AUTH_CHECK, SMTPD_W_AUTH_JOB,
-	SMTPD_W_AUTH_VERDICT,
+	SMTPD_W_AUTH_VERDICT, SMTPD_W_MILTER,
 };
 
 /* session flags */
@@ -69,6 +71,8 @@ enum smtpd_wait {
 #define SMTPD_F_RESUMED    0x0400   /* ... and has answered already */
 #define SMTPD_F_SMTPUTF8   0x0800
 #define SMTPD_F_XFWD       0x1000
+#define SMTPD_F_DISCARD    0x2000   /* a milter said DISCARD: 250, drop */
+#define SMTPD_F_MILTER_OK  0x4000   /* the milters passed this command */
 
 /* XFORWARD attributes kept, indexed by enum smtp_xforward_attr */
 #define SMTPD_XF_NAME  SMTP_XFORWARD_NAME
@@ -120,6 +124,11 @@ struct smtpd_session {
 	enum smtp_verb last_verb;
 	uint16_t cmd_ok[SMTPD_NVERBS], cmd_all[SMTPD_NVERBS];
 	void *data;
+	/* Milters: like the SASL state, the job owns the milter session
+	 * while it is out (s->milter is NULL then). */
+	struct milter_sess *milter;
+	struct smtpd_milter_job *milter_job;  /* borrowed: identifies it */
+	char *auth_type;              /* the login's mechanism ({auth_type}) */
 };
 
 struct smtpd_server {
@@ -132,6 +141,8 @@ struct smtpd_server {
 	char *mechs[2];               /* AUTH mechanisms: [0] plain, [1] TLS */
 	unsigned jobs;                /* SASL jobs on the worker pool */
 	int dead;                     /* freed while jobs were out */
+	struct work_pool *milter_pool; /* NULL: no milters */
+	int milter_stop;              /* being freed: milter jobs just end */
 };
 
 /* A SASL start/step on the worker pool. */
@@ -149,6 +160,8 @@ static void smtpd_resumed(struct smtpd_session *s, int code,
                           const char *text);
 static void smtpd_hook_begin(struct smtpd_session *s, enum smtpd_wait w);
 static void smtpd_hook_end(struct smtpd_session *s);
+static int smtpd_milter_stage(struct smtpd_session *s, enum milter_stage st,
+                              int code, const char *text);
 
 /* ---- small helpers --------------------------------------------------- */
 
@@ -276,7 +289,8 @@ static void smtpd_txn_reset(struct smtpd_session *s)
 	s->body = s->ret = 0;
 	s->declared_size = 0;
 	s->qid[0] = '\0';
-	s->flags &= ~(SMTPD_F_TOO_BIG | SMTPD_F_BDAT | SMTPD_F_SMTPUTF8);
+	s->flags &= ~(SMTPD_F_TOO_BIG | SMTPD_F_BDAT | SMTPD_F_SMTPUTF8 |
+	              SMTPD_F_DISCARD);
 	buf_free(&s->msg);
 }
 
@@ -397,8 +411,10 @@ static void smtpd_closed(struct conn *c, void *sess, int gone,
 	smtpd_txn_reset(s);
 	/* NULL while a job is out: that job's completion frees it */
 	sasl_glue_server_free(s->sasl);
+	milter_sess_free(s->milter);
 	free(s->helo);
 	free(s->auth_user);
+	free(s->auth_type);
 	free(s->auth_mech);
 	free(s->auth_in);
 	free(s->resume_text);
@@ -471,6 +487,11 @@ static void *smtpd_open(struct conn *c, void *ctx)
 		return NULL;
 	s->conn = c;
 	s->srv = srv;
+	if (srv->milter_pool != NULL &&
+	    (s->milter = milter_sess_new(srv->set.milters)) == NULL) {
+		free(s);
+		return NULL;
+	}
 	buf_init(&s->msg, 0);
 	smtp_line_reader_init(&s->lr, srv->set.allow_bare_newline);
 	log_info("connect from %s[%s]", smtpd_client_name(s), conn_addr(c));
@@ -599,6 +620,12 @@ static void smtpd_resumed(struct smtpd_session *s, int code,
 	enum smtpd_wait w = s->wait;
 
 	s->wait = SMTPD_W_NONE;
+	/* the daemon said yes to MAIL or RCPT: now the milters judge it */
+	if ((code == 0 || (code >= 200 && code < 300)) &&
+	    (w == SMTPD_W_MAIL || w == SMTPD_W_RCPT) &&
+	    smtpd_milter_stage(s, w == SMTPD_W_MAIL ? MILTER_M_ENVFROM :
+	                       MILTER_M_ENVRCPT, code, text))
+		return;
 	/* a 2xx from a hook is a yes with its own text */
 	if (code >= 200 && code < 300 && w != SMTPD_W_MESSAGE) {
 		if (w == SMTPD_W_MAIL || w == SMTPD_W_RCPT) {
@@ -771,6 +798,7 @@ void smtpd_msg_free(struct smtpd_msg *m)
 	free(m->auth_user);
 	free(m->xforward_ident);
 	free(m->protocol);
+	free(m->quarantine);
 	free(m);
 }
 
@@ -818,10 +846,27 @@ static struct smtpd_msg *smtpd_msg_take(struct smtpd_session *s)
 	return m;
 }
 
+static int smtpd_milter_message(struct smtpd_session *s,
+                                struct smtpd_msg *m);
+
+/* The message hook gets m, as the milters left it. */
+static void smtpd_msg_hand_off(struct smtpd_session *s, struct smtpd_msg *m)
+{
+	struct smtpd_server *srv = s->srv;
+
+	if (srv->hooks.message == NULL) {
+		smtpd_msg_free(m);
+		smtpd_message_done(s, 0, NULL);
+		return;
+	}
+	smtpd_hook_begin(s, SMTPD_W_MESSAGE);
+	srv->hooks.message(s, m, srv->ctx);
+	smtpd_hook_end(s);
+}
+
 /* The body is complete and acceptable: hand it to the daemon. */
 static void smtpd_msg_deliver(struct smtpd_session *s)
 {
-	struct smtpd_server *srv = s->srv;
 	struct smtpd_msg *m;
 	size_t size = s->msg.len;
 	int nrcpt = s->nrcpt;
@@ -833,14 +878,9 @@ static void smtpd_msg_deliver(struct smtpd_session *s)
 		smtpd_message_done(s, 451, "4.3.0 Error: out of memory");
 		return;
 	}
-	if (srv->hooks.message == NULL) {
-		smtpd_msg_free(m);
-		smtpd_message_done(s, 0, NULL);
+	if (smtpd_milter_message(s, m))
 		return;
-	}
-	smtpd_hook_begin(s, SMTPD_W_MESSAGE);
-	srv->hooks.message(s, m, srv->ctx);
-	smtpd_hook_end(s);
+	smtpd_msg_hand_off(s, m);
 }
 
 static void smtpd_message_done(struct smtpd_session *s, int code,
@@ -941,18 +981,27 @@ static int smtpd_xforward_allowed(struct smtpd_session *s)
 	       s->srv->hooks.xforward_ok(s, s->srv->ctx);
 }
 
+static void smtpd_proceed_ehlo(struct smtpd_session *s, enum smtp_verb verb);
+
 static void smtpd_cmd_ehlo(struct smtpd_session *s, const struct smtp_cmd *c)
+{
+	free(s->helo);
+	s->helo = smtpd_clean_dup(c->arg, c->arg_len);
+	smtpd_txn_reset(s);
+	if (smtpd_milter_stage(s, MILTER_M_HELO, c->verb, NULL))
+		return;
+	smtpd_proceed_ehlo(s, c->verb);
+}
+
+static void smtpd_proceed_ehlo(struct smtpd_session *s, enum smtp_verb verb)
 {
 	const struct smtpd_settings *set = &s->srv->set;
 	const char *cap[12];
 	char size[40], auth[256], auth_eq[256];
 	int n = 0, i;
 
-	free(s->helo);
-	s->helo = smtpd_clean_dup(c->arg, c->arg_len);
-	smtpd_txn_reset(s);
 	smtpd_ok(s);
-	if (c->verb == SMTP_CMD_HELO) {
+	if (verb == SMTP_CMD_HELO) {
 		s->flags &= ~SMTPD_F_ESMTP;
 		smtpd_reply(s, "250 %s", set->myhostname);
 		return;
@@ -1180,7 +1229,8 @@ static void smtpd_cmd_starttls(struct smtpd_session *s)
 	smtpd_txn_reset(s);
 	free(s->helo);
 	free(s->auth_user);
-	s->helo = s->auth_user = NULL;
+	free(s->auth_type);
+	s->helo = s->auth_user = s->auth_type = NULL;
 	for (i = 0; i < SMTPD_XF_N; i++) {
 		free(s->xf[i]);
 		s->xf[i] = NULL;
@@ -1406,6 +1456,8 @@ static void smtpd_auth_conclude(struct smtpd_session *s)
 		log_info("%s[%s]: sasl_method=%s, sasl_username=%s",
 		         smtpd_client_name(s), conn_addr(s->conn), mech,
 		         s->auth_user);
+		free(s->auth_type);
+		s->auth_type = strdup(mech);
 		if (srv->hooks.auth_result != NULL)
 			srv->hooks.auth_result(s, mech, s->auth_user, 1, srv->ctx);
 		smtpd_auth_xforward_recheck(s);
@@ -1735,6 +1787,389 @@ static void smtpd_input(struct conn *c, void *sess, void *ctx)
 	}
 }
 
+/* ---- milters (milter.h), on the engine's own worker pool -------------- */
+
+/* One milter stage on the pool. The job owns the session's milter state
+ * while it is out, and copies of all it tells the milters. */
+enum { SMTPD_MJ_NAME, SMTPD_MJ_ADDR, SMTPD_MJ_DADDR, SMTPD_MJ_HELO,
+       SMTPD_MJ_QID, SMTPD_MJ_AUTH, SMTPD_MJ_MECH, SMTPD_MJ_TLSV,
+       SMTPD_MJ_CIPHER, SMTPD_MJ_SENDER, SMTPD_MJ_RCPT, SMTPD_MJ_N };
+
+struct smtpd_milter_job {
+	struct smtpd_server *srv;
+	uint64_t sid;
+	struct milter_sess *ms;       /* owned while the job is out */
+	enum milter_stage stage;
+	enum smtpd_wait wait;         /* MAIL/RCPT: the answer it holds */
+	int code;                     /* MAIL/RCPT: the daemon's yes;
+	                                 HELO: the verb */
+	char *text;
+	char *str[SMTPD_MJ_N];
+	struct milter_env env;
+	struct smtpd_msg *msg;        /* end of data: owned */
+	char margs[3][32];            /* MAIL's ESMTP arguments, re-made */
+	const char *margv[3];
+	size_t max_size;
+	struct milter_result res;
+	int all_deleted;              /* DELRCPT took every recipient */
+};
+
+static void smtpd_milter_job_free(struct smtpd_milter_job *j)
+{
+	int i;
+
+	milter_sess_free(j->ms);
+	smtpd_msg_free(j->msg);
+	for (i = 0; i < SMTPD_MJ_N; i++)
+		free(j->str[i]);
+	free(j->text);
+	free(j);
+}
+
+/* What the milters are told, copied from the session. */
+static int smtpd_milter_env(struct smtpd_session *s,
+                            struct smtpd_milter_job *j)
+{
+	const char *v[SMTPD_MJ_N] = { NULL };
+	char daddr[64];
+	const char *semi;
+	SSL *ssl;
+	int i, bits = 0;
+
+	snprintf(daddr, sizeof(daddr), "%s", conn_local_ipport(s->conn));
+	if ((semi = strchr(daddr, ';')) != NULL)
+		daddr[semi - daddr] = '\0';
+	v[SMTPD_MJ_NAME] = smtpd_client_name(s);
+	v[SMTPD_MJ_ADDR] = smtpd_client_addr(s);
+	v[SMTPD_MJ_DADDR] = daddr[0] != '\0' ? daddr : NULL;
+	v[SMTPD_MJ_HELO] = s->xf[SMTPD_XF_HELO] != NULL ?
+	                   s->xf[SMTPD_XF_HELO] : s->helo;
+	v[SMTPD_MJ_QID] = s->qid[0] != '\0' ? s->qid : NULL;
+	v[SMTPD_MJ_AUTH] = s->auth_user;
+	v[SMTPD_MJ_MECH] = s->auth_user != NULL ? s->auth_type : NULL;
+	ssl = conn_tls(s->conn) ?
+	      bufferevent_openssl_get_ssl(conn_bev(s->conn)) : NULL;
+	if (ssl != NULL) {
+		v[SMTPD_MJ_TLSV] = SSL_get_version(ssl);
+		v[SMTPD_MJ_CIPHER] = SSL_get_cipher_name(ssl);
+		bits = SSL_get_cipher_bits(ssl, NULL);
+	}
+	v[SMTPD_MJ_SENDER] = s->sender;
+	v[SMTPD_MJ_RCPT] = s->pending;
+	for (i = 0; i < SMTPD_MJ_N; i++)
+		if (v[i] != NULL && (j->str[i] = strdup(v[i])) == NULL)
+			return -1;
+	j->env.myhostname = s->srv->set.myhostname;
+	j->env.client_name = j->str[SMTPD_MJ_NAME];
+	j->env.client_addr = j->str[SMTPD_MJ_ADDR];
+	j->env.client_port = conn_port(s->conn);
+	j->env.daemon_addr = j->str[SMTPD_MJ_DADDR];
+	j->env.helo = j->str[SMTPD_MJ_HELO];
+	j->env.qid = j->str[SMTPD_MJ_QID];
+	j->env.auth_authen = j->str[SMTPD_MJ_AUTH];
+	j->env.auth_type = j->str[SMTPD_MJ_MECH];
+	j->env.tls_version = j->str[SMTPD_MJ_TLSV];
+	j->env.cipher = j->str[SMTPD_MJ_CIPHER];
+	j->env.cipher_bits = bits;
+	j->env.sender = j->str[SMTPD_MJ_SENDER];
+	j->env.rcpt = j->str[SMTPD_MJ_RCPT];
+	/* the MAIL arguments a milter may judge (RFC 1870, 6152, 6531) */
+	if (s->declared_size > 0)
+		snprintf(j->margs[j->env.nmail_args++], sizeof(j->margs[0]),
+		         "SIZE=%llu", (unsigned long long)s->declared_size);
+	if (s->body == SMTP_BODY_8BITMIME || s->body == SMTP_BODY_7BIT)
+		snprintf(j->margs[j->env.nmail_args++], sizeof(j->margs[0]),
+		         "BODY=%s", s->body == SMTP_BODY_7BIT ? "7BIT" :
+		         "8BITMIME");
+	if (s->flags & SMTPD_F_SMTPUTF8)
+		snprintf(j->margs[j->env.nmail_args++], sizeof(j->margs[0]),
+		         "SMTPUTF8");
+	for (i = 0; i < (int)j->env.nmail_args; i++)
+		j->margv[i] = j->margs[i];
+	j->env.mail_args = j->margv;
+	return 0;
+}
+
+/* End of data, on the worker: the envelope changes go into the message
+ * the job owns (DELRCPT first, then ADDRCPT, as Sendmail orders them). */
+static int smtpd_milter_envelope(struct smtpd_msg *m,
+                                 const struct milter_mods *mods)
+{
+	size_t i;
+	int k, n;
+
+	if (mods->sender != NULL) {
+		char *snd = strdup(mods->sender);
+
+		if (snd == NULL)
+			return -1;
+		free(m->sender);
+		m->sender = snd;
+	}
+	for (i = 0; i < mods->ndel; i++)
+		for (k = 0; k < m->nrcpt; k++) {
+			if (strcasecmp(m->rcpts[k], mods->del_rcpts[i]) != 0)
+				continue;
+			free(m->rcpts[k]);
+			free(m->orcpts[k]);
+			n = m->nrcpt - k - 1;
+			memmove(m->rcpts + k, m->rcpts + k + 1, n * sizeof(char *));
+			memmove(m->orcpts + k, m->orcpts + k + 1, n * sizeof(char *));
+			memmove(m->notify + k, m->notify + k + 1, n * sizeof(int));
+			m->nrcpt--;
+			k--;
+		}
+	for (i = 0; i < mods->nadd; i++) {
+		size_t cap = (size_t)m->nrcpt + 1;
+		char **r = realloc(m->rcpts, cap * sizeof(*r));
+		char **o = r != NULL ? realloc(m->orcpts, cap * sizeof(*o)) : NULL;
+		int *nt = NULL;
+
+		if (r != NULL)
+			m->rcpts = r;
+		if (o != NULL)
+			m->orcpts = o;
+		if (o != NULL)
+			nt = realloc(m->notify, cap * sizeof(*nt));
+		if (nt == NULL)
+			return -1;
+		m->notify = nt;
+		m->rcpts[m->nrcpt] = strdup(mods->add_rcpts[i]);
+		m->orcpts[m->nrcpt] = NULL;
+		m->notify[m->nrcpt] = 0;
+		if (m->rcpts[m->nrcpt] == NULL)
+			return -1;
+		m->nrcpt++;
+	}
+	return 0;
+}
+
+/* Worker thread: touches the job only. */
+static void smtpd_milter_work(void *arg)
+{
+	struct smtpd_milter_job *j = arg;
+	struct milter_mods mods;
+	struct smtpd_msg *m = j->msg;
+
+	switch (j->stage) {
+	case MILTER_M_HELO:
+		milter_helo(j->ms, &j->env, &j->res);
+		return;
+	case MILTER_M_ENVFROM:
+		milter_mail(j->ms, &j->env, &j->res);
+		return;
+	case MILTER_M_ENVRCPT:
+		milter_rcpt(j->ms, &j->env, &j->res);
+		return;
+	default:
+		break;
+	}
+	milter_message(j->ms, &j->env, m->data, m->len, j->max_size, &mods,
+	               &j->res);
+	if (j->res.verdict == MILTER_V_CONTINUE) {
+		if (smtpd_milter_envelope(m, &mods) < 0) {
+			j->res.verdict = MILTER_V_REJECT;
+			j->res.code = 451;
+			snprintf(j->res.text, sizeof(j->res.text),
+			         "4.3.0 Error: out of memory");
+		} else if (mods.changed) {
+			free(m->data);
+			m->len = mods.msg.len;
+			m->data = buf_steal(&mods.msg);
+		}
+		j->all_deleted = m->nrcpt == 0;
+	}
+	milter_mods_free(&mods);
+}
+
+static void smtpd_milter_log(struct smtpd_session *s,
+                             const struct smtpd_milter_job *j)
+{
+	if (j->res.why[0] != '\0')
+		log_warn("%s: %s; milter_default_action applies from now on",
+		         smtpd_qid_or_none(s), j->res.why);
+}
+
+/* The milters have answered at end of data. */
+static void smtpd_milter_eom_done(struct smtpd_session *s,
+                                  struct smtpd_milter_job *j)
+{
+	struct smtpd_msg *m = j->msg;
+
+	j->msg = NULL;
+	if (j->res.verdict == MILTER_V_REJECT) {
+		smtpd_msg_free(m);
+		log_info("%s: milter-reject: END-OF-MESSAGE from %s[%s]: %d %s",
+		         s->qid, smtpd_client_name(s), conn_addr(s->conn),
+		         j->res.code, j->res.text);
+		smtpd_message_done(s, j->res.code, j->res.text);
+		return;
+	}
+	if (j->res.verdict == MILTER_V_DISCARD || j->all_deleted ||
+	    (s->flags & SMTPD_F_DISCARD)) {
+		/* Postfix answers 250 and drops it */
+		log_info("%s: milter-discard: END-OF-MESSAGE from %s[%s]",
+		         s->qid, smtpd_client_name(s), conn_addr(s->conn));
+		smtpd_msg_free(m);
+		smtpd_message_done(s, 0, NULL);
+		return;
+	}
+	if (j->res.quarantine[0] != '\0') {
+		log_info("%s: milter-hold: END-OF-MESSAGE from %s[%s]: %s",
+		         s->qid, smtpd_client_name(s), conn_addr(s->conn),
+		         j->res.quarantine);
+		m->quarantine = strdup(j->res.quarantine);
+		if (m->quarantine == NULL) {
+			smtpd_msg_free(m);
+			smtpd_message_done(s, 451, "4.3.0 Error: out of memory");
+			return;
+		}
+	}
+	smtpd_msg_hand_off(s, m);
+}
+
+static void smtpd_milter_result(struct smtpd_session *s,
+                                struct smtpd_milter_job *j)
+{
+	const struct milter_result *r = &j->res;
+
+	smtpd_milter_log(s, j);
+	switch (j->stage) {
+	case MILTER_M_HELO:
+		if (r->verdict == MILTER_V_REJECT) {
+			free(s->helo);
+			s->helo = NULL;
+			smtpd_reject(s, "HELO", r->code, r->text, NULL);
+			return;
+		}
+		smtpd_proceed_ehlo(s, (enum smtp_verb)j->code);
+		return;
+	case MILTER_M_ENVFROM:
+	case MILTER_M_ENVRCPT:
+		s->wait = j->wait;
+		if (r->verdict == MILTER_V_REJECT) {
+			smtpd_resumed(s, r->code, r->text);
+			return;
+		}
+		if (r->verdict == MILTER_V_DISCARD)
+			s->flags |= SMTPD_F_DISCARD;
+		s->flags |= SMTPD_F_MILTER_OK;
+		smtpd_resumed(s, j->code, j->text);
+		return;
+	default:
+		smtpd_milter_eom_done(s, j);
+		return;
+	}
+}
+
+/* Loop thread, after the worker: the client may have gone meanwhile. */
+static void smtpd_milter_done(void *arg)
+{
+	struct smtpd_milter_job *j = arg;
+	struct smtpd_server *srv = j->srv;
+	struct smtpd_session *s = srv->milter_stop ? NULL :
+	                          smtpd_find(srv, j->sid);
+
+	if (s == NULL || s->wait != SMTPD_W_MILTER || s->milter_job != j) {
+		smtpd_milter_job_free(j);
+		return;
+	}
+	s->milter = j->ms;
+	j->ms = NULL;
+	s->milter_job = NULL;
+	s->wait = SMTPD_W_NONE;
+	smtpd_milter_result(s, j);
+	smtpd_milter_job_free(j);
+	smtpd_settle(s);
+}
+
+/* Start stage st if milters are on: 1 when the job is out (the answer
+ * comes from smtpd_milter_done), 0 to go on without. code and text: what
+ * to answer when they pass (the daemon's yes; for HELO the verb). */
+static int smtpd_milter_stage(struct smtpd_session *s, enum milter_stage st,
+                              int code, const char *text)
+{
+	struct smtpd_milter_job *j;
+
+	if (s->flags & SMTPD_F_MILTER_OK) {
+		s->flags &= ~SMTPD_F_MILTER_OK;
+		return 0;
+	}
+	if (s->milter == NULL || s->srv->milter_pool == NULL)
+		return 0;
+	j = calloc(1, sizeof(*j));
+	if (j == NULL || smtpd_milter_env(s, j) < 0 ||
+	    (text != NULL && (j->text = strdup(text)) == NULL))
+		goto fail;
+	j->srv = s->srv;
+	j->sid = conn_id(s->conn);
+	j->stage = st;
+	j->code = code;
+	j->wait = st == MILTER_M_ENVFROM ? SMTPD_W_MAIL : SMTPD_W_RCPT;
+	j->ms = s->milter;
+	if (work_submit(s->srv->milter_pool, smtpd_milter_work,
+	                smtpd_milter_done, j) < 0) {
+		j->ms = NULL;
+		goto fail;
+	}
+	s->milter = NULL;
+	s->milter_job = j;
+	s->wait = SMTPD_W_MILTER;
+	conn_busy(s->conn);
+	return 1;
+fail:
+	if (j != NULL)
+		smtpd_milter_job_free(j);
+	if (st == MILTER_M_HELO) {
+		smtpd_reply_error(s, 451, "4.3.0 Error: out of memory");
+		return 1;
+	}
+	s->wait = st == MILTER_M_ENVFROM ? SMTPD_W_MAIL : SMTPD_W_RCPT;
+	smtpd_resumed(s, 451, "4.3.0 Error: out of memory");
+	return 1;
+}
+
+/* End of data with milters: 1 when the job took m. */
+static int smtpd_milter_message(struct smtpd_session *s, struct smtpd_msg *m)
+{
+	struct smtpd_milter_job *j;
+
+	if (s->milter == NULL || s->srv->milter_pool == NULL)
+		return 0;
+	j = calloc(1, sizeof(*j));
+	if (j == NULL || smtpd_milter_env(s, j) < 0) {
+		if (j != NULL)
+			smtpd_milter_job_free(j);
+		smtpd_msg_free(m);
+		smtpd_message_done(s, 451, "4.3.0 Error: out of memory");
+		return 1;
+	}
+	/* the envelope is in m now: the macros need it back */
+	free(j->str[SMTPD_MJ_SENDER]);
+	j->str[SMTPD_MJ_SENDER] = strdup(m->sender);
+	j->env.sender = j->str[SMTPD_MJ_SENDER];
+	j->srv = s->srv;
+	j->sid = conn_id(s->conn);
+	j->stage = MILTER_M_EOM;
+	j->ms = s->milter;
+	j->msg = m;
+	j->max_size = s->srv->set.message_size_limit > 0 ?
+	              s->srv->set.message_size_limit + 65536 : 0;
+	if (j->str[SMTPD_MJ_SENDER] == NULL ||
+	    work_submit(s->srv->milter_pool, smtpd_milter_work,
+	                smtpd_milter_done, j) < 0) {
+		j->ms = NULL;
+		smtpd_milter_job_free(j);
+		smtpd_message_done(s, 451, "4.3.0 Error: out of memory");
+		return 1;
+	}
+	s->milter = NULL;
+	s->milter_job = j;
+	s->wait = SMTPD_W_MILTER;
+	conn_busy(s->conn);
+	return 1;
+}
+
 /* ---- server ---------------------------------------------------------- */
 
 static const struct conn_ops smtpd_conn_ops = {
@@ -1796,8 +2231,17 @@ struct smtpd_server *smtpd_server_new(struct event_base *base,
 	cs.busy_detached = 1;
 	cs.read_hiwat = SMTPD_READ_HIWAT;
 	cs.write_hiwat = SMTPD_WRITE_HIWAT;
+	if (set->milters != NULL && set->milters->n > 0) {
+		srv->milter_pool = work_pool_new(base, set->milters->threads > 0 ?
+		                                 set->milters->threads : 8, err);
+		if (srv->milter_pool == NULL) {
+			free(srv);
+			return NULL;
+		}
+	}
 	srv->conns = conn_server_new(base, &cs, &smtpd_conn_ops, srv, err);
 	if (srv->conns == NULL) {
+		work_pool_free(srv->milter_pool);
 		free(srv);
 		return NULL;
 	}
@@ -1828,6 +2272,11 @@ void smtpd_server_free(struct smtpd_server *srv)
 {
 	if (srv == NULL)
 		return;
+	/* milter jobs still out finish (bounded by the milter timeouts)
+	 * and only free themselves: no session hears from them now */
+	srv->milter_stop = 1;
+	work_pool_free(srv->milter_pool);
+	srv->milter_pool = NULL;
 	conn_server_free(srv->conns);
 	srv->conns = NULL;
 	free(srv->mechs[0]);

@@ -17,6 +17,7 @@
 #include "smtp_cmd.h"
 
 struct work_pool;
+struct milter_conf;
 struct smtpd_server;
 struct smtpd_session;
 
@@ -64,6 +65,14 @@ struct smtpd_settings {
 	                                0: none. Over either: 421 4.7.0,
 	                                close. Counted per server (port), as
 	                                Postfix counts per service */
+	const struct milter_conf *milters; /* smtpd_milters (milter.h);
+	                                NULL or none listed: no milters. The
+	                                engine talks to them at HELO, MAIL,
+	                                RCPT and end of data, after the
+	                                daemon's hook said yes, on a pool of
+	                                its own (milter_worker_threads), and
+	                                hands the message hook the message
+	                                as the milters changed it */
 };
 
 /* Listener flags */
@@ -89,6 +98,8 @@ struct smtpd_msg {
 	char *client_name, *client_addr, *helo, *auth_user;
 	char *xforward_ident;        /* XFORWARD IDENT= (the upstream qid) */
 	char *protocol;              /* "ESMTP", "ESMTPS", "ESMTPSA", ... */
+	char *quarantine;            /* a milter's QUARANTINE reason: keep the
+	                                message on hold; NULL: deliver */
 };
 void smtpd_msg_free(struct smtpd_msg *m);
 

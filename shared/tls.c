@@ -1,7 +1,9 @@
 /* tls: OpenSSL contexts and libevent's bufferevent_openssl for implicit TLS
- * and STARTTLS. A context is built once per daemon at start-up (before the
- * privilege drop, so keys may be readable by root only); each bufferevent
- * made here owns its SSL. Loop thread only. */
+ * and STARTTLS. A context is built once per daemon at start-up; each
+ * bufferevent made here owns its SSL. A server context can be reloaded
+ * (SIGHUP): it then hands new handshakes to a newer context that it owns
+ * (see tls_server_ctx_reload). Loop thread only. */
+#include <pthread.h>
 #include <string.h>
 #include <sys/time.h>
 #include <arpa/inet.h>
@@ -53,7 +55,52 @@ static SSL_CTX *tls_ctx_common(const SSL_METHOD *method, struct err *err)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
 			    SSL_OP_NO_RENEGOTIATION |
 			    SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* idle connections keep no record buffers (about 34 KB each) */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	return ctx;
+}
+
+/* Reload. The daemon's context (the "front" one) has been handed to every
+ * listener and session core at start-up, so it stays; a reload builds a
+ * whole new context and keeps it in the front one's ex_data. At each
+ * ClientHello the front context's servername callback (OpenSSL calls it
+ * whether or not the client sent SNI) moves the new SSL onto the newest
+ * context with SSL_set_SSL_CTX(), before the certificate is chosen. An SSL
+ * holds a reference on its context and its own copy of the certificate
+ * and key, so sessions already in TLS keep theirs; the replaced context is
+ * freed when the last of them ends. */
+static pthread_once_t tls_ex_once = PTHREAD_ONCE_INIT;
+static int tls_ex_idx = -1;
+
+static void tls_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad,
+			int idx, long argl, void *argp)
+{
+	SSL_CTX_free(ptr);
+}
+
+static void tls_ex_init(void)
+{
+	tls_ex_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
+					      tls_ex_free);
+}
+
+/* borrowed: the context new handshakes on front use (front itself until
+ * the first reload) */
+static SSL_CTX *tls_ctx_current(SSL_CTX *front)
+{
+	SSL_CTX *cur = tls_ex_idx >= 0 ?
+		       SSL_CTX_get_ex_data(front, tls_ex_idx) : NULL;
+
+	return cur != NULL ? cur : front;
+}
+
+static int tls_servername_cb(SSL *ssl, int *alert, void *arg)
+{
+	SSL_CTX *cur = tls_ctx_current(arg);
+
+	if (cur != SSL_get_SSL_CTX(ssl) && SSL_set_SSL_CTX(ssl, cur) == NULL)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	return SSL_TLSEXT_ERR_OK;
 }
 
 SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file,
@@ -89,10 +136,64 @@ SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file,
 		tls_ssl_err(err, "key does not match certificate", cert_file);
 		goto fail;
 	}
+	if (pthread_once(&tls_ex_once, tls_ex_init) != 0 || tls_ex_idx < 0) {
+		tls_ssl_err(err, "ex_data index", NULL);
+		goto fail;
+	}
+	SSL_CTX_set_tlsext_servername_callback(ctx, tls_servername_cb);
+	SSL_CTX_set_tlsext_servername_arg(ctx, ctx);
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+int tls_server_ctx_reload(SSL_CTX *ctx, const char *cert_file,
+			  const char *key_file, struct err *err)
+{
+	SSL_CTX *next, *old;
+
+	if (ctx == NULL || tls_ex_idx < 0)
+		return err_set(err, 0, "tls: no server context to reload");
+	next = tls_server_ctx(cert_file, key_file, err);
+	if (next == NULL)
+		return -1;
+	/* what the daemon set on its context after tls_server_ctx() */
+	SSL_CTX_set_mode(next, SSL_CTX_get_mode(ctx));
+	old = SSL_CTX_get_ex_data(ctx, tls_ex_idx);
+	if (SSL_CTX_set_ex_data(ctx, tls_ex_idx, next) != 1) {
+		SSL_CTX_free(next);
+		return tls_ssl_err(err, "ex_data", NULL);
+	}
+	/* set_ex_data does not release what it replaces (only freeing ctx
+	 * runs tls_ex_free); SSLs still on old hold their own reference */
+	SSL_CTX_free(old);
+	return 0;
+}
+
+int tls_server_ctx_describe(SSL_CTX *ctx, char *out, size_t n)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+	char subj[256] = "", hex[2 * EVP_MAX_MD_SIZE + 1];
+	X509 *x;
+	int len;
+
+	if (n == 0)
+		return 0;
+	out[0] = '\0';
+	x = ctx != NULL ? SSL_CTX_get0_certificate(tls_ctx_current(ctx)) : NULL;
+	if (x == NULL || X509_digest(x, EVP_sha256(), md, &mdlen) != 1)
+		return 0;
+	for (i = 0; i < mdlen; i++)
+		snprintf(hex + 2 * i, 3, "%02X", md[i]);
+	X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+	len = snprintf(out, n, "subject=%s, sha256=%s", subj, hex);
+	if (len < 0) {
+		out[0] = '\0';
+		return 0;
+	}
+	return (size_t)len < n ? len : (int)n - 1;
 }
 
 SSL_CTX *tls_client_ctx(const char *ca_file, int verify, struct err *err)

@@ -17,9 +17,26 @@ struct bufferevent;
  * server cipher preference, no compression, no renegotiation.
  * cert_file is PEM and may hold the chain after the leaf; key_file may
  * equal cert_file. Fails when the key does not match the certificate.
- * Free with SSL_CTX_free(). */
+ * The context's servername (SNI) callback is ours, for the reload below:
+ * do not replace it. Free with SSL_CTX_free(). */
 SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file,
 			struct err *err);
+
+/* SIGHUP: read cert_file and key_file again, with every check of
+ * tls_server_ctx(), into a new context that new handshakes on ctx (one made
+ * by tls_server_ctx) use from now on; the previous one is kept alive by
+ * the sessions still using it, which keep their certificate. ctx keeps its
+ * address, so whoever holds it needs no update. On failure (missing file,
+ * key not matching the certificate) -1, err says why, and ctx goes on
+ * serving the certificate it had. ctx's own SSL_CTX_free() releases the
+ * newest context. */
+int tls_server_ctx_reload(SSL_CTX *ctx, const char *cert_file,
+			  const char *key_file, struct err *err);
+
+/* For the log: "subject=/CN=mail.example.org, sha256=AB01..." of the
+ * certificate new handshakes on ctx get; returns the length, 0 and "" when
+ * there is none. */
+int tls_server_ctx_describe(SSL_CTX *ctx, char *out, size_t n);
 
 /* Client context: TLS 1.2 or later. ca_file NULL uses the system trust
  * store. verify=1: the handshake fails unless the peer's chain verifies

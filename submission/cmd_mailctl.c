@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,13 +19,21 @@
 #include "pass.h"
 
 #define MAILCTL_PW_MAX 1024
+#define MAILCTL_QUOTA_MB 1024000LL   /* Postfix Admin's quota_multiplier */
 
 static const char mailctl_usage_text[] =
-"usage: mailctl [-c DIR] OBJECT ACTION ARGS\n"
+"Usage: mailctl [-c DIR] OBJECT ACTION ARGS\n"
+"       mailctl -h | --help\n"
+"Manages domains, mailboxes and aliases where submission's maps keep them:\n"
+"the Postfix Admin tables (mysql: maps) or texthash files.\n"
+"  -c DIR  configuration folder (default /etc/mailpair): DIR/submission.cf\n"
+"          names the maps (virtual_mailbox_maps, virtual_alias_maps, ...)\n"
+"  -h, --help  this help\n"
+"Objects and actions:\n"
 "  domain add NAME [--description TEXT]\n"
 "  domain del NAME\n"
 "  domain list\n"
-"  mailbox add ADDR (--password PW | --password-stdin) [--quota BYTES] [--name NAME]\n"
+"  mailbox add ADDR (--password PW | --password-stdin) [--quota MB] [--name NAME]\n"
 "  mailbox del ADDR\n"
 "  mailbox list [DOMAIN]\n"
 "  mailbox passwd ADDR (--password PW | --password-stdin)\n"
@@ -34,7 +43,9 @@ static const char mailctl_usage_text[] =
 "  aliasdomain add ALIAS TARGET\n"
 "  aliasdomain del ALIAS\n"
 "  aliasdomain list\n"
-"DIR (default /etc/mailpair) holds submission.cf.\n";
+"Exit status: 0 done, 1 refused or failed, 2 usage. See mailctl(8).\n"
+"--quota is in MB as Postfix Admin shows it (1 MB = 1024000 bytes, Postfix\n"
+"Admin's quota_multiplier); 0 = no limit.\n";
 
 struct mailctl_cmd {
 	const char *object, *action;
@@ -406,10 +417,15 @@ static int mailctl_mailbox_add(struct mailctl_cmd *c, const char *addr,
 		return mailctl_fail("%s is already an alias", addr);
 	}
 	if (c->quota != NULL) {
+		/* MB as Postfix Admin shows and takes it: mailbox.quota holds
+		 * bytes, MB times its quota_multiplier (1024000 by default) */
 		errno = 0;
 		quota = strtoll(c->quota, &e, 10);
-		if (!isdigit((unsigned char)*c->quota) || *e != '\0' || errno != 0)
-			return mailctl_fail("bad --quota \"%s\": bytes expected", c->quota);
+		if (!isdigit((unsigned char)*c->quota) || *e != '\0' || errno != 0 ||
+		    quota > LLONG_MAX / MAILCTL_QUOTA_MB)
+			return mailctl_fail("bad --quota \"%s\": megabytes expected "
+			                    "(as Postfix Admin shows them)", c->quota);
+		quota *= MAILCTL_QUOTA_MB;
 	}
 	if (mailctl_read_password(c, pw, sizeof(pw)) != 0)
 		return 1;
@@ -609,7 +625,12 @@ int main(int argc, char **argv)
 
 	memset(&c, 0, sizeof(c));
 	err_clear(&err);
-	while ((opt = getopt(argc, argv, "+c:h")) != -1) {
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+
+	while ((opt = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
 		if (opt == 'c')
 			dir = optarg;
 		else if (opt == 'h') {

@@ -223,9 +223,13 @@ static int mailctl_sql_domain_usage(void *h, const char *domain, long *mb_r,
 static int mailctl_sql_domain_add(void *h, const char *domain, const char *desc,
                                   struct err *err)
 {
+	/* password_expiry 0: no expiry for the domain's passwords, which
+	 * Postfix Admin's expiry query ("m.password_expiry > now() or
+	 * d.password_expiry = 0") lets through */
 	return mailctl_sql_exec(h, err, "INSERT INTO domain (domain, description,"
-	                        " transport, created, modified, active) VALUES "
-	                        "(?, ?, 'virtual', NOW(), NOW(), 1)", domain,
+	                        " transport, created, modified, active, "
+	                        "password_expiry) VALUES (?, ?, 'virtual', NOW(),"
+	                        " NOW(), 1, 0)", domain,
 	                        desc != NULL ? desc : "");
 }
 
@@ -235,6 +239,13 @@ static int mailctl_sql_domain_del(void *h, const char *domain, struct err *err)
 	                        domain);
 }
 
+/* Postfix Admin (MailboxHandler) sets mailbox.password_expiry with each
+ * new password: now + the domain's password_expiry days, or + 365 days
+ * when the domain has none. */
+#define MAILCTL_SQL_EXPIRY(dom) "NOW() + INTERVAL COALESCE((SELECT CASE WHEN " \
+	"d.password_expiry > 0 THEN d.password_expiry END FROM domain d " \
+	"WHERE d.domain = " dom "), 365) DAY"
+
 static int mailctl_sql_mailbox_add(void *h, const struct mailctl_mailbox *mb,
                                    struct err *err)
 {
@@ -243,10 +254,11 @@ static int mailctl_sql_mailbox_add(void *h, const struct mailctl_mailbox *mb,
 	snprintf(quota, sizeof(quota), "%lld", mb->quota);
 	if (mailctl_sql_exec(h, err, "INSERT INTO mailbox (username, password, "
 	                     "name, maildir, quota, local_part, domain, created,"
-	                     " modified, active) VALUES (?, ?, ?, ?, ?, ?, ?, "
-	                     "NOW(), NOW(), 1)", mb->addr, mb->hash,
+	                     " modified, active, password_expiry) VALUES (?, ?, "
+	                     "?, ?, ?, ?, ?, NOW(), NOW(), 1, "
+	                     MAILCTL_SQL_EXPIRY("?") ")", mb->addr, mb->hash,
 	                     mb->name != NULL ? mb->name : "", mb->maildir, quota,
-	                     mb->local, mb->domain) < 0)
+	                     mb->local, mb->domain, mb->domain) < 0)
 		return -1;
 	/* Postfix Admin: every mailbox is also an alias of itself. */
 	return mailctl_sql_exec(h, err, "INSERT INTO alias (address, goto, domain,"
@@ -268,7 +280,9 @@ static int mailctl_sql_mailbox_passwd(void *h, const char *addr,
                                       const char *hash, struct err *err)
 {
 	return mailctl_sql_exec(h, err, "UPDATE mailbox SET password = ?, "
-	                        "modified = NOW() WHERE username = ?", hash, addr);
+	                        "modified = NOW(), password_expiry = "
+	                        MAILCTL_SQL_EXPIRY("mailbox.domain")
+	                        " WHERE username = ?", hash, addr);
 }
 
 static int mailctl_sql_alias_add(void *h, const char *addr, const char *domain,

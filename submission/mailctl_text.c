@@ -50,6 +50,11 @@ char *mailctl_map_arg(const char *spec, const char *type)
 			len = 1;
 			continue;
 		}
+		/* "proxy:mysql:/f.cf" is "mysql:/f.cf", as for the daemons */
+		if (len > 6 && strncmp(p, "proxy:", 6) == 0 &&
+		    len - 6 > tl + 1 && strncmp(p + 6, type, tl) == 0 &&
+		    p[6 + tl] == ':')
+			return strndup(p + 6 + tl + 1, len - 6 - tl - 1);
 		if (len > tl + 1 && strncmp(p, type, tl) == 0 && p[tl] == ':')
 			return strndup(p + tl + 1, len - tl - 1);
 	}

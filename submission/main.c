@@ -16,11 +16,13 @@
 #include "log.h"
 #include "loginfail.h"
 #include "map.h"
+#include "milter.h"
 #include "params.h"
 #include "passdb.h"
 #include "queue.h"
 #include "redisc.h"
 #include "sasl_glue.h"
+#include "smtpc.h"
 #include "smtpd.h"
 #include "sub_outbound.h"
 #include "sub_session.h"
@@ -41,7 +43,7 @@ static long var_client_conn_limit, var_conn_limit;
 static long var_size_limit, var_rcpt_limit, var_timeout, var_threads;
 static char *var_vmb_domains, *var_vmb_base, *var_vmb_maps, *var_valias;
 static char *var_uid_maps, *var_gid_maps, *var_limit_maps, *var_delim;
-static char *var_password_maps;
+static char *var_password_maps, *var_domain_quota_maps;
 static long var_min_uid, var_alias_recursion, var_alias_expansion;
 
 static const struct cfg_param sub_params[] = {
@@ -97,6 +99,8 @@ static const struct cfg_param sub_params[] = {
 	{ "virtual_gid_maps", CFG_STR, "", &var_gid_maps, 0, 0 },
 	{ "virtual_minimum_uid", CFG_INT, "100", &var_min_uid, 0, 0 },
 	{ "virtual_mailbox_limit_maps", CFG_STR, "", &var_limit_maps, 0, 0 },
+	/* domain -> bytes the domain's mailboxes may hold together */
+	{ "virtual_domain_quota_maps", CFG_STR, "", &var_domain_quota_maps, 0, 0 },
 	{ "virtual_alias_recursion_limit", CFG_INT, "1000", &var_alias_recursion, 1, 0 },
 	{ "virtual_alias_expansion_limit", CFG_INT, "1000", &var_alias_expansion, 1, 0 },
 	{ "virtual_password_maps", CFG_STR, "", &var_password_maps, 0, 0 },
@@ -106,14 +110,24 @@ static const struct cfg_param sub_params[] = {
 
 static const struct cfg_param *const sub_tabs[] = {
 	params_common, redisc_params, queue_params, loginfail_params,
-	sub_params, sub_outbound_params, NULL,
+	sub_params, sub_outbound_params, milter_params, NULL,
 };
 
 static const char sub_help[] =
-	"usage: submission [-c DIR] [-n] [-h]\n"
-	"  -c DIR  configuration folder (DIR/submission.cf)\n"
-	"  -n      print non-default settings and exit\n"
-	"  -h      this help\n";
+	"Usage: submission [-c DIR] [-n]\n"
+	"       submission -h | --help\n"
+	"The internal host's SMTP server: submission (587, STARTTLS) and smtps\n"
+	"(465, TLS) with SMTP AUTH, and the intake where the MX's forwarder\n"
+	"logs in; delivers to virtual mailboxes (Maildir) and queues all other\n"
+	"mail in Redis for outbound delivery (relayhost or the domain's MX).\n"
+	"  -c DIR      configuration folder, default /etc/mailpair; the\n"
+	"              parameters are read from DIR/submission.cf\n"
+	"  -n          print the non-default settings (like postconf -n), exit\n"
+	"  -h, --help  this help\n"
+	"Runs in the foreground; logs to syslog (mail) and stderr. Signals:\n"
+	"TERM/INT stop; HUP re-reads smtpd_tls_cert_file and smtpd_tls_key_file\n"
+	"for new TLS sessions. Parameters (Postfix's names): submission(8) and\n"
+	"the README; samples in /usr/local/share/mailpair/examples.\n";
 
 struct sub_main {
 	struct event_base *base;
@@ -124,7 +138,7 @@ struct sub_main {
 	SSL_CTX *tls;
 	int fds[3][16];
 	int nfds[3];
-	struct event *sig[2];
+	struct event *sig[3];
 };
 
 static void sub_main_fatal(const char *what, const struct err *err)
@@ -241,6 +255,8 @@ static void sub_main_maps(struct sub_server *srv)
 	r->gid_maps = sub_main_map("virtual_gid_maps", var_gid_maps);
 	r->limit_maps = sub_main_map("virtual_mailbox_limit_maps",
 				     var_limit_maps);
+	r->domain_quota_maps = sub_main_map("virtual_domain_quota_maps",
+					    var_domain_quota_maps);
 	srv->sender_login_maps = sub_main_map("smtpd_sender_login_maps",
 					      var_sender_login_maps);
 	r->domains = vlookup_domains_new(var_vmb_domains, &err);
@@ -315,11 +331,17 @@ static void sub_main_servers(struct sub_main *m)
 		.connection_limit = (unsigned)var_conn_limit,
 		.client_connection_limit = (unsigned)var_client_conn_limit,
 	};
+	/* smtpd_milters (DKIM signing, ...) on 587 and 465; the intake takes
+	 * mail the MX's milters have judged already */
+	static struct milter_conf milters;
 	struct err err;
 
+	if (milter_conf_from_params(&milters, &err) < 0)
+		sub_main_fatal("milter", &err);
 	for (int i = 0; i < 3; i++) {
 		if (m->nfds[i] == 0)
 			continue;
+		set.milters = i == SUB_KIND_INTAKE ? NULL : &milters;
 		m->lis[i].srv = &m->srv;
 		m->lis[i].kind = (enum sub_kind)i;
 		/* The intake is for the MX forwarder: TLS before anything
@@ -377,11 +399,41 @@ static void sub_main_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(m->base);
 }
 
+/* SIGHUP (systemctl reload): new handshakes on 587, 465 and the intake get
+ * the certificate and key read again from the same files; sessions in TLS
+ * keep theirs, and a bad new pair leaves the old one in use. Maps:
+ * texthash files are re-read whenever they change (map_file.c). */
+static void sub_main_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct sub_main *m = arg;
+	char desc[512];
+	struct err err;
+
+	map_main_reload("reload");
+	if (m->tls == NULL) {
+		log_info("reload: TLS was off at start-up (no "
+			 "smtpd_tls_cert_file): restart to turn it on");
+		return;
+	}
+	if (tls_server_ctx_reload(m->tls, var_tls_cert, var_tls_key,
+				  &err) < 0) {
+		log_warn("reload: keeping the current certificate: %s",
+			 err.msg);
+		return;
+	}
+	tls_server_ctx_describe(m->tls, desc, sizeof(desc));
+	log_info("reload: new TLS handshakes get %s", desc);
+}
+
 int main(int argc, char **argv)
 {
 	static struct sub_main m;
 	struct err err;
 
+	if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+		fputs(sub_help, stdout);
+		return 0;
+	}
 	cfg_daemon_init("submission", argc, argv, sub_tabs, sub_help);
 	log_open("submission", var_syslog_enable, 1);
 	log_set_debug(var_debug);
@@ -409,8 +461,10 @@ int main(int argc, char **argv)
 	sub_main_servers(&m);
 	m.sig[0] = evsignal_new(m.base, SIGTERM, sub_main_signal, &m);
 	m.sig[1] = evsignal_new(m.base, SIGINT, sub_main_signal, &m);
+	m.sig[2] = evsignal_new(m.base, SIGHUP, sub_main_reload, &m);
 	event_add(m.sig[0], NULL);
 	event_add(m.sig[1], NULL);
+	event_add(m.sig[2], NULL);
 	log_info("daemon started: submission=%s smtps=%s intake=%s",
 		 var_submission_listen, var_smtps_listen, var_intake_listen);
 	event_base_dispatch(m.base);
@@ -420,12 +474,15 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 3; i++)
 		smtpd_server_free(m.lis[i].smtpd);
 	sub_outbound_free(m.outbound);
+	/* remote servers get a QUIT on each cached connection */
+	smtpc_closing_drain(m.base);
 	queue_free(m.srv.outq);
 	/* before the redisc it borrows */
 	loginfail_free(m.srv.loginfail);
 	redisc_free(m.srv.redis);
 	event_free(m.sig[0]);
 	event_free(m.sig[1]);
+	event_free(m.sig[2]);
 	event_base_free(m.base);
 	return 0;
 }

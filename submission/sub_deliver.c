@@ -28,12 +28,28 @@ static int sub_deliver_prefix(struct buf *b, const struct sub_target *t,
 			  sender, t->addr);
 }
 
+/* virtual_domain_quota_maps: all the domain's mailboxes together. */
+static int sub_deliver_over_domain(const struct sub_target *t, long long size,
+				   struct err *err)
+{
+	long long bytes = 0;
+
+	if (!t->local || t->domain_quota <= 0 || t->domain_dir == NULL)
+		return 0;
+	if (quota_domain_usage(t->domain_dir, &bytes, err) < 0)
+		return -1;
+	return quota_over(t->domain_quota, bytes, size) ? 2 : 0;
+}
+
 int sub_deliver_over_quota(const struct sub_target *t, long long size,
 			   struct err *err)
 {
 	long long bytes = 0, files = 0;
 	struct stat st;
+	int rc = sub_deliver_over_domain(t, size, err);
 
+	if (rc != 0)
+		return rc;
 	if (!t->local || t->quota <= 0)
 		return 0;
 	if (!t->maildir)
@@ -69,7 +85,7 @@ static enum sub_deliver_rc sub_deliver_maildir(const struct sub_target *t,
 		return SUB_DELIVER_DUP;
 	/* The check and the charge are one step under the quota lock, so
 	 * parallel deliveries and mra's COPY/APPEND cannot overshoot. */
-	if (t->quota > 0) {
+	if (t->quota > 0 || t->domain_quota > 0) {
 		lockfd = quota_lock(t->path, t->uid, t->gid, err);
 		if (lockfd < 0)
 			return SUB_DELIVER_TEMP;
@@ -78,7 +94,10 @@ static enum sub_deliver_rc sub_deliver_maildir(const struct sub_target *t,
 			quota_unlock(lockfd);
 			if (rc < 0)
 				return SUB_DELIVER_TEMP;
-			err_set(err, 0, "5.2.2 <%s>: Mailbox full", t->addr);
+			/* RFC 3463 X.2.2: the recipient's storage is used up,
+			 * whether its own or its domain's share */
+			err_set(err, 0, rc == 2 ? "5.2.2 <%s>: Domain quota "
+				"exceeded" : "5.2.2 <%s>: Mailbox full", t->addr);
 			return SUB_DELIVER_PERM;
 		}
 	}
@@ -193,6 +212,13 @@ static enum sub_deliver_rc sub_deliver_mbox(const struct sub_target *t,
 	if (t->quota > 0 && stat(t->path, &st) == 0 &&
 	    quota_over(t->quota, (long long)st.st_size, size)) {
 		err_set(err, 0, "5.2.2 <%s>: Mailbox full", t->addr);
+		return SUB_DELIVER_PERM;
+	}
+	switch (sub_deliver_over_domain(t, size, err)) {
+	case -1:
+		return SUB_DELIVER_TEMP;
+	case 2:
+		err_set(err, 0, "5.2.2 <%s>: Domain quota exceeded", t->addr);
 		return SUB_DELIVER_PERM;
 	}
 	buf_init(&b, 0);

@@ -32,8 +32,9 @@ enum sub_deliver_rc sub_deliver_local(const struct sub_target *t,
 				      char *name_r, size_t name_n,
 				      struct err *err);
 
-/* Quota test before the data is known (RCPT with SIZE=): 1 over, 0 fine,
- * -1 error. Creates nothing. */
+/* Quota test before the data is known (RCPT with SIZE=), and under the
+ * quota lock at delivery: 1 the mailbox is over its quota, 2 the domain
+ * is over its domain quota, 0 fine, -1 error. Creates nothing. */
 int sub_deliver_over_quota(const struct sub_target *t, long long size,
 			   struct err *err);
 

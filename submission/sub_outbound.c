@@ -362,7 +362,9 @@ struct sub_outbound *sub_outbound_new(struct event_base *base,
 	c->maximal_backoff = var_max_backoff;
 	c->queue_lifetime = var_queue_lifetime;
 	c->queue_run_delay = var_queue_run_delay;
-	c->lease_time = 600;
+	/* renewed every third while delivering (qmgr): short, so that a
+	 * killed submission's outbound mail is taken over soon */
+	c->lease_time = 30;
 	c->scan_interval_ms = 1000;
 	c->max_active = (int)var_max_active;
 	c->dest_concurrency = (int)var_dest_concurrency;

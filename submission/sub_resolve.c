@@ -20,14 +20,20 @@ struct sub_resolve_walk {
 	int expansions;
 };
 
+static void sub_resolve_target_free(struct sub_target *t)
+{
+	free(t->addr);
+	free(t->path);
+	free(t->domain_dir);
+	free(t->fail);
+}
+
 void sub_resolve_res_clear(struct sub_resolve_res *res)
 {
 	if (res == NULL)
 		return;
-	for (size_t i = 0; i < res->n; i++) {
-		free(res->v[i].addr);
-		free(res->v[i].path);
-	}
+	for (size_t i = 0; i < res->n; i++)
+		sub_resolve_target_free(&res->v[i]);
 	free(res->v);
 	res->v = NULL;
 	res->n = 0;
@@ -129,6 +135,54 @@ static enum sub_resolve_rc sub_resolve_ids(const struct sub_resolve *r,
 	return SUB_RESOLVE_OK;
 }
 
+/* virtual_domain_quota_maps, keyed by the address's domain. The domain's
+ * mailboxes are the Maildirs beside this one (Postfix Admin's
+ * "domain/user/" layout under virtual_mailbox_base). */
+static enum sub_resolve_rc sub_resolve_domain_quota(const struct sub_resolve *r,
+						    struct sub_target *t,
+						    struct err *err)
+{
+	char *v = NULL, *slash;
+	enum map_rc mrc;
+	long q;
+	size_t n;
+
+	t->domain_quota = 0;
+	if (r->domain_quota_maps == NULL)
+		return SUB_RESOLVE_OK;
+	mrc = map_lookup(r->domain_quota_maps, sub_resolve_domain(t->addr), &v,
+			 err);
+	if (mrc == MAP_TEMPFAIL) {
+		struct err e = *err;
+
+		err_set(err, 1, "4.3.0 domain quota lookup for <%s> failed: %s",
+			t->addr, e.msg);
+		return SUB_RESOLVE_TEMP;
+	}
+	if (v == NULL || sub_resolve_num(v, 0, LONG_MAX, &q) < 0 || q == 0) {
+		free(v);
+		return SUB_RESOLVE_OK;
+	}
+	free(v);
+	t->domain_dir = strdup(t->path);
+	if (t->domain_dir == NULL) {
+		err_set(err, 1, "4.3.0 out of memory");
+		return SUB_RESOLVE_TEMP;
+	}
+	n = strlen(t->domain_dir);
+	while (n > 1 && t->domain_dir[n - 1] == '/')
+		t->domain_dir[--n] = '\0';
+	slash = strrchr(t->domain_dir, '/');
+	if (slash == NULL || slash == t->domain_dir) {
+		err_set(err, 1, "4.3.5 no domain folder above the mailbox of "
+			"<%s> for its domain quota", t->addr);
+		return SUB_RESOLVE_TEMP;
+	}
+	*slash = '\0';
+	t->domain_quota = q;
+	return SUB_RESOLVE_OK;
+}
+
 enum sub_resolve_rc sub_resolve_mailbox(const struct sub_resolve *r,
 					struct sub_target *t,
 					struct err *err)
@@ -169,7 +223,7 @@ enum sub_resolve_rc sub_resolve_mailbox(const struct sub_resolve *r,
 	if (v != NULL && sub_resolve_num(v, 0, LONG_MAX, &q) == 0)
 		t->quota = q;
 	free(v);
-	return SUB_RESOLVE_OK;
+	return sub_resolve_domain_quota(r, t, err);
 }
 
 static enum sub_resolve_rc sub_resolve_final(struct sub_resolve_walk *w,
@@ -197,16 +251,24 @@ static enum sub_resolve_rc sub_resolve_final(struct sub_resolve_walk *w,
 	if (dom == MAP_FOUND) {
 		t.local = 1;
 		rc = sub_resolve_mailbox(w->r, &t, err);
-		if (rc != SUB_RESOLVE_OK) {
-			free(t.addr);
+		if (rc == SUB_RESOLVE_UNKNOWN && w->depth > 0) {
+			/* A member of an alias: bounce it alone. */
 			free(t.path);
+			free(t.domain_dir);
+			t.path = t.domain_dir = NULL;
+			t.fail = strdup(err->msg);
+			rc = t.fail != NULL ? SUB_RESOLVE_OK : SUB_RESOLVE_TEMP;
+			if (rc != SUB_RESOLVE_OK)
+				err_set(err, 1, "4.3.0 out of memory");
+		}
+		if (rc != SUB_RESOLVE_OK) {
+			sub_resolve_target_free(&t);
 			return rc;
 		}
 	}
 	nv = realloc(w->res->v, (w->res->n + 1) * sizeof(*nv));
 	if (nv == NULL) {
-		free(t.addr);
-		free(t.path);
+		sub_resolve_target_free(&t);
 		err_set(err, 1, "4.3.0 out of memory");
 		return SUB_RESOLVE_TEMP;
 	}
@@ -340,11 +402,25 @@ enum sub_resolve_rc sub_resolve_rcpt(const struct sub_resolve *r,
 				     struct err *err)
 {
 	struct sub_resolve_walk w = { .r = r, .res = res };
+	size_t first = res->n, i;
+	enum sub_resolve_rc rc;
 
 	err_clear(err);
 	if (strlen(rcpt) >= SUB_RESOLVE_ADDR_MAX) {
 		err_set(err, 0, "5.1.3 <%s>: address too long", rcpt);
 		return SUB_RESOLVE_PERM;
 	}
-	return sub_resolve_walk(&w, rcpt, err);
+	rc = sub_resolve_walk(&w, rcpt, err);
+	if (rc != SUB_RESOLVE_OK || res->n == first)
+		return rc;
+	for (i = first; i < res->n; i++)
+		if (res->v[i].fail == NULL)
+			return SUB_RESOLVE_OK;
+	/* Not one member has a mailbox: refuse the recipient itself, as
+	 * for an unknown address (no bounce to make later). */
+	err_set(err, 0, "%s", res->v[first].fail);
+	for (i = first; i < res->n; i++)
+		sub_resolve_target_free(&res->v[i]);
+	res->n = first;
+	return SUB_RESOLVE_UNKNOWN;
 }

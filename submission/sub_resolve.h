@@ -19,6 +19,7 @@ struct sub_resolve {
 	struct map *mailbox_maps;        /* virtual_mailbox_maps */
 	struct map *uid_maps, *gid_maps; /* virtual_uid_maps / _gid_maps */
 	struct map *limit_maps;          /* virtual_mailbox_limit_maps */
+	struct map *domain_quota_maps;   /* virtual_domain_quota_maps */
 	struct vlookup_domains *domains; /* virtual_mailbox_domains */
 	const char *delims;              /* recipient_delimiter */
 	const char *base;                /* virtual_mailbox_base */
@@ -36,6 +37,16 @@ struct sub_target {
 	uid_t uid;
 	gid_t gid;
 	long long quota;     /* bytes, 0 = unlimited */
+	/* virtual_domain_quota_maps: the domain's mailboxes together, in
+	 * bytes (0 = unlimited), and the folder holding them (the parent of
+	 * path: Postfix Admin's "domain/user/" layout); NULL when 0. */
+	long long domain_quota;
+	char *domain_dir;
+	/* Not NULL: this member of an alias cannot be delivered (unknown or
+	 * inactive mailbox); the reason, enhanced code first ("5.1.1 ...").
+	 * It is bounced alone, the other members get the message (as
+	 * Postfix's virtual(8) bounces one recipient of an expansion). */
+	char *fail;
 };
 
 struct sub_resolve_res {
@@ -53,7 +64,10 @@ enum sub_resolve_rc {
 /* Expand rcpt ("user+ext@domain") into res (appended; duplicates across
  * calls are skipped, so one message reaches a mailbox once). err gets the
  * reason on anything but OK, with the enhanced status code first
- * ("5.1.1 ...", "5.4.6 ...", "4.3.0 ..."). */
+ * ("5.1.1 ...", "5.4.6 ...", "4.3.0 ..."). An alias some of whose
+ * members have no mailbox is OK: those members come with t->fail set.
+ * When no member of rcpt can be delivered, the answer is UNKNOWN (with
+ * the first member's reason) and nothing is added to res. */
 enum sub_resolve_rc sub_resolve_rcpt(const struct sub_resolve *r,
 				     const char *rcpt,
 				     struct sub_resolve_res *res,

@@ -496,15 +496,24 @@ static void sub_session_rcpt_check(struct sub_rjob *j,
 		snprintf(j->text, sizeof(j->text), "%s", j->err.msg);
 	} else if (j->size > 0) {
 		/* The size is known (MAIL SIZE=): refuse now rather than
-		 * bounce later (RFC 1870 §6.1). */
+		 * bounce later (RFC 1870 §6.1), when no member of the
+		 * recipient has room; those with room get it, the others
+		 * bounce at delivery. */
+		size_t room = 0, full = 0;
+
 		for (size_t i = 0; i < res.n; i++) {
+			if (res.v[i].fail != NULL)
+				continue;
 			if (sub_deliver_over_quota(&res.v[i], j->size,
-						   &j->err) == 1) {
-				j->code = 552;
-				snprintf(j->text, sizeof(j->text), "5.2.2 <%s>:"
-					 " Mailbox full", j->rcpt);
-				break;
-			}
+						   &j->err) > 0)
+				full++;
+			else
+				room++;
+		}
+		if (full > 0 && room == 0) {
+			j->code = 552;
+			snprintf(j->text, sizeof(j->text), "5.2.2 <%s>:"
+				 " Mailbox full", j->rcpt);
 		}
 	}
 	sub_resolve_res_clear(&res);
@@ -707,6 +716,15 @@ static void sub_session_deliver_one(struct sub_djob *j, const char *rcpt,
 		struct sub_target *t = &res.v[i];
 		enum sub_deliver_rc drc;
 
+		if (t->fail != NULL) {
+			/* an alias member without a mailbox: it alone
+			 * bounces (Postfix virtual(8)), the others deliver */
+			log_info("%s: to=<%s>, orig_to=<%s>, relay=local, "
+				 "status=bounced (%s)", j->m->qid, t->addr,
+				 rcpt, t->fail);
+			sub_session_note(j, SUB_ST_PERM, t->addr, t->fail);
+			continue;
+		}
 		if (!t->local) {
 			if (sub_session_add_remote(j, t->addr) < 0)
 				sub_session_note(j, SUB_ST_TEMP, t->addr,
@@ -813,7 +831,7 @@ static void sub_session_outqid(struct sub_djob *j, const char *salt)
 
 static void sub_session_put(struct sub_djob *j, const char *sender,
 			    struct sub_target *v, size_t n, const char *data,
-			    size_t len)
+			    size_t len, int hold)
 {
 	struct queue_env env = { 0 };
 	struct queue_rcpt *r = calloc(n, sizeof(*r));
@@ -834,6 +852,7 @@ static void sub_session_put(struct sub_djob *j, const char *sender,
 	env.proto = j->m->protocol;
 	env.smtputf8 = j->m->smtputf8;
 	env.body8bit = j->m->body == SMTP_BODY_8BITMIME;
+	env.hold = hold;
 	queue_put(j->ss->l->srv->outq, &env, data, len, sub_session_queued, j);
 	free(r);
 }
@@ -844,8 +863,9 @@ static void sub_session_step_remote(struct sub_djob *j)
 	for (size_t i = 0; i < j->remote.n; i++)
 		log_info("%s: to=<%s>, relay=outbound, status=queued as %s",
 			 j->m->qid, j->remote.v[i].addr, j->outqid);
+	/* a milter's QUARANTINE holds the outbound copy in the queue */
 	sub_session_put(j, j->m->sender, j->remote.v, j->remote.n, j->data,
-			j->len);
+			j->len, j->m->quarantine != NULL);
 }
 
 static void sub_session_step_bounce(struct sub_djob *j)
@@ -868,7 +888,7 @@ static void sub_session_step_bounce(struct sub_djob *j)
 	sub_session_outqid(j, "bounce");
 	log_info("%s: sender non-delivery notification: %s", j->m->qid,
 		 j->outqid);
-	sub_session_put(j, "", &t, 1, j->bounce.p, j->bounce.len);
+	sub_session_put(j, "", &t, 1, j->bounce.p, j->bounce.len, 0);
 }
 
 /* After the local copies: the remote part, a bounce for recipients that

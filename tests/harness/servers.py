@@ -24,10 +24,24 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _bind_free(port):
+    """True when PORT binds on 127.0.0.1 for both TCP and UDP: dnsmasq
+    fixtures take a UDP port and also bind TCP on it, and the daemons bind
+    TCP, so a port is free only when both are."""
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago. It is drawn below
-    the kernel's ephemeral range, so the tests' own outgoing connections
-    (which take ephemeral ports) cannot grab it before a server binds it."""
+    """A port on 127.0.0.1 free for both TCP and UDP a moment ago. It is
+    drawn below the kernel's ephemeral range, so the tests' own outgoing
+    connections (which take ephemeral ports) cannot grab it before a server
+    binds it."""
     low = 32768
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
@@ -36,15 +50,15 @@ def free_port():
         pass
     for _ in range(200):
         port = random.randint(max(1024, low - 12000), low - 1)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if _bind_free(port):
             return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if _bind_free(port):
+            return port
+    raise RuntimeError("no port free for both TCP and UDP on 127.0.0.1")
 
 
 def wait_port(port, host="127.0.0.1", timeout=20.0, proc=None):
@@ -190,12 +204,17 @@ class MariaDB:
 
     def start(self):
         if not os.path.isdir(os.path.join(self.datadir, "mysql")):
-            subprocess.run(["mariadb-install-db", "--no-defaults",
-                            "--datadir=" + self.datadir,
-                            "--auth-root-authentication-method=socket",
-                            "--skip-test-db"] + self._run_as(),
-                           check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE)
+            r = subprocess.run(["mariadb-install-db", "--no-defaults",
+                                "--datadir=" + self.datadir,
+                                "--auth-root-authentication-method=socket",
+                                # --force: no host name lookup (resolveip), which
+                                # fails in a chroot without /etc/hosts; the users
+                                # here are socket/localhost ones anyway
+                                "--skip-test-db", "--force"] + self._run_as(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if r.returncode != 0:
+                raise RuntimeError("mariadb-install-db failed (exit %d):\n%s"
+                                   % (r.returncode, r.stderr.decode(errors="replace")[-2000:]))
         self.proc = subprocess.Popen(
             ["mariadbd", "--no-defaults", "--datadir=" + self.datadir,
              "--socket=" + self.socket, "--port=%d" % self.port,

@@ -105,7 +105,7 @@ def test_text_domains(build, text_cf):
 def test_text_mailbox_lifecycle(build, text_cf):
     ok(build, text_cf, "domain", "add", "example.test")
     ok(build, text_cf, "mailbox", "add", "Alice@Example.test", "--password", "s3cret",
-       "--quota", "1048576", "--name", "Alice A")
+       "--quota", "1", "--name", "Alice A")
     ok(build, text_cf, "mailbox", "add", "bob@example.test", "--password-stdin",
        stdin="bob pw\n")
     maps = text_cf / "maps"
@@ -116,7 +116,8 @@ def test_text_mailbox_lifecycle(build, text_cf):
     assert hash_ok(pw["bob@example.test"], "bob pw")
     assert not hash_ok(pw["bob@example.test"], "bob p")
     assert stat.S_IMODE(os.stat(maps / "passwd").st_mode) == 0o600
-    assert read_map(maps / "quota") == {"alice@example.test": "1048576"}
+    # --quota is in MB as Postfix Admin shows it (its quota_multiplier)
+    assert read_map(maps / "quota") == {"alice@example.test": "1024000"}
     # each mailbox is an alias of itself, so a catch-all cannot swallow it
     al = read_map(maps / "aliases")
     assert al["alice@example.test"] == "alice@example.test"
@@ -278,12 +279,12 @@ def test_sql_domain_and_mailbox(build, sql_cf, mariadb):
 
     name = "O'Brien\"); DROP TABLE mailbox; --"
     ok(build, sql_cf, "mailbox", "add", "Alice@" + d, "--password", "pw'1",
-       "--quota", "5000", "--name", name)
+       "--quota", "5", "--name", name)
     rows = mariadb.sql("SELECT username, password, name, maildir, quota, local_part, "
                        "domain, active FROM mailbox WHERE domain='%s'" % d)
     assert len(rows) == 1
     u, pw, nm, md, q, lp, dom, act = rows[0]
-    assert (u, nm, md, q, lp, dom, act) == ("alice@" + d, name, d + "/alice/", "5000",
+    assert (u, nm, md, q, lp, dom, act) == ("alice@" + d, name, d + "/alice/", "5120000",
                                             "alice", d, "1")
     assert hash_ok(pw, "pw'1")
     assert mariadb.sql("SELECT goto FROM alias WHERE address='alice@%s'" % d) == [

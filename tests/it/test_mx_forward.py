@@ -238,14 +238,12 @@ def test_forwarder_killed_mid_delivery_is_taken_over(env, build):
 
 
 @pytest.fixture
-def dnsmasq(tmp_path):
-    """A private dnsmasq on a loopback UDP port, authoritative for .test:
+def dnsmasq(tmp_path, free_port):
+    """A private dnsmasq on a loopback port, authoritative for .test:
     demo.test MX 10 mx1.demo.test; mx1.demo.test and plain.test (no MX)
-    A 127.0.0.1; anything else under .test NXDOMAIN."""
-    import socket
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    A 127.0.0.1; anything else under .test NXDOMAIN. dnsmasq binds the
+    port for both UDP and TCP: free_port() checks both."""
+    port = free_port()
     p = subprocess.Popen(["/usr/sbin/dnsmasq", "--keep-in-foreground",
                           "--no-resolv", "--no-hosts", "--port=%d" % port,
                           "--listen-address=127.0.0.1", "--bind-interfaces",

@@ -4,7 +4,14 @@ processes that run inside them.
 Everything created here is named with a per-run tag (so parallel runs and
 other engineers' namespaces never collide), remembered, and removed by
 cleanup() in reverse order: processes by PID (their whole process group),
-then the namespaces (which takes their veth ends with them).
+then each namespace's /etc/netns/NS/ folder, then the namespaces (which
+takes their veth ends with them).
+
+Host names: `ip netns exec NS` bind-mounts every file of /etc/netns/NS/
+over the one of the same name in /etc (ip-netns(8)), so hosts_file()
+gives the processes of one namespace their own /etc/hosts, the way a
+plain host resolves its neighbour's name. Python threads that join a
+namespace with call() do not see it: they use addresses.
 
 Code runs "inside" a namespace in two ways:
   * spawn(ns, argv): a daemon under `ip netns exec NS` in its own process
@@ -40,6 +47,7 @@ class Topology:
         self.tag = tag
         self.namespaces = []
         self.procs = []       # (name, Popen, logfile)
+        self.etc_dirs = []    # /etc/netns/NS folders made by hosts_file()
 
     # ---- namespaces and links -----------------------------------------
     def add_ns(self, role):
@@ -63,6 +71,16 @@ class Topology:
             _ip("-n", ns, "addr", "add", addr, "dev", ifn)
             _ip("-n", ns, "link", "set", ifn, "up")
 
+    def hosts_file(self, ns, entries):
+        """/etc/hosts for the processes started in ns: (address, names)."""
+        d = os.path.join("/etc/netns", ns)
+        os.makedirs(d)
+        self.etc_dirs.append(d)
+        with open(os.path.join(d, "hosts"), "w") as f:
+            f.write("127.0.0.1 localhost\n::1 localhost\n")
+            f.write("".join("%s %s\n" % (a, " ".join(n)) for a, n in entries))
+        os.chmod(os.path.join(d, "hosts"), 0o644)
+
     def set_link(self, ns, ifname, up):
         _ip("-n", ns, "link", "set", ifname, "up" if up else "down")
 
@@ -76,10 +94,10 @@ class Topology:
         self.procs.append((name, p, logf))
         return p
 
-    def run(self, ns, argv, input=None, timeout=60):
+    def run(self, ns, argv, input=None, timeout=60, env=None, cwd=None):
         return subprocess.run(["ip", "netns", "exec", ns] + list(argv),
                               input=input, capture_output=True,
-                              timeout=timeout)
+                              timeout=timeout, env=env, cwd=cwd)
 
     def stop(self, p, timeout=10.0):
         """SIGTERM to the process group, then SIGKILL after timeout."""
@@ -134,6 +152,17 @@ class Topology:
                 errors.append("%s: %s" % (name, e))
             logf.close()
         self.procs = []
+        for d in reversed(self.etc_dirs):
+            try:
+                os.unlink(os.path.join(d, "hosts"))
+                os.rmdir(d)
+            except OSError as e:
+                errors.append("%s: %s" % (d, e))
+        self.etc_dirs = []
+        try:
+            os.rmdir("/etc/netns")   # only when no other run uses it
+        except OSError:
+            pass
         for ns in reversed(self.namespaces):
             r = _ip("netns", "del", ns, check=False)
             if r.returncode != 0:

@@ -1,5 +1,9 @@
 """The two-host topology end to end, on one machine, with network
-namespaces (see twohost_site.py for the picture): a client on the "Internet"
+namespaces, each host configured by README.md's plain-host path (see
+twohost_site.py: the README's own command blocks are run). The MX checks
+recipients in the internal host's MariaDB over TLS with the server's
+certificate verified (tls_CAfile + tls_verify_cert), and with a wrong CA
+it fails closed (451, nothing queued). A client on the "Internet"
 sends to the MX on port 25; the MX's forwarder hands the message to the
 internal host over the inside link, in STARTTLS with SMTP AUTH as the
 relay account; the client reads it over IMAPS and POP3S and submits mail
@@ -135,7 +139,7 @@ def test_mx_forwards_over_authenticated_tls(site):
                      % (re.escape(S.MX_IN), re.escape(S.RELAY_USER)), log), log
     # The MX's log: handed to the intake and accepted there.
     assert re.search(r"to=<%s>, relay=%s\[%s\]:%d, .*status=sent \(250 "
-                     % (re.escape(ALICE), re.escape(S.INTERNAL_IN),
+                     % (re.escape(ALICE), re.escape(S.MAIL_NAME),
                         re.escape(S.INTERNAL_IN), S.INTAKE_PORT),
                      site.log("mx-relay.log")), site.log("mx-relay.log")
     print("MX -> internal delivery took %.2fs" % (time.time() - t0))
@@ -155,6 +159,18 @@ def test_mx_refuses_unknown_and_foreign_recipients(site):
     assert unknown == 550, unknown
     assert foreign == 554, foreign
     assert known == 250, known
+
+
+def test_mx_accepts_alias_made_by_readme_step8(site):
+    """postmaster@ (an alias row mailctl wrote, README step 8): the MX finds
+    it in the alias table over TLS, the intake expands it to alice."""
+    data = message("to the postmaster", "postmaster-1@remote.example",
+                   "postmaster@" + S.DOMAIN, "hello postmaster\r\n")
+    assert send_to_mx(site, "someone@remote.example", ["postmaster@" + S.DOMAIN],
+                      data) == {}
+    got = wait_for(lambda: site.with_message_id(ALICE, "postmaster-1@remote.example"),
+                   20, what="the postmaster's message in alice's Maildir")
+    assert len(got) == 1 and strip_trace(got[0][1])[1] == data
 
 
 def test_client_reads_over_imaps(site):
@@ -285,10 +301,125 @@ def mx_queue(site):
     return out
 
 
+
+# ---- README.md's plain-host path: what its steps must have produced -------
+
+def test_readme_steps_configured_both_hosts(site):
+    me, ie = site.mx_etc, site.int_etc
+    # step 4: generated passwords (none of the samples' change-me), one per
+    # database account; files 0640 root:vmail (here: nobody's group)
+    mx_pw = S.cf_value(os.path.join(me, "mysql", "relay_recipient_maps.cf"), "password")
+    int_pw = S.cf_value(os.path.join(ie, "mysql", "virtual_mailbox_maps.cf"), "password")
+    assert mx_pw and int_pw and mx_pw != int_pw, (mx_pw, int_pw)
+    assert "change-me" not in mx_pw + int_pw + site.relay_password
+    for path in [os.path.join(me, "relay_passwd"), os.path.join(me, "mx-relay.cf"),
+                 os.path.join(ie, "submission.cf"), os.path.join(me, "tls", "key.pem")] + \
+            [os.path.join(me, "mysql", n) for n in os.listdir(os.path.join(me, "mysql"))]:
+        st = os.stat(path)
+        assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o640, 0, site.gid), path
+    # step 5: both Redis servers durable (the daemons' redis_require_durable
+    # checked it too, or they would not have started)
+    for ns in (site.ns_mx, site.ns_int):
+        assert site.redis(ns, "CONFIG", "GET", "appendonly") == ["appendonly", "yes"]
+        assert site.redis(ns, "CONFIG", "GET", "appendfsync") == ["appendfsync", "always"]
+    # step 7: the values the README names
+    assert S.cf_value(os.path.join(me, "mx-relay.cf"), "relayhost") == \
+        "[%s]:%d" % (S.MAIL_NAME, S.INTAKE_PORT)
+    assert S.cf_value(os.path.join(me, "mx-relay.cf"), "smtp_tls_security_level") == "verify"
+    assert S.cf_value(os.path.join(me, "mx-relay.cf"), "redis_server") == "127.0.0.1:6379"
+    assert S.cf_value(os.path.join(ie, "submission.cf"), "redis_server") == "127.0.0.1:6379"
+    with open(os.path.join(me, "relay_passwd")) as f:
+        assert re.search(r"(?m)^\[%s\]:%d %s:" % (re.escape(S.MAIL_NAME), S.INTAKE_PORT,
+                                                  re.escape(S.RELAY_USER)), f.read())
+    for n in os.listdir(os.path.join(me, "mysql")):
+        p = os.path.join(me, "mysql", n)
+        assert S.cf_value(p, "hosts") == S.MAIL_NAME, p
+        assert S.cf_value(p, "tls_verify_cert") == "yes", p
+        assert S.cf_value(p, "tls_CAfile") == site.mysql_ca, p
+    for n in os.listdir(os.path.join(ie, "mysql")):
+        assert S.cf_value(os.path.join(ie, "mysql", n), "hosts") == "localhost", n
+    # step 8: the domain's postmaster@ and abuse@ go to alice
+    listed = site.mailctl("alias", "list")
+    for a in ("postmaster@", "abuse@"):
+        assert re.search(r"%s%s\b.*%s" % (a, re.escape(S.DOMAIN), re.escape(ALICE)),
+                         listed), listed
+
+
+def mx_mariadb(site, *args):
+    """The mariadb client on the MX host, to the internal host by name."""
+    return site.topo.run(site.ns_mx, [
+        "mariadb", "--no-defaults", "-h", S.MAIL_NAME, "-u", S.MX_DB_USER,
+        "-p" + site.mx_db_password, "-N", "-B", "mailpair"] + list(args), timeout=30)
+
+
+def test_mx_database_account_needs_tls_and_sees_no_passwords(site):
+    """README step 6: the MX's account is REQUIRE SSL and column-restricted."""
+    clear = mx_mariadb(site, "--skip-ssl", "-e", "SELECT 1")
+    assert clear.returncode != 0 and b"Access denied" in clear.stderr, clear
+    ok = mx_mariadb(site, "--ssl", "--ssl-ca=" + site.ca, "--ssl-verify-server-cert",
+                    "-e", "SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+    assert ok.returncode == 0, ok.stderr
+    name, cipher = ok.stdout.decode().strip().split("\t")
+    assert name == "Ssl_cipher" and cipher, ok.stdout
+    pw = mx_mariadb(site, "--ssl", "--ssl-ca=" + site.ca, "-e",
+                    "SELECT password FROM mailbox")
+    assert pw.returncode != 0 and b"denied" in pw.stderr, pw
+
+
+def rcpt_codes(site, rcpts):
+    def go():
+        with smtplib.SMTP(S.MX_OUT, 25, local_hostname="client.remote.example",
+                          timeout=60) as s:
+            s.ehlo()
+            s.mail("someone@remote.example")
+            out = [s.rcpt(r) for r in rcpts]
+            s.rset()
+            return out
+    return site.topo.call(site.ns_client, go, timeout=90)
+
+
+def aborted_unauthenticated(site):
+    return len(re.findall(r"Aborted connection \d+ to db: '\w+' user: 'unauthenticated' "
+                          r"host: '%s'" % re.escape(S.MX_IN), site.log("mariadb.err")))
+
+
+def test_mx_lookup_with_wrong_ca_fails_closed(site):
+    """The MX's mysql/*.cf name a CA that did not sign MariaDB's certificate:
+    no lookup can be checked, so every recipient gets 451 4.3.0 (the sender
+    retries), never 250 and never 550, and nothing enters the queue."""
+    assert rcpt_codes(site, [ALICE])[0][0] == 250
+    aborted_before = aborted_unauthenticated(site)
+    site.mx_mysql_ca(site.other_ca)
+    try:
+        got = rcpt_codes(site, [ALICE, "nobody@" + S.DOMAIN, "x@elsewhere.example"])
+        for rcpt, (code, text) in zip([ALICE, "nobody@", "x@elsewhere"], got):
+            assert code == 451 and b"4.3.0" in text, (rcpt, code, text)
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            send_to_mx(site, "someone@remote.example", [ALICE],
+                       message("unchecked", "wrong-ca@remote.example", ALICE, "x\r\n"))
+        assert mx_queue(site) == {}
+        # MariaDB saw the MX's connections end before any login: the TLS
+        # handshake comes first, so the MX never sent its password to a
+        # server it could not verify
+        wait_for(lambda: aborted_unauthenticated(site) > aborted_before, 20,
+                 what="MariaDB to log the MX's unverified connection")
+    finally:
+        site.mx_mysql_ca(site.mysql_ca)
+    # the right CA again: checked (over TLS: the account is REQUIRE SSL)
+    codes = rcpt_codes(site, [ALICE, "nobody@" + S.DOMAIN])
+    assert [c for c, _ in codes] == [250, 550], codes
+    assert site.with_message_id(ALICE, "wrong-ca@remote.example") == []
+
+
 def test_inside_link_down_mx_keeps_then_delivers_once(site):
     ids = ["down-%d@remote.example" % i for i in range(5)]
     msgs = {mid: message("while the link is down %d" % i, mid, ALICE,
                          "kept by the MX %d\r\n" % i) for i, mid in enumerate(ids)}
+    # the MX's local copy of its recipients, refreshed over TLS while the
+    # link is up (the README's cron command)
+    copy = site.refresh_mx_recipients()
+    for addr in (ALICE, BOB, "postmaster@" + S.DOMAIN, "abuse@" + S.DOMAIN):
+        assert re.search(r"(?m)^%s\tOK$" % re.escape(addr), copy), copy
     site.inside_link(False)
     try:
         # 1. With the sample's tables, the MX checks recipients in the
@@ -302,7 +433,7 @@ def test_inside_link_down_mx_keeps_then_delivers_once(site):
         # 2. With a local copy of the recipient list (README.md (Deploying on two hosts): the MX
         # keeps accepting while the internal host is away), the MX takes
         # the mail and keeps it in its Redis.
-        site.mx_local_recipients([ALICE, BOB])
+        site.mx_local_recipients()
         for i, mid in enumerate(ids):
             rcpts = [ALICE, BOB] if i == 0 else [ALICE]
             assert send_to_mx(site, "someone@remote.example", rcpts, msgs[mid]) == {}

@@ -149,6 +149,29 @@ static void test_bad_specs(void **st)
 	assert_non_null(strstr(err.msg, "/nonexistent/test_map/file"));
 }
 
+/* Postfix's "proxy:" prefix (proxymap(8)) names the same table, as
+ * Postfix Admin's POSTFIX_CONF.txt writes virtual_alias_maps. */
+static void test_proxy_prefix(void **st)
+{
+	struct err err;
+	struct map *m;
+
+	test_map_write("proxied", "alice@x.test alice@x.test\n");
+	m = test_map_open("proxy:texthash:%s, proxy:static:fallback",
+	                  test_map_path("proxied"));
+	test_map_expect(m, "Alice@X.test", "alice@x.test");
+	test_map_expect(m, "other@x.test", "fallback");
+	assert_int_equal(strncmp(map_spec(m), "proxy:texthash:", 15), 0);
+	map_free(m);
+	err_clear(&err);
+	assert_null(map_open("proxy:", &err));
+	assert_null(map_open("proxy:nocolon", &err));
+	assert_non_null(strstr(err.msg, "type:name"));
+	assert_null(map_open("proxy:hash:/etc/aliases", &err));
+	assert_non_null(strstr(err.msg, "unsupported map type \"hash\""));
+	assert_null(map_open("proxy:proxy:static:x", &err));
+}
+
 /* ---- texthash ------------------------------------------------------------ */
 
 static void test_texthash_syntax(void **st)
@@ -224,6 +247,33 @@ static void test_texthash_reload(void **st)
 	sleep(2);
 	test_map_expect(m, "ok", "1");
 	test_map_expect(m, "bob@example.test", NULL);
+	map_free(m);
+}
+
+/* SIGHUP: map_reload() reads a texthash file at once (no wait for the
+ * once-a-second check), and map_reload_all() reaches every open map. */
+static void test_texthash_reload_now(void **st)
+{
+	struct err err;
+	struct map *m, *other;
+	unsigned n;
+
+	test_map_write("now", "k v1\n");
+	m = test_map_open("texthash:%s", test_map_path("now"));
+	other = test_map_open("static:x");
+	test_map_expect(m, "k", "v1");
+	test_map_write("now", "k v2-longer\n");
+	assert_int_equal(map_reload(m, &err), 0);
+	test_map_expect(m, "k", "v2-longer");
+	test_map_write("now", "k v3-longer-still\n");
+	assert_int_equal(map_reload_all(&n, &err), 0);
+	assert_true(n >= 2);
+	test_map_expect(m, "k", "v3-longer-still");
+	/* a broken file: reload says so */
+	test_map_write("now", "broken\n");
+	assert_int_equal(map_reload(m, &err), -1);
+	assert_non_null(strstr(err.msg, "line 1"));
+	map_free(other);
 	map_free(m);
 }
 
@@ -343,6 +393,31 @@ static void test_mysql_basic(void **st)
 	map_free(m);
 }
 
+/* SIGHUP: a mysql table reads its .cf again (a new query here); a .cf
+ * that no longer parses keeps the old definition. */
+static void test_mysql_reload(void **st)
+{
+	struct err err;
+	struct map *m;
+	char *cf;
+
+	test_mysql_setup(st);
+	cf = test_map_cf("reload.cf", test_map_unix_hosts(),
+	                 "query = SELECT v FROM test_map_kv WHERE k='%s'");
+	m = test_map_open("mysql:%s", cf);
+	test_map_expect(m, "plain", "plain-value");
+	test_map_cf("reload.cf", test_map_unix_hosts(),
+	            "query = SELECT lp FROM test_map_kv WHERE k='%s'");
+	test_map_expect(m, "alice@example.test", "example.test/alice/");
+	assert_int_equal(map_reload(m, &err), 0);
+	test_map_expect(m, "alice@example.test", "alice");
+	test_map_write("reload.cf", "hosts = x\n");   /* no query */
+	assert_int_equal(map_reload(m, &err), -1);
+	assert_non_null(strstr(err.msg, "query"));
+	test_map_expect(m, "alice@example.test", "alice");
+	map_free(m);
+}
+
 static void test_mysql_expansions(void **st)
 {
 	struct map *m;
@@ -379,6 +454,46 @@ static void test_mysql_expansions(void **st)
 	                  "domain = other.test"));
 	test_map_expect(m, "alice@example.test", NULL);
 	map_free(m);
+}
+
+/* mysql_table(5) TLS fields: parsed, refused when malformed, and a
+ * table that asks for TLS never falls back to cleartext (the harness's
+ * server offers no TLS; tests/it/test_postfixadmin.py has one that does). */
+static void test_mysql_tls_fields(void **st)
+{
+	char spec[300];
+	struct err err;
+	struct map *m;
+
+	test_mysql_setup(st);
+	m = test_map_open("mysql:%s", test_map_cf("tls.cf", "127.0.0.1:1",
+	                  "query = SELECT v FROM test_map_kv WHERE k='%s'\n"
+	                  "tls_cert_file = /nonexistent/cert.pem\n"
+	                  "tls_key_file = /nonexistent/key.pem\n"
+	                  "tls_CAfile = /nonexistent/ca.pem\n"
+	                  "tls_CApath = /nonexistent\n"
+	                  "tls_verify_cert = yes\n"
+	                  "tls_ciphers = HIGH:!aNULL"));
+	map_free(m);
+	/* no TLS on this server: TEMPFAIL, not a cleartext answer */
+	m = test_map_open("mysql:%s", test_map_cf("tls2.cf", test_map_unix_hosts(),
+	                  "query = SELECT v FROM test_map_kv WHERE k='%s'\n"
+	                  "tls_ciphers = HIGH:!aNULL"));
+	assert_int_equal(test_map_rc(m, "alice@example.test", &err), MAP_TEMPFAIL);
+	assert_int_equal(err.temp, 1);
+	map_free(m);
+	/* the same table without the field answers */
+	m = test_map_open("mysql:%s", test_map_cf("tls3.cf", test_map_unix_hosts(),
+	                  "query = SELECT v FROM test_map_kv WHERE k='%s'\n"
+	                  "tls_verify_cert = no"));
+	test_map_expect(m, "alice@example.test", "example.test/alice/");
+	map_free(m);
+	test_map_cf("tls4.cf", "localhost", "query = x\ntls_verify_cert = maybe");
+	snprintf(spec, sizeof(spec), "mysql:%s", test_map_path("tls4.cf"));
+	err_clear(&err);
+	assert_null(map_open(spec, &err));
+	assert_non_null(strstr(err.msg, "bad boolean"));
+	assert_non_null(strstr(err.msg, "line 7"));
 }
 
 static void test_mysql_limits_and_errors(void **st)
@@ -551,13 +666,17 @@ int main(void)
 		cmocka_unit_test(test_static),
 		cmocka_unit_test(test_empty_spec),
 		cmocka_unit_test(test_bad_specs),
+		cmocka_unit_test(test_proxy_prefix),
 		cmocka_unit_test(test_texthash_syntax),
 		cmocka_unit_test(test_texthash_errors),
 		cmocka_unit_test(test_texthash_reload),
+		cmocka_unit_test(test_texthash_reload_now),
 		cmocka_unit_test(test_list_order),
 		cmocka_unit_test(test_mysql_basic),
+		cmocka_unit_test(test_mysql_reload),
 		cmocka_unit_test(test_mysql_expansions),
 		cmocka_unit_test(test_mysql_limits_and_errors),
+		cmocka_unit_test(test_mysql_tls_fields),
 		cmocka_unit_test(test_mysql_failover),
 		cmocka_unit_test(test_mysql_reconnect),
 		cmocka_unit_test(test_mysql_threads),

@@ -99,6 +99,40 @@ static void test_plain(void **st)
 	assert_int_equal(pass_verify("{PLAIN}{a}b", "{a}b", NULL), 1);
 }
 
+/* Dovecot's "{SCHEME.B64}" / "{SCHEME.HEX}": the data is that encoding of
+ * the scheme's raw value (doveadm pw -s SCHEME.B64). Made with:
+ * printf %s "$hash" | base64 -w0, and | xxd -p | tr -d '\n'. */
+static const char sha512crypt_b64[] = "JDYkc2FsdHNhbHRzYWx0JGN1bjM1cWpzY3lZT3FLd0lEb1hrMXgwWUFEVkcvai5BVTQwc1Rxdy9QeFRrWU53d3IyZGRLOUV1SE13eHkwcnNkU2ZyQm1QLjM2bE5vRDFzS3NieHUu";
+static const char sha512crypt_hex[] = "24362473616c7473616c7473616c742463756e3335716a736379594f714b7749446f586b31783059414456472f6a2e41553430735471772f5078546b594e7777723264644b394575484d77787930727364536672426d502e33366c4e6f4431734b736278752e";
+
+static void test_encoding_suffix(void **st)
+{
+	assert_int_equal(pass_verify(cat("{PLAIN-MD5.B64}", md5b64), PW, NULL), 1);
+	assert_int_equal(pass_verify(cat("{PLAIN-MD5.B64}", md5b64), "x", NULL), 0);
+	assert_int_equal(pass_verify(cat("{plain-md5.hex}", md5hex), PW, NULL), 1);
+	assert_int_equal(pass_verify(cat("{PLAIN-MD5.HEX}", md5hex), "Secret1", NULL), 0);
+	assert_int_equal(pass_verify(cat("{SHA512-CRYPT.B64}", sha512crypt_b64), PW, NULL), 1);
+	assert_int_equal(pass_verify(cat("{SHA512-CRYPT.B64}", sha512crypt_b64), "y", NULL), 0);
+	assert_int_equal(pass_verify(cat("{SHA512-CRYPT.HEX}", sha512crypt_hex), PW, NULL), 1);
+	assert_int_equal(pass_verify(cat("{CRYPT.HEX}", sha512crypt_hex), "z", NULL), 0);
+	assert_int_equal(pass_verify("{PLAIN.B64}U2VjcmV0MSE=", PW, NULL), 1);
+	assert_int_equal(pass_verify("{PLAIN.B64}U2VjcmV0MSE=", "Secret1", NULL), 0);
+	assert_int_equal(pass_verify("{PLAIN.HEX}5365637265743121", PW, NULL), 1);
+	/* the suffix on default_pass_scheme, for values without {SCHEME} */
+	assert_int_equal(pass_verify(md5b64, PW, "PLAIN-MD5.B64"), 1);
+	/* malformed: the wrong encoding, bad characters, a decoded NUL, a
+	 * digest of the wrong size, an unknown base scheme */
+	assert_int_equal(pass_verify(cat("{PLAIN-MD5.B64}", md5hex), PW, NULL), -1);
+	assert_int_equal(pass_verify(cat("{PLAIN-MD5.HEX}", md5b64), PW, NULL), -1);
+	assert_int_equal(pass_verify("{PLAIN.B64}!!!!", PW, NULL), -1);
+	assert_int_equal(pass_verify("{PLAIN.B64}U2VjcmV0MSE", PW, NULL), -1);
+	assert_int_equal(pass_verify("{PLAIN.HEX}536500", "Se", NULL), -1);
+	assert_int_equal(pass_verify("{PLAIN.HEX}536", "S", NULL), -1);
+	assert_int_equal(pass_verify("{PLAIN-MD5.HEX}00ff", PW, NULL), -1);
+	assert_int_equal(pass_verify("{SSHA.B64}U2VjcmV0MSE=", PW, NULL), -1);
+	assert_int_equal(pass_verify("{.B64}U2VjcmV0MSE=", PW, NULL), -1);
+}
+
 static void test_unknown_and_malformed(void **st)
 {
 	assert_int_equal(pass_verify("{ROT13}frperg", "secret", NULL), -1);
@@ -219,6 +253,7 @@ int main(void)
 		cmocka_unit_test(test_crypt_any),
 		cmocka_unit_test(test_plain_md5),
 		cmocka_unit_test(test_plain),
+		cmocka_unit_test(test_encoding_suffix),
 		cmocka_unit_test(test_unknown_and_malformed),
 		cmocka_unit_test(test_default_scheme),
 		cmocka_unit_test(test_round_trip),

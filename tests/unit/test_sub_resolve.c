@@ -55,6 +55,9 @@ static int test_setup(void **st)
 		   "deep2@demo.test deep3@demo.test\n"
 		   "deep3@demo.test carol@demo.test\n"
 		   "sales@demo.test bob@demo.test\n"
+		   "mixed@demo.test alice@demo.test, ghost@demo.test, "
+		   "someone@remote.example\n"
+		   "ghosts@demo.test ghost@demo.test, ghost2@demo.test\n"
 		   "@other.test bob@demo.test\n"
 		   "@alias.test @demo.test\n", spec, sizeof(spec));
 	test_r.alias_maps = map_open(spec, &err);
@@ -186,6 +189,37 @@ static void test_failures(void **st)
 	sub_resolve_res_clear(&res);
 }
 
+/* Postfix bounces the members of an alias that have no mailbox and
+ * delivers to the others; only when none has one is the address
+ * itself unknown. */
+static void test_alias_member_unknown(void **st)
+{
+	struct sub_resolve_res res = { 0 };
+	struct err err;
+
+	assert_int_equal(sub_resolve_rcpt(&test_r, "mixed@demo.test", &res,
+					  &err), SUB_RESOLVE_OK);
+	assert_int_equal(res.n, 3);
+	assert_string_equal(res.v[0].addr, "alice@demo.test");
+	assert_null(res.v[0].fail);
+	assert_non_null(res.v[0].path);
+	assert_string_equal(res.v[1].addr, "ghost@demo.test");
+	assert_non_null(res.v[1].fail);
+	assert_memory_equal(res.v[1].fail, "5.1.1", 5);
+	assert_null(res.v[1].path);
+	assert_string_equal(res.v[2].addr, "someone@remote.example");
+	assert_null(res.v[2].fail);
+	assert_int_equal(res.v[2].local, 0);
+	sub_resolve_res_clear(&res);
+
+	assert_int_equal(sub_resolve_rcpt(&test_r, "ghosts@demo.test", &res,
+					  &err), SUB_RESOLVE_UNKNOWN);
+	assert_memory_equal(err.msg, "5.1.1", 5);
+	assert_non_null(strstr(err.msg, "ghost@demo.test"));
+	assert_int_equal(res.n, 0);
+	sub_resolve_res_clear(&res);
+}
+
 static int test_count(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -283,6 +317,7 @@ int main(void)
 		cmocka_unit_test(test_aliases),
 		cmocka_unit_test(test_targets),
 		cmocka_unit_test(test_failures),
+		cmocka_unit_test(test_alias_member_unknown),
 		cmocka_unit_test(test_deliver_maildir_once),
 		cmocka_unit_test(test_deliver_loop_and_quota),
 		cmocka_unit_test(test_deliver_mbox),
