@@ -437,79 +437,77 @@ int imap_view_seqset(const struct imap_view *v, const char *set,
 	return 0;
 }
 
-/* Append the UIDs of [lo, hi] that are not in the view to a growing
- * array. */
-static int imap_view_gaps(const struct imap_view *v, uint32_t lo, uint32_t hi,
-			  uint32_t **u, size_t *n, size_t *cap)
+static int imap_view_range_cmp(const void *a, const void *b)
 {
-	size_t i = imap_view_lower(v, lo);
-	uint64_t x;
+	const struct imap_seq_range *x = a, *y = b;
 
-	for (x = lo; x <= hi; x++) {
-		if (i < v->count && v->msgs[i].uid == x) {
-			i++;
-			continue;
-		}
-		if (*n == *cap) {
-			size_t nc = *cap ? *cap * 2 : 256;
-			uint32_t *nu = realloc(*u, nc * sizeof(**u));
-
-			if (nu == NULL)
-				return -1;
-			*u = nu;
-			*cap = nc;
-		}
-		(*u)[(*n)++] = (uint32_t)x;
-	}
-	return 0;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
-/* Sorted, unique. */
-static int imap_view_u32_cmp(const void *a, const void *b)
+/* One gap [lo, hi] of a uid-set being written ("," between pieces). */
+static int imap_view_put_gap(struct buf *out, uint32_t lo, uint32_t hi,
+			     int *first)
 {
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	int rc = *first ? buf_puts(out, "* VANISHED (EARLIER) ") :
+		buf_putc(out, ',');
 
-	return x < y ? -1 : x > y;
+	*first = 0;
+	if (rc == 0)
+		rc = lo == hi ? buf_printf(out, "%u", lo) :
+			buf_printf(out, "%u:%u", lo, hi);
+	return rc;
 }
 
 int imap_view_put_vanished(const struct imap_view *v, const char *set,
 			   struct buf *out)
 {
 	struct imap_seq_range *r;
-	uint32_t *u = NULL, top = v->uidnext > 0 ? v->uidnext - 1 : 0;
-	size_t nr, k, n = 0, cap = 0, i, j;
-	size_t start = out->len;
-	int rc = 0;
+	uint32_t top = v->uidnext > 0 ? v->uidnext - 1 : 0;
+	size_t nr, k, m = 0, i, start = out->len;
+	int rc = 0, first = 1;
 
 	r = imap_view_ranges(set, top, &nr);
 	if (r == NULL)
 		return -1;
-	for (k = 0; k < nr && rc == 0; k++) {
-		uint32_t hi = r[k].hi < top ? r[k].hi : top;
-
+	/* a client's ranges, clipped to what the mailbox ever held (UIDs
+	 * below UIDNEXT), sorted and merged: the work is bounded by the
+	 * ranges and the view's messages, not by how wide they are */
+	for (k = 0; k < nr; k++) {
 		if (r[k].lo == 0)
 			r[k].lo = 1;
-		/* a client's range can be wide: bound the work by what the
-		 * mailbox ever held (UIDs below uidnext) */
-		if (r[k].lo <= hi)
-			rc = imap_view_gaps(v, r[k].lo, hi, &u, &n, &cap);
+		if (r[k].hi > top)
+			r[k].hi = top;
+		if (r[k].lo <= r[k].hi)
+			r[m++] = r[k];
+	}
+	qsort(r, m, sizeof(*r), imap_view_range_cmp);
+	for (k = 0, nr = 0; k < m; k++) {
+		if (nr > 0 && (uint64_t)r[k].lo <= (uint64_t)r[nr - 1].hi + 1) {
+			if (r[k].hi > r[nr - 1].hi)
+				r[nr - 1].hi = r[k].hi;
+		} else {
+			r[nr++] = r[k];
+		}
+	}
+	for (k = 0; k < nr && rc == 0; k++) {
+		uint64_t next = r[k].lo;   /* first UID not yet accounted */
+
+		for (i = imap_view_lower(v, r[k].lo);
+		     i < v->count && v->msgs[i].uid <= r[k].hi && rc == 0;
+		     i++) {
+			if (v->msgs[i].uid > next)
+				rc = imap_view_put_gap(out, (uint32_t)next,
+						       v->msgs[i].uid - 1,
+						       &first);
+			next = (uint64_t)v->msgs[i].uid + 1;
+		}
+		if (rc == 0 && next <= r[k].hi)
+			rc = imap_view_put_gap(out, (uint32_t)next, r[k].hi,
+					       &first);
 	}
 	free(r);
-	if (rc == 0 && n > 1) {
-		qsort(u, n, sizeof(*u), imap_view_u32_cmp);
-		for (i = 1, j = 1; i < n; i++)
-			if (u[i] != u[j - 1])
-				u[j++] = u[i];
-		n = j;
-	}
-	if (rc == 0 && n > 0) {
-		rc = buf_puts(out, "* VANISHED (EARLIER) ");
-		if (rc == 0)
-			rc = imap_view_put_uidset(out, u, n);
-		if (rc == 0)
-			rc = buf_puts(out, "\r\n");
-	}
-	free(u);
+	if (rc == 0 && !first)
+		rc = buf_puts(out, "\r\n");
 	if (rc < 0) {
 		out->len = start;
 		if (out->p != NULL)

@@ -304,6 +304,31 @@ static void test_sets(void **state)
 	imap_view_free(&v);
 }
 
+/* VANISHED (EARLIER) of wide, overlapping client ranges: written as
+ * ranges, bounded by UIDNEXT and the view, never one UID at a time. */
+static void test_vanished_wide_ranges(void **state)
+{
+	struct imap_view v;
+	struct buf out;
+	struct imap_view_msg m[2] = { { .uid = 4 }, { .uid = 900000 } };
+
+	imap_view_init(&v);
+	v.msgs = m;
+	v.count = 2;
+	v.uidnext = 1000001;
+	buf_init(&out, 0);
+	assert_int_equal(imap_view_put_vanished(&v, "1:4294967295", &out), 0);
+	assert_string_equal(out.p, "* VANISHED (EARLIER) 1:3,5:899999,"
+			    "900001:1000000\r\n");
+	buf_reset(&out);
+	assert_int_equal(imap_view_put_vanished(&v, "6:8,2:7,4,10", &out), 0);
+	assert_string_equal(out.p, "* VANISHED (EARLIER) 2:3,5:8,10\r\n");
+	buf_reset(&out);
+	assert_int_equal(imap_view_put_vanished(&v, "4,900000", &out), 0);
+	assert_int_equal(out.len, 0);
+	buf_free(&out);
+}
+
 /* A change the session made and reported itself is not reported again. */
 static void test_told_not_repeated(void **state)
 {
@@ -340,6 +365,7 @@ int main(void)
 		cmocka_unit_test(test_new_keyword_announced_first),
 		cmocka_unit_test(test_condstore_and_qresync),
 		cmocka_unit_test(test_sets),
+		cmocka_unit_test(test_vanished_wide_ranges),
 		cmocka_unit_test(test_told_not_repeated),
 	};
 
