@@ -5,10 +5,11 @@ set -e
 BUILD="gcc make pkg-config libc6-dev libssl-dev libevent-dev libhiredis-dev
 libsasl2-dev libsasl2-modules libmariadb-dev libcrypt-dev libcmocka-dev openssl"
 RUN="redis-server swaks libnet-ssleay-perl curl openssl"
+# systemd: test_deploy.py checks the units with systemd-analyze (a container has none)
 TEST="redis-server mariadb-server mariadb-client python3 python3-pytest
 python3-aiosmtpd swaks apache2-utils isync fetchmail dnsmasq-base iproute2
 opendkim opendkim-tools opendmarc rspamd
-clang libclang-rt-14-dev docker-compose sasl2-bin fail2ban mandoc"
+clang libclang-rt-14-dev docker-compose sasl2-bin fail2ban mandoc systemd"
 # make bench: the incumbents it runs side by side (private instances only)
 BENCH="postfix dovecot-imapd"
 case "${1:-build}" in

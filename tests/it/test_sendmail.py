@@ -180,6 +180,10 @@ def test_unprivileged_caller_spools_in_a_1733_spool(build, sub, tmp_path):
         os.chmod(top, 0o755)
         base = pathlib.Path(top)
         sm = Sendmail(build, sub, base)
+        # nobody must reach the binary: a checkout under /root (0700) is
+        # closed to it, so it runs a copy, as it would an installed one
+        shutil.copy2(sm.bin, base / "sendmail")
+        sm.bin = str(base / "sendmail")
         os.chmod(base / "etc", 0o755)
         # root:group-of-the-caller 0640 in a real site; here the caller is nobody
         os.chown(base / "etc" / "sendmail_passwd", 0, nobody.pw_gid)
