@@ -899,6 +899,55 @@ static int mstore_index_sync(const char *root, const char *folder,
 /* Lock, read, scan, sync, claim \Recent when claim, write, unlock.
  * *recent_from_r (may be NULL) gets first_recent_uid as it was before the
  * claim: the messages this caller may call recent. */
+/* An indexed message the scan did not see: expunged, or renamed by
+ * another session (flags) while readdir() ran, which POSIX lets readdir
+ * miss. Dropping it would give the message a new UID at the next scan
+ * (the client sees it expunged and downloads it again): look once more
+ * and keep what either scan saw. 0 or -1 (out of memory). */
+static int mstore_scan_recheck(const char *folder, const struct mstore_index *ix,
+                               struct mstore_scan *sc, struct err *err)
+{
+	struct mstore_scan again, both;
+	size_t i, j, k;
+	int missing = 0;
+
+	for (i = 0; i < ix->n && !missing; i++)
+		missing = mstore_scan_find(sc, ix->e[i].base) == NULL;
+	if (!missing)
+		return 0;
+	if (mstore_scan_dirs(folder, 0, &again, err) < 0)
+		return -1;
+	memset(&both, 0, sizeof(both));
+	both.cap = sc->n + again.n;
+	both.d = calloc(both.cap ? both.cap : 1, sizeof(*both.d));
+	if (both.d == NULL) {
+		mstore_scan_free(&again);
+		return err_set(err, 1, "out of memory");
+	}
+	/* both lists are sorted by base: merge, the first scan's entry wins */
+	for (i = 0, j = 0; i < sc->n || j < again.n;) {
+		int c = i >= sc->n ? 1 : j >= again.n ? -1 :
+			strcmp(sc->d[i].base, again.d[j].base);
+
+		if (c <= 0) {
+			both.d[both.n++] = sc->d[i++];
+			if (c == 0) {
+				free(again.d[j].name);
+				free(again.d[j].base);
+				j++;
+			}
+		} else {
+			both.d[both.n++] = again.d[j++];
+		}
+	}
+	for (k = 0; k < both.n; k++)
+		both.d[k].ie = NULL;
+	free(sc->d);
+	free(again.d);
+	*sc = both;
+	return 0;
+}
+
 static int mstore_load(const char *root, const char *folder, int move_new,
                        int claim, struct mstore_index *ix,
                        struct mstore_scan *sc, uint32_t *recent_from_r,
@@ -911,6 +960,8 @@ static int mstore_load(const char *root, const char *folder, int move_new,
 	rc = mstore_index_read(folder, ix, err);
 	if (rc == 0)
 		rc = mstore_scan_dirs(folder, move_new, sc, err);
+	if (rc == 0 && ix->state == MSTORE_IDX_OK)
+		rc = mstore_scan_recheck(folder, ix, sc, err);
 	if (rc == 0)
 		rc = mstore_index_sync(root, folder, ix, sc, err);
 	if (rc == 0 && recent_from_r != NULL)
