@@ -465,17 +465,21 @@ static void sendmail_submit(struct sendmail_job *j, int verbose)
 	event_base_free(base);
 }
 
-static void sendmail_job_clear(struct sendmail_job *j)
+/* Frees what j owns: the envelope's addresses and the per-recipient
+ * answers (not data, which the caller's buffer holds). */
+static void sendmail_job_free(struct sendmail_job *j)
 {
 	size_t i;
 
-	for (i = 0; i < j->env.nrcpt; i++)
+	for (i = 0; i < j->env.nrcpt; i++) {
 		free(j->replies != NULL ? j->replies[i] : NULL);
+		free(j->env.rcpts[i].addr);
+	}
 	free(j->replies);
 	free(j->codes);
-	j->replies = NULL;
-	j->codes = NULL;
-	j->done = 0;
+	free(j->env.rcpts);
+	free(j->env.sender);
+	memset(j, 0, sizeof(*j));
 }
 
 /* ---- the spool ------------------------------------------------------------ */
@@ -616,11 +620,7 @@ static int sendmail_flush_one(const char *name, int verbose)
 		goto out;   /* retried whole: sending twice beats losing one */
 	unlink(path);
 out:
-	for (vlen = 0; vlen < j.env.nrcpt; vlen++)
-		free(j.env.rcpts[vlen].addr);
-	free(j.env.rcpts);
-	free(j.env.sender);
-	sendmail_job_clear(&j);
+	sendmail_job_free(&j);
 	buf_free(&b);
 	close(fd);
 	return rc;
@@ -795,5 +795,8 @@ int main(int argc, char **argv)
 		/* the server is up: send what waited, where we may read it */
 		sendmail_flush(o.verbose, 1);
 	}
+	sendmail_job_free(&j);
+	buf_free(&in);
+	buf_free(&out);
 	return code;
 }
