@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cfg.h"
 #include "log.h"
 #include "queue.h"
 #include "redisc.h"
@@ -205,6 +206,23 @@ int mx_session_check_rcpt(struct mx_relay *mx, const char *rcpt, char *text,
 	return 550;
 }
 
+/* The milters' {rcpt_mailer} {rcpt_host} for an accepted recipient: the
+ * MX forwards everything with SMTP to relayhost (the internal host), or
+ * without one to the recipient's domain (transport_maps are not looked
+ * at here). */
+static void mx_session_route(struct mx_relay *mx, uint64_t sid,
+                             const char *rcpt)
+{
+	const char *rh, *at;
+
+	if (!smtpd_server_milters(mx->smtpd))
+		return;
+	rh = cfg_get("relayhost");
+	at = strrchr(rcpt, '@');
+	smtpd_set_route(mx->smtpd, sid, "smtp", rh != NULL && *rh != '\0' ?
+	                rh : at != NULL ? at + 1 : mx->mydomain);
+}
+
 static void mx_session_rcpt_work(void *arg)
 {
 	struct mx_session_job *j = arg;
@@ -217,6 +235,8 @@ static void mx_session_rcpt_done(void *arg)
 {
 	struct mx_session_job *j = arg;
 
+	if (j->code == 0 && !j->mx->stopping)
+		mx_session_route(j->mx, j->sid, j->rcpt);
 	mx_session_answer(j, j->code, j->code != 0 ? j->text : NULL);
 }
 
@@ -253,6 +273,8 @@ static void mx_session_rcpt(struct smtpd_session *s, const char *rcpt,
 
 	if (mx->inline_lookups) {
 		code = mx_session_check_rcpt(mx, rcpt, text, sizeof(text));
+		if (code == 0)
+			mx_session_route(mx, smtpd_session_id(s), rcpt);
 		smtpd_resume(mx->smtpd, smtpd_session_id(s), code,
 		             code != 0 ? text : NULL);
 		return;

@@ -158,6 +158,7 @@ struct milter_conn {
 	char *macros[MILTER_NSTAGES];      /* the milter's own lists or NULL */
 	int in_txn;                        /* MAIL sent, no EOM/ABORT yet */
 	int txn_accepted;                  /* ACCEPT for this transaction */
+	int data_sent;                     /* DATA went at the DATA command */
 	struct buf in;                     /* bytes read, not yet parsed */
 	size_t used;                       /* of in: the last packet given */
 };
@@ -430,9 +431,15 @@ static const char *milter_macro(const struct milter_sess *ms,
 	}
 	if (strcmp(name, "{client_addr}") == 0)
 		return e->client_addr;
-	if (strcmp(name, "{client_name}") == 0 ||
-	    strcmp(name, "{client_ptr}") == 0)
+	if (strcmp(name, "{client_name}") == 0)
 		return e->client_name;
+	if (strcmp(name, "{client_ptr}") == 0)
+		return e->client_ptr;
+	if (strcmp(name, "{client_connections}") == 0 &&
+	    e->client_connections > 0) {
+		snprintf(tmp, tmplen, "%u", e->client_connections);
+		return tmp;
+	}
 	if (strcmp(name, "{client_port}") == 0 && e->client_port > 0) {
 		snprintf(tmp, tmplen, "%d", e->client_port);
 		return tmp;
@@ -443,10 +450,24 @@ static const char *milter_macro(const struct milter_sess *ms,
 		return e->auth_authen != NULL ? e->auth_type : NULL;
 	if (strcmp(name, "{auth_authen}") == 0)
 		return e->auth_authen;
+	if (strcmp(name, "{auth_author}") == 0)
+		return e->auth_authen != NULL ? e->auth_author : NULL;
 	if (strcmp(name, "{mail_addr}") == 0)
 		return e->sender;
+	if (strcmp(name, "{mail_host}") == 0)
+		return e->sender != NULL ? e->mail_host : NULL;
+	if (strcmp(name, "{mail_mailer}") == 0)
+		return e->sender != NULL ? e->mail_mailer : NULL;
 	if (strcmp(name, "{rcpt_addr}") == 0)
 		return e->rcpt;
+	if (strcmp(name, "{rcpt_host}") == 0)
+		return e->rcpt != NULL ? e->rcpt_host : NULL;
+	if (strcmp(name, "{rcpt_mailer}") == 0)
+		return e->rcpt != NULL ? e->rcpt_mailer : NULL;
+	if (strcmp(name, "{cert_subject}") == 0)
+		return e->cert_subject;
+	if (strcmp(name, "{cert_issuer}") == 0)
+		return e->cert_issuer;
 	if (strcmp(name, "{tls_version}") == 0)
 		return e->tls_version;
 	if (strcmp(name, "{cipher}") == 0)
@@ -709,6 +730,8 @@ static int milter_stage_one(struct milter_sess *ms, struct milter_conn *mc,
 	char type;
 	int rc;
 
+	if (st == MILTER_M_DATA)
+		mc->data_sent = 1;
 	if (mc->proto & milter_no[st])
 		return 0;
 	if (milter_put_stage_macros(ms, mc, st, e) < 0 ||
@@ -816,6 +839,7 @@ static void milter_abort(struct milter_sess *ms)
 		struct milter_conn *mc = &ms->v[i];
 
 		mc->txn_accepted = 0;
+		mc->data_sent = 0;
 		if (mc->state != MILTER_CS_OPEN || !mc->in_txn)
 			continue;
 		mc->in_txn = 0;
@@ -847,6 +871,16 @@ void milter_rcpt(struct milter_sess *ms, const struct milter_env *e,
 {
 	milter_result_init(res);
 	milter_stage(ms, MILTER_M_ENVRCPT, e, res);
+}
+
+/* Postfix sends the milters' DATA event when the client sends DATA, so a
+ * refusal there is the reply to DATA (no 354); milter_message() then
+ * skips DATA for the milters that had it. */
+void milter_data(struct milter_sess *ms, const struct milter_env *e,
+                 struct milter_result *res)
+{
+	milter_result_init(res);
+	milter_stage(ms, MILTER_M_DATA, e, res);
 }
 
 /* ---- end of message ----------------------------------------------------------- */
@@ -1137,7 +1171,8 @@ void milter_message(struct milter_sess *ms, const struct milter_env *e,
 			continue;
 		memset(&x, 0, sizeof(x));
 		buf_init(&x.body, max_size > 0 ? max_size + 1 : 0);
-		rc = milter_stage_one(ms, mc, MILTER_M_DATA, e,
+		rc = mc->data_sent ? 0 :
+		     milter_stage_one(ms, mc, MILTER_M_DATA, e,
 		                      ms->conf->command_timeout, res);
 		if (rc == 0 && mc->state == MILTER_CS_OPEN && !mc->txn_accepted) {
 			rc = milter_content(ms, mc, e, cur, curlen, res, &err);
@@ -1170,6 +1205,71 @@ void milter_message(struct milter_sess *ms, const struct milter_env *e,
 		if (rc != 0)
 			break;
 	}
-	for (i = 0; i < ms->n; i++)
+	for (i = 0; i < ms->n; i++) {
 		ms->v[i].txn_accepted = 0;
+		ms->v[i].data_sent = 0;
+	}
+}
+
+/* ---- the client's name ----------------------------------------------------- */
+
+/* A PTR answer usable as a host name: letters, digits, '-', '_' and dots,
+ * not all digits and dots (a "name" like 1.2.3.4 would pass for an
+ * address); Postfix refuses such names too. */
+static int milter_name_ok(const char *n)
+{
+	size_t i, len = strlen(n);
+	int alpha = 0;
+
+	if (len == 0 || len > 255)
+		return 0;
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)n[i];
+
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    ch == '-' || ch == '_')
+			alpha = 1;
+		else if (!(ch >= '0' && ch <= '9') && ch != '.')
+			return 0;
+	}
+	return alpha;
+}
+
+void milter_client_names(const char *addr, char *name, size_t namelen,
+                         char *ptr, size_t ptrlen)
+{
+	struct addrinfo hints, *num = NULL, *fwd = NULL, *a;
+	char host[NI_MAXHOST], want[NI_MAXHOST], got[NI_MAXHOST];
+
+	snprintf(name, namelen, "unknown");
+	if (ptrlen > 0)
+		ptr[0] = '\0';
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_flags = AI_NUMERICHOST;
+	hints.ai_socktype = SOCK_STREAM;
+	if (addr == NULL || getaddrinfo(addr, NULL, &hints, &num) != 0)
+		return;
+	if (getnameinfo(num->ai_addr, num->ai_addrlen, want, sizeof(want),
+	                NULL, 0, NI_NUMERICHOST) != 0 ||
+	    getnameinfo(num->ai_addr, num->ai_addrlen, host, sizeof(host),
+	                NULL, 0, NI_NAMEREQD) != 0 || !milter_name_ok(host)) {
+		freeaddrinfo(num);
+		return;
+	}
+	snprintf(ptr, ptrlen, "%s", host);
+	/* confirmed when the name resolves back to the address */
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = num->ai_family;
+	hints.ai_socktype = SOCK_STREAM;
+	freeaddrinfo(num);
+	if (getaddrinfo(host, NULL, &hints, &fwd) != 0)
+		return;
+	for (a = fwd; a != NULL; a = a->ai_next)
+		if (getnameinfo(a->ai_addr, a->ai_addrlen, got, sizeof(got),
+		                NULL, 0, NI_NUMERICHOST) == 0 &&
+		    strcasecmp(got, want) == 0) {
+			snprintf(name, namelen, "%s", host);
+			break;
+		}
+	freeaddrinfo(fwd);
 }

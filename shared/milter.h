@@ -56,17 +56,26 @@ void milter_conf_free(struct milter_conf *c);
 struct milter_env {
 	const char *myhostname;        /* j */
 	const char *client_name, *client_addr;
+	const char *client_ptr;        /* {client_ptr}: the PTR name, even
+	                                  when it does not resolve back */
 	int client_port;
+	unsigned client_connections;   /* {client_connections}; 0: not sent */
 	const char *daemon_addr;       /* our address */
 	const char *helo;
 	const char *qid;               /* i */
 	const char *auth_type, *auth_authen;
+	const char *auth_author;       /* MAIL AUTH= (RFC 4954 §5), decoded */
 	const char *tls_version, *cipher;
 	int cipher_bits;
+	const char *cert_subject, *cert_issuer; /* a verified client cert's
+	                                  subject and issuer CN */
 	const char *sender;            /* MAIL, without <> */
 	const char *const *mail_args;  /* ESMTP args of MAIL */
 	size_t nmail_args;
+	const char *mail_mailer, *mail_host; /* the sender's transport and
+	                                  next hop ({mail_mailer} ...) */
 	const char *rcpt;              /* RCPT, without <> */
+	const char *rcpt_mailer, *rcpt_host; /* the recipient's */
 };
 
 /* The outcome of a stage for the SMTP reply. */
@@ -115,12 +124,24 @@ void milter_mail(struct milter_sess *ms, const struct milter_env *env,
                  struct milter_result *res);
 void milter_rcpt(struct milter_sess *ms, const struct milter_env *env,
                  struct milter_result *res);
-/* DATA, the headers, EOH, the body, end of message: msg is the whole
+/* The DATA command, before the 354 (Postfix's DATA event, with
+ * milter_data_macros): a refusal answers DATA itself. */
+void milter_data(struct milter_sess *ms, const struct milter_env *env,
+                 struct milter_result *res);
+/* DATA (unless milter_data() sent it this transaction), the headers, EOH,
+ * the body, end of message: msg is the whole
  * message (CRLF); the changes the milters asked for land in mods (the new
  * message in mods->msg, capped at max_size bytes when not 0: a milter
  * that grows it beyond gets the default action). */
 void milter_message(struct milter_sess *ms, const struct milter_env *env,
                     const char *msg, size_t len, size_t max_size,
                     struct milter_mods *mods, struct milter_result *res);
+
+/* The client's name as Postfix finds it, blocking (worker thread only):
+ * the PTR name of addr (a numeric address) into ptr ("" when none), and
+ * into name only when that name resolves back to addr (forward-confirmed
+ * reverse DNS), else "unknown". */
+void milter_client_names(const char *addr, char *name, size_t namelen,
+                         char *ptr, size_t ptrlen);
 
 #endif

@@ -73,6 +73,11 @@ enum smtpd_wait {
 #define SMTPD_F_XFWD       0x1000
 #define SMTPD_F_DISCARD    0x2000   /* a milter said DISCARD: 250, drop */
 #define SMTPD_F_MILTER_OK  0x4000   /* the milters passed this command */
+#define SMTPD_F_NAMED      0x8000   /* the client's name was looked up */
+#define SMTPD_F_BDAT_MREJ  0x10000  /* milters refused the first BDAT: read
+                                       the chunk, then that reply */
+#define SMTPD_F_BDAT_DROP  (SMTPD_F_BDAT_BAD | SMTPD_F_TOO_BIG | \
+                            SMTPD_F_BDAT_MREJ)
 
 /* XFORWARD attributes kept, indexed by enum smtp_xforward_attr */
 #define SMTPD_XF_NAME  SMTP_XFORWARD_NAME
@@ -129,7 +134,19 @@ struct smtpd_session {
 	struct milter_sess *milter;
 	struct smtpd_milter_job *milter_job;  /* borrowed: identifies it */
 	char *auth_type;              /* the login's mechanism ({auth_type}) */
+	/* only with milters: the client's forward-confirmed name and PTR
+	 * name (looked up by the first milter job), MAIL's AUTH= value and
+	 * the transport/next hop the daemon resolved the sender and the
+	 * pending recipient to (smtpd_set_route) */
+	char *rname, *rptr;
+	char *auth_author;
+	int mrej_code;                /* SMTPD_F_BDAT_MREJ: the reply */
+	char *mrej_text;
+	char *route[4];               /* SMTPD_RT_* */
 };
+
+enum { SMTPD_RT_MAIL_MAILER, SMTPD_RT_MAIL_HOST, SMTPD_RT_RCPT_MAILER,
+       SMTPD_RT_RCPT_HOST };
 
 struct smtpd_server {
 	struct event_base *base;
@@ -177,9 +194,15 @@ static char *smtpd_strndup(const char *s, size_t n)
 	return p;
 }
 
+/* XFORWARD's NAME; else the name the milters' lookup confirmed (for the
+ * connection's own address only); else "unknown", as Postfix. */
 static const char *smtpd_client_name(const struct smtpd_session *s)
 {
-	return s->xf[SMTPD_XF_NAME] != NULL ? s->xf[SMTPD_XF_NAME] : "unknown";
+	if (s->xf[SMTPD_XF_NAME] != NULL)
+		return s->xf[SMTPD_XF_NAME];
+	if (s->xf[SMTPD_XF_ADDR] == NULL && s->rname != NULL)
+		return s->rname;
+	return "unknown";
 }
 
 static const char *smtpd_client_addr(const struct smtpd_session *s)
@@ -286,6 +309,12 @@ static void smtpd_txn_reset(struct smtpd_session *s)
 	free(s->pending);
 	free(s->pending_orcpt);
 	s->sender = s->envid = s->pending = s->pending_orcpt = NULL;
+	free(s->auth_author);
+	s->auth_author = NULL;
+	for (i = 0; i < 4; i++) {
+		free(s->route[i]);
+		s->route[i] = NULL;
+	}
 	s->body = s->ret = 0;
 	s->declared_size = 0;
 	s->qid[0] = '\0';
@@ -418,6 +447,9 @@ static void smtpd_closed(struct conn *c, void *sess, int gone,
 	free(s->auth_mech);
 	free(s->auth_in);
 	free(s->resume_text);
+	free(s->rname);
+	free(s->rptr);
+	free(s->mrej_text);
 	for (i = 0; i < SMTPD_XF_N; i++)
 		free(s->xf[i]);
 	free(s);
@@ -578,6 +610,30 @@ static void smtpd_settle(struct smtpd_session *s)
 {
 	if (s->wait == SMTPD_W_NONE && conn_state(s->conn) == CONN_ST_BUSY)
 		(void)conn_ready(s->conn);
+}
+
+int smtpd_server_milters(const struct smtpd_server *srv)
+{
+	return srv->milter_pool != NULL;
+}
+
+void smtpd_set_route(struct smtpd_server *srv, uint64_t sid,
+                     const char *mailer, const char *host)
+{
+	struct smtpd_session *s;
+	int k;
+
+	if (srv->milter_pool == NULL || mailer == NULL)
+		return;   /* no milters: nothing to tell, nothing kept */
+	s = smtpd_find(srv, sid);
+	if (s == NULL || (s->wait != SMTPD_W_MAIL && s->wait != SMTPD_W_RCPT))
+		return;
+	k = s->wait == SMTPD_W_MAIL ? SMTPD_RT_MAIL_MAILER :
+	    SMTPD_RT_RCPT_MAILER;
+	free(s->route[k]);
+	free(s->route[k + 1]);
+	s->route[k] = strdup(mailer);
+	s->route[k + 1] = host != NULL ? strdup(host) : NULL;
 }
 
 int smtpd_resume(struct smtpd_server *srv, uint64_t sid, int code,
@@ -1085,6 +1141,14 @@ static void smtpd_cmd_mail(struct smtpd_session *s, const struct smtp_cmd *c)
 	s->sender = strdup(text);
 	if (s->sender == NULL)
 		return smtpd_reply_error(s, 451, "4.3.0 Error: out of memory");
+	/* RFC 4954 §5: AUTH= is trusted from an authenticated client only
+	 * ({auth_author} for the milters); "<>" says the author is unknown */
+	if (c->auth != NULL && s->auth_user != NULL && s->milter != NULL &&
+	    smtpd_xtext(c->auth, c->auth_len, &s->auth_author) >= 0 &&
+	    s->auth_author != NULL && strcmp(s->auth_author, "<>") == 0) {
+		free(s->auth_author);
+		s->auth_author = NULL;
+	}
 	queue_qid_new(s->qid);
 	if (s->auth_user != NULL)
 		log_info("%s: client=%s[%s], sasl_username=%s", s->qid,
@@ -1144,6 +1208,9 @@ static void smtpd_cmd_rcpt(struct smtpd_session *s, const struct smtp_cmd *c)
 	s->pending_orcpt = c->orcpt != NULL ?
 	                   smtpd_strndup(c->orcpt, c->orcpt_len) : NULL;
 	s->pending_notify = c->notify;
+	free(s->route[SMTPD_RT_RCPT_MAILER]);
+	free(s->route[SMTPD_RT_RCPT_HOST]);
+	s->route[SMTPD_RT_RCPT_MAILER] = s->route[SMTPD_RT_RCPT_HOST] = NULL;
 	if (s->pending == NULL)
 		return smtpd_reply_error(s, 451, "4.3.0 Error: out of memory");
 	if (s->srv->hooks.rcpt == NULL) {
@@ -1168,12 +1235,25 @@ static int smtpd_txn_ready(struct smtpd_session *s)
 	return 1;
 }
 
+static void smtpd_data_go(struct smtpd_session *s);
+
 static void smtpd_cmd_data(struct smtpd_session *s, const struct smtp_cmd *c)
 {
 	if (!smtpd_txn_ready(s))
 		return;
 	if (s->flags & SMTPD_F_BDAT)
 		return smtpd_reply_error(s, 503, "5.5.1 Error: DATA after BDAT");
+	/* Postfix: the milters' DATA event comes with the command, before
+	 * 354; the session reads nothing more meanwhile (DATA ends a
+	 * PIPELINING group, RFC 2920 §3.1). */
+	if (smtpd_milter_stage(s, MILTER_M_DATA, 0, NULL))
+		return;
+	smtpd_data_go(s);
+}
+
+/* DATA accepted: 354 and the body. */
+static void smtpd_data_go(struct smtpd_session *s)
+{
 	if (smtpd_msg_begin(s) < 0) {
 		buf_free(&s->msg);
 		return smtpd_reply_error(s, 451, "4.3.0 Error: out of memory");
@@ -1182,6 +1262,25 @@ static void smtpd_cmd_data(struct smtpd_session *s, const struct smtp_cmd *c)
 	smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	smtp_line_data_init(&s->dr);
 	smtpd_set_state(s, SMTPD_ST_DATA);
+}
+
+static void smtpd_bdat_begin(struct smtpd_session *s)
+{
+	if (smtpd_msg_begin(s) < 0) {
+		buf_free(&s->msg);
+		s->flags |= SMTPD_F_TOO_BIG;
+	}
+}
+
+/* The first BDAT refused by the milters: its chunk is read, then the
+ * reply (code 0: out of memory). */
+static void smtpd_bdat_refuse(struct smtpd_session *s, int code,
+                              const char *text)
+{
+	free(s->mrej_text);
+	s->mrej_text = code != 0 && text != NULL ? strdup(text) : NULL;
+	s->mrej_code = s->mrej_text != NULL ? code : 451;
+	s->flags |= SMTPD_F_BDAT_MREJ;
 }
 
 /* RFC 3030 §3: the chunk is read even when the command is refused. */
@@ -1193,10 +1292,11 @@ static void smtpd_cmd_bdat(struct smtpd_session *s, const struct smtp_cmd *c)
 		s->flags |= SMTPD_F_BDAT_BAD;
 	} else if (!(s->flags & SMTPD_F_BDAT)) {
 		s->flags |= SMTPD_F_BDAT;
-		if (smtpd_msg_begin(s) < 0) {
-			buf_free(&s->msg);
-			s->flags |= SMTPD_F_TOO_BIG;
-		}
+		/* the milters' DATA event, as for DATA: the first chunk
+		 * waits in the input meanwhile (code 1: BDAT) */
+		if (smtpd_milter_stage(s, MILTER_M_DATA, 1, NULL))
+			return;
+		smtpd_bdat_begin(s);
 	}
 	smtpd_set_state(s, SMTPD_ST_BDAT);
 }
@@ -1708,6 +1808,19 @@ static int smtpd_read_data(struct smtpd_session *s)
 static void smtpd_bdat_end(struct smtpd_session *s)
 {
 	smtpd_set_state(s, SMTPD_ST_CMD);
+	if (s->flags & SMTPD_F_BDAT_MREJ) {
+		char *text = s->mrej_text;
+
+		s->flags &= ~SMTPD_F_BDAT_MREJ;
+		s->mrej_text = NULL;
+		/* as for DATA: the transaction is gone (RFC 3030 §3: a
+		 * refused chunk ends it for the client too) */
+		smtpd_txn_reset(s);
+		smtpd_reply_error(s, s->mrej_code, text != NULL ? text :
+		                  "4.3.0 Error: out of memory");
+		free(text);
+		return;
+	}
 	if (s->flags & SMTPD_F_BDAT_BAD) {
 		s->flags &= ~SMTPD_F_BDAT_BAD;
 		smtpd_txn_ready(s);
@@ -1734,13 +1847,13 @@ static int smtpd_read_bdat(struct smtpd_session *s)
 	size_t n = len < s->bdat_left ? len : (size_t)s->bdat_left;
 
 	if (n > 0) {
-		if (!(s->flags & (SMTPD_F_BDAT_BAD | SMTPD_F_TOO_BIG)) &&
+		if (!(s->flags & SMTPD_F_BDAT_DROP) &&
 		    (smtpd_over_limit(s, n) ||
 		     buf_reserve_step(&s->msg, n, SMTPD_MSG_STEP) < 0)) {
 			s->flags |= SMTPD_F_TOO_BIG;
 			buf_free(&s->msg);
 		}
-		if (s->flags & (SMTPD_F_BDAT_BAD | SMTPD_F_TOO_BIG)) {
+		if (s->flags & SMTPD_F_BDAT_DROP) {
 			evbuffer_drain(in, n);
 		} else {
 			evbuffer_remove(in, s->msg.p + s->msg.len, n);
@@ -1793,7 +1906,9 @@ static void smtpd_input(struct conn *c, void *sess, void *ctx)
  * while it is out, and copies of all it tells the milters. */
 enum { SMTPD_MJ_NAME, SMTPD_MJ_ADDR, SMTPD_MJ_DADDR, SMTPD_MJ_HELO,
        SMTPD_MJ_QID, SMTPD_MJ_AUTH, SMTPD_MJ_MECH, SMTPD_MJ_TLSV,
-       SMTPD_MJ_CIPHER, SMTPD_MJ_SENDER, SMTPD_MJ_RCPT, SMTPD_MJ_N };
+       SMTPD_MJ_CIPHER, SMTPD_MJ_SENDER, SMTPD_MJ_RCPT, SMTPD_MJ_PTR,
+       SMTPD_MJ_AUTHOR, SMTPD_MJ_MMAILER, SMTPD_MJ_MHOST, SMTPD_MJ_RMAILER,
+       SMTPD_MJ_RHOST, SMTPD_MJ_CSUBJ, SMTPD_MJ_CISS, SMTPD_MJ_N };
 
 struct smtpd_milter_job {
 	struct smtpd_server *srv;
@@ -1812,6 +1927,8 @@ struct smtpd_milter_job {
 	size_t max_size;
 	struct milter_result res;
 	int all_deleted;              /* DELRCPT took every recipient */
+	int resolve;                  /* look the client's name up first */
+	char rname[256], rptr[256];   /* ... what it found */
 };
 
 static void smtpd_milter_job_free(struct smtpd_milter_job *j)
@@ -1826,12 +1943,39 @@ static void smtpd_milter_job_free(struct smtpd_milter_job *j)
 	free(j);
 }
 
+/* The CN of a verified client certificate's subject or issuer. */
+static void smtpd_cert_cn(X509_NAME *n, char *out, size_t len)
+{
+	int i = n != NULL ? X509_NAME_get_index_by_NID(n, NID_commonName, -1) :
+	        -1;
+	ASN1_STRING *d;
+	unsigned char *u = NULL;
+	int ulen;
+
+	out[0] = '\0';
+	if (i < 0 ||
+	    (d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, i))) == NULL ||
+	    (ulen = ASN1_STRING_to_UTF8(&u, d)) < 0)
+		return;
+	snprintf(out, len, "%.*s", ulen, (const char *)u);
+	OPENSSL_free(u);
+}
+
+/* A sender's or recipient's domain: Postfix's next hop for "smtp" when
+ * the daemon did not say (smtpd_set_route). */
+static const char *smtpd_domain_of(const char *a)
+{
+	const char *at = a != NULL ? strrchr(a, '@') : NULL;
+
+	return at != NULL && at[1] != '\0' ? at + 1 : NULL;
+}
+
 /* What the milters are told, copied from the session. */
 static int smtpd_milter_env(struct smtpd_session *s,
                             struct smtpd_milter_job *j)
 {
 	const char *v[SMTPD_MJ_N] = { NULL };
-	char daddr[64];
+	char daddr[64], subj[256], iss[256];
 	const char *semi;
 	SSL *ssl;
 	int i, bits = 0;
@@ -1850,12 +1994,38 @@ static int smtpd_milter_env(struct smtpd_session *s,
 	ssl = conn_tls(s->conn) ?
 	      bufferevent_openssl_get_ssl(conn_bev(s->conn)) : NULL;
 	if (ssl != NULL) {
+		X509 *peer = SSL_get0_peer_certificate(ssl);
+
 		v[SMTPD_MJ_TLSV] = SSL_get_version(ssl);
 		v[SMTPD_MJ_CIPHER] = SSL_get_cipher_name(ssl);
 		bits = SSL_get_cipher_bits(ssl, NULL);
+		/* Postfix: only a certificate that verified */
+		if (peer != NULL && SSL_get_verify_result(ssl) == X509_V_OK) {
+			smtpd_cert_cn(X509_get_subject_name(peer), subj,
+			              sizeof(subj));
+			smtpd_cert_cn(X509_get_issuer_name(peer), iss, sizeof(iss));
+			v[SMTPD_MJ_CSUBJ] = subj[0] != '\0' ? subj : NULL;
+			v[SMTPD_MJ_CISS] = iss[0] != '\0' ? iss : NULL;
+		}
 	}
 	v[SMTPD_MJ_SENDER] = s->sender;
 	v[SMTPD_MJ_RCPT] = s->pending;
+	v[SMTPD_MJ_PTR] = s->xf[SMTPD_XF_ADDR] == NULL ? s->rptr : NULL;
+	v[SMTPD_MJ_AUTHOR] = s->auth_user != NULL ? s->auth_author : NULL;
+	if (s->sender != NULL && s->sender[0] != '\0') {
+		v[SMTPD_MJ_MMAILER] = s->route[SMTPD_RT_MAIL_MAILER] != NULL ?
+		                      s->route[SMTPD_RT_MAIL_MAILER] : "smtp";
+		v[SMTPD_MJ_MHOST] = s->route[SMTPD_RT_MAIL_MAILER] != NULL ?
+		                    s->route[SMTPD_RT_MAIL_HOST] :
+		                    smtpd_domain_of(s->sender);
+	}
+	if (s->pending != NULL) {
+		v[SMTPD_MJ_RMAILER] = s->route[SMTPD_RT_RCPT_MAILER] != NULL ?
+		                      s->route[SMTPD_RT_RCPT_MAILER] : "smtp";
+		v[SMTPD_MJ_RHOST] = s->route[SMTPD_RT_RCPT_MAILER] != NULL ?
+		                    s->route[SMTPD_RT_RCPT_HOST] :
+		                    smtpd_domain_of(s->pending);
+	}
 	for (i = 0; i < SMTPD_MJ_N; i++)
 		if (v[i] != NULL && (j->str[i] = strdup(v[i])) == NULL)
 			return -1;
@@ -1873,6 +2043,17 @@ static int smtpd_milter_env(struct smtpd_session *s,
 	j->env.cipher_bits = bits;
 	j->env.sender = j->str[SMTPD_MJ_SENDER];
 	j->env.rcpt = j->str[SMTPD_MJ_RCPT];
+	j->env.client_ptr = j->str[SMTPD_MJ_PTR];
+	j->env.auth_author = j->str[SMTPD_MJ_AUTHOR];
+	j->env.mail_mailer = j->str[SMTPD_MJ_MMAILER];
+	j->env.mail_host = j->str[SMTPD_MJ_MHOST];
+	j->env.rcpt_mailer = j->str[SMTPD_MJ_RMAILER];
+	j->env.rcpt_host = j->str[SMTPD_MJ_RHOST];
+	j->env.cert_subject = j->str[SMTPD_MJ_CSUBJ];
+	j->env.cert_issuer = j->str[SMTPD_MJ_CISS];
+	/* Postfix counts the connections of this service from the address */
+	j->env.client_connections = conn_server_count_addr(s->srv->conns,
+	                                                   conn_addr(s->conn));
 	/* the MAIL arguments a milter may judge (RFC 1870, 6152, 6531) */
 	if (s->declared_size > 0)
 		snprintf(j->margs[j->env.nmail_args++], sizeof(j->margs[0]),
@@ -1953,7 +2134,19 @@ static void smtpd_milter_work(void *arg)
 
 	switch (j->stage) {
 	case MILTER_M_HELO:
+		/* Postfix's client name, looked up once per connection and
+		 * only with milters: here, off the loop, before CONNECT */
+		if (j->resolve) {
+			milter_client_names(j->env.client_addr, j->rname,
+			                    sizeof(j->rname), j->rptr,
+			                    sizeof(j->rptr));
+			j->env.client_name = j->rname;
+			j->env.client_ptr = j->rptr[0] != '\0' ? j->rptr : NULL;
+		}
 		milter_helo(j->ms, &j->env, &j->res);
+		return;
+	case MILTER_M_DATA:
+		milter_data(j->ms, &j->env, &j->res);
 		return;
 	case MILTER_M_ENVFROM:
 		milter_mail(j->ms, &j->env, &j->res);
@@ -2034,7 +2227,43 @@ static void smtpd_milter_result(struct smtpd_session *s,
 	const struct milter_result *r = &j->res;
 
 	smtpd_milter_log(s, j);
+	if (j->resolve) {
+		free(s->rname);
+		free(s->rptr);
+		s->rname = strcmp(j->rname, "unknown") != 0 ?
+		           strdup(j->rname) : NULL;
+		s->rptr = j->rptr[0] != '\0' ? strdup(j->rptr) : NULL;
+	}
 	switch (j->stage) {
+	case MILTER_M_DATA:
+		if (r->verdict == MILTER_V_REJECT) {
+			log_info("%s: milter-reject: %s from %s[%s]: %d %s; "
+			         "from=<%s> proto=%s helo=<%s>", s->qid,
+			         j->code ? "BDAT" : "DATA", smtpd_client_name(s),
+			         conn_addr(s->conn), r->code, r->text,
+			         s->sender != NULL ? s->sender : "",
+			         (s->flags & SMTPD_F_ESMTP) ? "ESMTP" : "SMTP",
+			         s->helo != NULL ? s->helo : "");
+			if (j->code) {
+				smtpd_bdat_refuse(s, r->code, r->text);
+				smtpd_set_state(s, SMTPD_ST_BDAT);
+				return;
+			}
+			/* Postfix resets the transaction; the client starts
+			 * again with MAIL (RSET is harmless) */
+			smtpd_txn_reset(s);
+			smtpd_reply_error(s, r->code, r->text);
+			return;
+		}
+		if (r->verdict == MILTER_V_DISCARD)
+			s->flags |= SMTPD_F_DISCARD;
+		if (j->code) {
+			smtpd_bdat_begin(s);
+			smtpd_set_state(s, SMTPD_ST_BDAT);
+			return;
+		}
+		smtpd_data_go(s);
+		return;
 	case MILTER_M_HELO:
 		if (r->verdict == MILTER_V_REJECT) {
 			free(s->helo);
@@ -2107,6 +2336,9 @@ static int smtpd_milter_stage(struct smtpd_session *s, enum milter_stage st,
 	j->code = code;
 	j->wait = st == MILTER_M_ENVFROM ? SMTPD_W_MAIL : SMTPD_W_RCPT;
 	j->ms = s->milter;
+	if (st == MILTER_M_HELO && !(s->flags & SMTPD_F_NAMED) &&
+	    s->xf[SMTPD_XF_ADDR] == NULL)
+		j->resolve = 1;
 	if (work_submit(s->srv->milter_pool, smtpd_milter_work,
 	                smtpd_milter_done, j) < 0) {
 		j->ms = NULL;
@@ -2115,12 +2347,19 @@ static int smtpd_milter_stage(struct smtpd_session *s, enum milter_stage st,
 	s->milter = NULL;
 	s->milter_job = j;
 	s->wait = SMTPD_W_MILTER;
+	if (j->resolve)
+		s->flags |= SMTPD_F_NAMED;
 	conn_busy(s->conn);
 	return 1;
 fail:
 	if (j != NULL)
 		smtpd_milter_job_free(j);
-	if (st == MILTER_M_HELO) {
+	if (st == MILTER_M_DATA && code == 1) {
+		smtpd_bdat_refuse(s, 0, NULL);
+		smtpd_set_state(s, SMTPD_ST_BDAT);
+		return 1;
+	}
+	if (st == MILTER_M_HELO || st == MILTER_M_DATA) {
 		smtpd_reply_error(s, 451, "4.3.0 Error: out of memory");
 		return 1;
 	}

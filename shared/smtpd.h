@@ -68,7 +68,8 @@ struct smtpd_settings {
 	const struct milter_conf *milters; /* smtpd_milters (milter.h);
 	                                NULL or none listed: no milters. The
 	                                engine talks to them at HELO, MAIL,
-	                                RCPT and end of data, after the
+	                                RCPT, DATA (before 354) and end of
+	                                data, after the
 	                                daemon's hook said yes, on a pool of
 	                                its own (milter_worker_threads), and
 	                                hands the message hook the message
@@ -200,6 +201,17 @@ struct smtpd_session *smtpd_session_find(struct smtpd_server *srv,
  * -1 (the caller may log). */
 int smtpd_resume(struct smtpd_server *srv, uint64_t sid, int code,
     const char *text);
+
+/* Before answering the mail or rcpt hook: the transport and next hop the
+ * sender (recipient) resolves to, for the milters' {mail_mailer} and
+ * {mail_host} ({rcpt_mailer}, {rcpt_host}), as Postfix's resolver gives
+ * them ("smtp" and "[relay.example]:587", "virtual" and "demo.test").
+ * Without it: "smtp" and the address's domain. Copied; a no-op without
+ * milters or for a sid that waits for neither hook. */
+void smtpd_set_route(struct smtpd_server *srv, uint64_t sid,
+    const char *mailer, const char *host);
+/* 1 when the server talks to milters (to skip work only they need). */
+int smtpd_server_milters(const struct smtpd_server *srv);
 
 /* Session accessors (all borrowed, valid while the session lives). */
 uint64_t smtpd_session_id(const struct smtpd_session *s);

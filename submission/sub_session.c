@@ -292,6 +292,8 @@ struct sub_mjob {
 	struct sub_sess *ss;
 	char *sender, *login;
 	int mismatch, temp;
+	int milters;            /* find the sender's route for them */
+	int local_sender;       /* ... the sender's domain is ours */
 	struct err err;
 };
 
@@ -300,8 +302,16 @@ static void sub_session_mail_work(void *arg)
 	struct sub_mjob *j = arg;
 	struct sub_server *srv = j->ss->l->srv;
 	char *owners = NULL;
+	const char *at = strrchr(j->sender, '@');
+	struct err derr;
 	enum map_rc rc;
 
+	/* the milters' {mail_mailer}: Postfix resolves a sender in one of
+	 * our mailbox domains to the virtual transport */
+	if (j->milters && at != NULL &&
+	    sub_resolve_local_domain(&srv->resolve, at + 1, &derr) ==
+	    MAP_FOUND)
+		j->local_sender = 1;
 	if (strcasecmp(j->sender, j->login) == 0)
 		return;
 	if (srv->sender_login_maps == NULL) {
@@ -345,6 +355,11 @@ static void sub_session_mail_done(void *arg)
 			 "rejected: not owned by user %s", snd, u);
 		sub_session_resume(ss, 553, text);
 	} else {
+		const char *at = strrchr(j->sender, '@');
+
+		if (j->local_sender && !ss->gone)
+			smtpd_set_route(ss->l->smtpd, ss->sid, "virtual",
+					at != NULL ? at + 1 : NULL);
 		sub_session_resume(ss, 0, NULL);
 	}
 	free(j->sender);
@@ -432,6 +447,7 @@ static void sub_session_mail(struct smtpd_session *s, const char *sender,
 		return;
 	}
 	j->ss = sub_session_ref(ss);
+	j->milters = smtpd_server_milters(ss->l->smtpd);
 	if (work_submit(srv->pool, sub_session_mail_work,
 			sub_session_mail_done, j) < 0) {
 		j->temp = 1;
@@ -531,6 +547,18 @@ static void sub_session_rcpt_done(void *arg)
 	struct sub_rjob *j = arg;
 	struct sub_sess *ss = j->ss;
 
+	if (j->code == 0 && !ss->gone && smtpd_server_milters(ss->l->smtpd)) {
+		/* the milters' {rcpt_mailer} {rcpt_host}, as Postfix's
+		 * resolver: our mailboxes "virtual" (next hop the domain),
+		 * the rest "smtp" to relayhost or the domain */
+		const char *at = strrchr(j->rcpt, '@');
+		const char *rh = cfg_get("relayhost");
+
+		smtpd_set_route(ss->l->smtpd, ss->sid, j->f.local_dest ?
+				"virtual" : "smtp", !j->f.local_dest &&
+				rh != NULL && *rh != '\0' ? rh :
+				at != NULL ? at + 1 : NULL);
+	}
 	if (j->code != 0 && !ss->gone) {
 		char r[300];
 
@@ -725,7 +753,10 @@ static void sub_session_deliver_one(struct sub_djob *j, const char *rcpt,
 			sub_session_note(j, SUB_ST_PERM, t->addr, t->fail);
 			continue;
 		}
-		if (!t->local) {
+		/* A milter's QUARANTINE holds every copy, our mailboxes'
+		 * too: they wait on hold in the outbound queue, whose
+		 * "local" transport delivers them once released. */
+		if (!t->local || j->m->quarantine != NULL) {
 			if (sub_session_add_remote(j, t->addr) < 0)
 				sub_session_note(j, SUB_ST_TEMP, t->addr,
 						 "4.3.0 Out of memory");
@@ -863,7 +894,7 @@ static void sub_session_step_remote(struct sub_djob *j)
 	for (size_t i = 0; i < j->remote.n; i++)
 		log_info("%s: to=<%s>, relay=outbound, status=queued as %s",
 			 j->m->qid, j->remote.v[i].addr, j->outqid);
-	/* a milter's QUARANTINE holds the outbound copy in the queue */
+	/* a milter's QUARANTINE holds the copies in the queue */
 	sub_session_put(j, j->m->sender, j->remote.v, j->remote.n, j->data,
 			j->len, j->m->quarantine != NULL);
 }

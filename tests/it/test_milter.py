@@ -480,11 +480,13 @@ def mpkt(cmd, data=b""):
 
 class ScriptedMilter:
     """eom: packets sent at end of message (modifications, then a final
-    reply); rcpt: fn(rcpt) -> packet for a recipient, None to continue."""
+    reply); rcpt: fn(rcpt) -> packet for a recipient, None to continue;
+    data: the answers to the DATA commands in turn (then continue)."""
 
     def __init__(self, eom=(mpkt(b"c"),), rcpt=None, unix=False,
-                 eom_for=None):
+                 eom_for=None, data=()):
         self.eom = list(eom)
+        self.data = list(data)
         self.eom_for = eom_for   # fn(headers of this message) -> packets
         self.rcpt = rcpt
         self.seen = []
@@ -546,6 +548,8 @@ class ScriptedMilter:
                 elif cmd == b"R" and self.rcpt is not None and \
                         self.rcpt(data.split(b"\0")[0]) is not None:
                     c.sendall(self.rcpt(data.split(b"\0")[0]))
+                elif cmd == b"T" and self.data:
+                    c.sendall(self.data.pop(0))
                 elif cmd == b"E":
                     eom = self.eom_for(heads) if self.eom_for else \
                         self.eom
@@ -561,6 +565,16 @@ class ScriptedMilter:
         self.sock.close()
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def macros(self, stage):
+        """The macro packets for one stage (b"C", b"M", b"R", b"T"...),
+        each as a dict name -> value."""
+        out = []
+        for c, d in self.seen:
+            if c == b"D" and d[:1] == stage:
+                f = d[1:].split(b"\0")
+                out.append(dict(zip(f[0::2], f[1::2])))
+        return out
 
 
 def test_envelope_body_and_header_changes(mx_factory):
@@ -784,5 +798,216 @@ def test_quarantine_holds_outbound_copy_on_submission(sub_factory, redis):
         assert redis.command("ZSCORE", "mq:out:sched", qid) is None
         assert redis.command("SISMEMBER", "mq:out:hold", qid) == 1
         assert "milter-hold: END-OF-MESSAGE" in sub.log()
+    finally:
+        m.close()
+
+
+# ---- the DATA stage, macros, the client's name (issue 14) -------------------
+
+def smtp_lines(sock, n):
+    """n complete replies (multi-line ones joined) from a raw socket."""
+    buf, out = b"", []
+    while len(out) < n:
+        more = sock.recv(4096)
+        if not more:
+            break
+        buf += more
+        while b"\r\n" in buf and len(out) < n:
+            line, buf = buf.split(b"\r\n", 1)
+            if line[3:4] != b"-":
+                out.append(line)
+    return out, buf
+
+
+def test_data_stage_refusal_answers_data_before_354(mx_factory):
+    """Postfix sends the milters' DATA event when the client sends DATA:
+    a REPLYCODE there is the answer to DATA (no 354), even with MAIL, RCPT
+    and DATA pipelined; the transaction is gone (MAIL again), and the next
+    one goes through with one DATA event per transaction."""
+    m = ScriptedMilter(data=[mpkt(b"y", b"554 5.7.1 not now\0"),
+                             mpkt(b"t")])
+    try:
+        mx = mx_factory(smtpd_milters=m.spec)
+        with socket.create_connection(("127.0.0.1", mx.port),
+                                      timeout=60) as c:
+            smtp_lines(c, 1)
+            c.sendall(b"EHLO client.example\r\n")
+            smtp_lines(c, 1)
+            c.sendall(b"MAIL FROM:<someone@example.net>\r\n"
+                      b"RCPT TO:<alice@demo.test>\r\nDATA\r\n")
+            r, rest = smtp_lines(c, 3)
+            assert r[0].startswith(b"250") and r[1].startswith(b"250"), r
+            assert r[2] == b"554 5.7.1 not now", r
+            assert rest == b""
+            # the transaction was reset, as Postfix does
+            c.sendall(b"RCPT TO:<alice@demo.test>\r\n")
+            r, _ = smtp_lines(c, 1)
+            assert r[0].startswith(b"503"), r
+            # a tempfail at DATA: 451, then a clean transaction
+            c.sendall(b"MAIL FROM:<someone@example.net>\r\n"
+                      b"RCPT TO:<alice@demo.test>\r\nDATA\r\n")
+            r, _ = smtp_lines(c, 3)
+            assert r[2].startswith(b"451 4.7.1"), r
+            c.sendall(b"RSET\r\nMAIL FROM:<someone@example.net>\r\n"
+                      b"RCPT TO:<alice@demo.test>\r\nDATA\r\n")
+            r, _ = smtp_lines(c, 4)
+            assert r[3].startswith(b"354"), r
+            c.sendall(message("someone@example.net", "alice@demo.test",
+                              "third").encode() + b".\r\n")
+            r, _ = smtp_lines(c, 1)
+            assert r[0].startswith(b"250 2.0.0 Ok: queued as"), r
+            c.sendall(b"QUIT\r\n")
+        log = mx.logtext()
+        assert "milter-reject: DATA from" in log and "554 5.7.1 not now" \
+            in log
+        qids = mx.qids()
+        assert len(qids) == 1, log
+        # three transactions, three DATA events: the last one's was not
+        # sent again at the end of data
+        cmds = [c for c, d in m.seen]
+        assert cmds.count(b"T") == 3 and cmds.count(b"E") == 1, cmds
+        # milter_data_macros ("i") came with each DATA
+        data_macros = m.macros(b"T")
+        assert len(data_macros) == 3
+        assert data_macros[2][b"i"] == qids[0].encode()
+    finally:
+        m.close()
+
+
+def test_data_stage_refusal_at_first_bdat(mx_factory):
+    """With CHUNKING the DATA event comes with the first BDAT: refused,
+    its chunk is still read (RFC 3030 §3), then the milter's reply, and
+    the transaction is gone; accepted, the message is queued with one
+    DATA event."""
+    m = ScriptedMilter(data=[mpkt(b"y", b"550 5.7.1 no chunks\0")])
+    try:
+        mx = mx_factory(smtpd_milters=m.spec)
+        body = message("someone@example.net", "alice@demo.test",
+                       "chunked").encode()
+        with socket.create_connection(("127.0.0.1", mx.port),
+                                      timeout=60) as c:
+            smtp_lines(c, 1)
+            c.sendall(b"EHLO client.example\r\n")
+            smtp_lines(c, 1)
+            c.sendall(b"MAIL FROM:<someone@example.net>\r\n"
+                      b"RCPT TO:<alice@demo.test>\r\n"
+                      b"BDAT %d LAST\r\n" % len(body) + body +
+                      b"NOOP\r\n")
+            r, _ = smtp_lines(c, 4)
+            assert r[2] == b"550 5.7.1 no chunks", r
+            # the chunk was read as data, not as commands
+            assert r[3].startswith(b"250"), r
+            c.sendall(b"MAIL FROM:<someone@example.net>\r\n"
+                      b"RCPT TO:<alice@demo.test>\r\n"
+                      b"BDAT %d LAST\r\n" % len(body) + body)
+            r, _ = smtp_lines(c, 3)
+            assert r[2].startswith(b"250 2.0.0 Ok: queued as"), r
+            c.sendall(b"QUIT\r\n")
+        assert "milter-reject: BDAT from" in mx.logtext()
+        assert len(mx.qids()) == 1
+        cmds = [c for c, d in m.seen]
+        assert cmds.count(b"T") == 2 and cmds.count(b"E") == 1, cmds
+    finally:
+        m.close()
+
+
+def test_client_name_is_forward_confirmed(mx_factory):
+    """With milters, the client's PTR name, confirmed forward, is its
+    name (127.0.0.1 is localhost in /etc/hosts): in the CONNECT event,
+    {client_ptr}, the Received: header and the log."""
+    m = ScriptedMilter()
+    try:
+        mx = mx_factory(smtpd_milters=m.spec,
+                        milter_connect_macros="j _ {client_ptr} "
+                        "{client_name} {client_connections}")
+        mx_send(mx, "someone@example.net", "alice@demo.test",
+                message("someone@example.net", "alice@demo.test", "named"))
+        conn = [d for c, d in m.seen if c == b"C"]
+        assert len(conn) == 1 and conn[0].startswith(b"localhost\0"), conn
+        mc = m.macros(b"C")[0]
+        assert mc[b"_"] == b"localhost [127.0.0.1]"
+        assert mc[b"{client_ptr}"] == b"localhost"
+        assert mc[b"{client_name}"] == b"localhost"
+        assert int(mc[b"{client_connections}"]) >= 1
+        qids = mx.qids()
+        assert len(qids) == 1
+        assert "(localhost [127.0.0.1])" in headers_of(mx.data(qids[0]))
+        assert "client=localhost[127.0.0.1]" in mx.logtext()
+    finally:
+        m.close()
+
+
+def test_mail_and_rcpt_macros_on_submission(sub_factory):
+    """Postfix's default MAIL and RCPT macros: {auth_author} (MAIL AUTH=,
+    from a logged-in client), {mail_host}/{mail_mailer}, and each
+    recipient's resolved {rcpt_mailer}/{rcpt_host}: our mailbox
+    "virtual", a remote one "smtp" to relayhost; a sender of ours is
+    "virtual" too."""
+    m = ScriptedMilter()
+    try:
+        sub = sub_factory(smtpd_milters=m.spec, relayhost="[127.0.0.1]:1")
+        with sub.smtp(login="alice@demo.test") as s:
+            assert s.mail("alice@demo.test",
+                          ["AUTH=<alice@demo.test>"])[0] == 250
+            assert s.rcpt("bob@demo.test")[0] == 250
+            assert s.rcpt("carol@remote.example")[0] == 250
+            code, _ = s.data(message("alice@demo.test", "bob@demo.test",
+                                     "macros"))
+            assert code == 250, sub.log()
+        mail = m.macros(b"M")
+        assert len(mail) == 1, m.seen
+        assert mail[0][b"{auth_author}"] == b"<alice@demo.test>"
+        assert mail[0][b"{auth_authen}"] == b"alice@demo.test"
+        assert mail[0][b"{mail_mailer}"] == b"virtual"
+        assert mail[0][b"{mail_host}"] == b"demo.test"
+        rcpt = m.macros(b"R")
+        assert [(r[b"{rcpt_addr}"], r[b"{rcpt_mailer}"], r[b"{rcpt_host}"])
+                for r in rcpt] == [
+            (b"bob@demo.test", b"virtual", b"demo.test"),
+            (b"carol@remote.example", b"smtp", b"[127.0.0.1]:1")]
+        # no client certificate: Postfix leaves the cert macros out
+        helo = m.macros(b"H")
+        assert helo and all(b"{cert_subject}" not in h for h in helo)
+        assert any(h.get(b"{tls_version}") for h in helo)
+    finally:
+        m.close()
+
+
+def test_quarantine_holds_local_copies_on_submission(build, sub_factory,
+                                                     redis):
+    """A quarantined message reaches no mailbox: the copy for our own
+    mailbox waits on hold in the outbound queue with the remote one, and
+    is delivered to the Maildir once "mailq --queue out release" lets it
+    go (the remote copy stays deferred against a dead relayhost)."""
+    m = ScriptedMilter(eom=[mpkt(b"q", b"hold all\0"), mpkt(b"a")])
+    try:
+        sub = sub_factory(smtpd_milters=m.spec, relayhost="[127.0.0.1]:1",
+                          minimal_backoff_time="1s",
+                          maximal_backoff_time="2s", queue_run_delay="0s")
+        with sub.smtp(login="alice@demo.test") as s:
+            assert s.sendmail("alice@demo.test",
+                              ["alice@demo.test", "bob@remote.example"],
+                              message("alice@demo.test", "alice@demo.test",
+                                      "held local")) == {}
+        assert "milter-hold: END-OF-MESSAGE" in sub.log()
+        assert sub.messages("alice@demo.test") == []
+        keys = redis.command("KEYS", "mq:out:m:*")
+        assert len(keys) == 1, sub.log()
+        qid = keys[0][len("mq:out:m:"):]
+        env = redis.command("HGETALL", keys[0])
+        env = dict(zip(env[0::2], env[1::2]))
+        assert env["state"] == "hold"
+        assert sorted(v for k, v in env.items()
+                      if re.fullmatch(r"r\d+", k)) == \
+            ["alice@demo.test", "bob@remote.example"]
+        assert redis.command("SISMEMBER", "mq:out:hold", qid) == 1
+        assert sub.messages("alice@demo.test") == []
+        out = subprocess.run([str(build / "mailq"), "-c", sub.etc,
+                              "--queue", "out", "release", qid],
+                             capture_output=True, timeout=20)
+        assert out.returncode == 0, out.stderr
+        msgs = sub.wait_messages("alice@demo.test", 1, timeout=20)
+        assert len(msgs) == 1, sub.log()
+        assert b"Subject: held local" in msgs[0][1]
     finally:
         m.close()

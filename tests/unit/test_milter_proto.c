@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include "milter.h"
 #include "milter_edit.h"
 #include "milter_proto.h"
 
@@ -369,6 +370,28 @@ static void test_edit_body_and_limit(void **st)
 	buf_free(&out);
 }
 
+/* milter_client_names() (milter.c): what is not a numeric address gets
+ * no lookup at all, Postfix's "unknown" and no PTR name. */
+static void test_client_names_not_an_address(void **state)
+{
+	const char *bad[] = { "not-an-address", "", "127.0.0.1 ", "[::1]",
+	                      "host.example" };
+	char name[64], ptr[64];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(ptr, 'x', sizeof(ptr));
+		milter_client_names(bad[i], name, sizeof(name), ptr,
+		                    sizeof(ptr));
+		assert_string_equal(name, "unknown");
+		assert_string_equal(ptr, "");
+	}
+	milter_client_names(NULL, name, sizeof(name), ptr, sizeof(ptr));
+	assert_string_equal(name, "unknown");
+	assert_string_equal(ptr, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -387,6 +410,7 @@ int main(void)
 		cmocka_unit_test(test_hdr_walk_no_blank_line),
 		cmocka_unit_test(test_edit_headers),
 		cmocka_unit_test(test_edit_body_and_limit),
+		cmocka_unit_test(test_client_names_not_an_address),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
