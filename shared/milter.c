@@ -22,6 +22,7 @@ static char *var_smtpd_milters, *var_milter_default_action;
 static long var_milter_protocol, var_milter_connect_timeout;
 static long var_milter_command_timeout, var_milter_content_timeout;
 static long var_milter_threads;
+static int var_peername_lookup;
 static char *var_milter_macros[MILTER_NSTAGES];
 static char *var_milter_daemon_name, *var_milter_macro_v;
 
@@ -57,6 +58,9 @@ const struct cfg_param milter_params[] = {
 	  &var_milter_daemon_name, 0, 0 },
 	{ "milter_macro_v", CFG_STR, "mailpair", &var_milter_macro_v, 0, 0 },
 	{ "milter_worker_threads", CFG_INT, "8", &var_milter_threads, 1, 1024 },
+	/* Postfix's: the client's name (PTR, confirmed forward) for the
+	 * milters' {client_name}; looked up only when milters are on */
+	{ "smtpd_peername_lookup", CFG_BOOL, "yes", &var_peername_lookup, 0, 0 },
 	{ NULL, CFG_STR, NULL, NULL, 0, 0 },
 };
 
@@ -127,6 +131,7 @@ int milter_conf_from_params(struct milter_conf *c, struct err *err)
 	c->command_timeout = (int)var_milter_command_timeout;
 	c->content_timeout = (int)var_milter_content_timeout;
 	c->threads = (int)var_milter_threads;
+	c->peername_lookup = var_peername_lookup;
 	for (i = 0; i < MILTER_NSTAGES; i++)
 		c->macros[i] = strdup(var_milter_macros[i]);
 	c->daemon_name = strdup(var_milter_daemon_name);

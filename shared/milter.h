@@ -41,6 +41,7 @@ struct milter_conf {
 	char *daemon_name;             /* {daemon_name} */
 	char *version;                 /* v */
 	int threads;
+	int peername_lookup;           /* smtpd_peername_lookup */
 };
 
 /* From the loaded parameters (after cfg_load). -1 with err (the parameter

@@ -2337,7 +2337,8 @@ static int smtpd_milter_stage(struct smtpd_session *s, enum milter_stage st,
 	j->wait = st == MILTER_M_ENVFROM ? SMTPD_W_MAIL : SMTPD_W_RCPT;
 	j->ms = s->milter;
 	if (st == MILTER_M_HELO && !(s->flags & SMTPD_F_NAMED) &&
-	    s->xf[SMTPD_XF_ADDR] == NULL)
+	    s->xf[SMTPD_XF_ADDR] == NULL &&
+	    s->srv->set.milters->peername_lookup)
 		j->resolve = 1;
 	if (work_submit(s->srv->milter_pool, smtpd_milter_work,
 	                smtpd_milter_done, j) < 0) {

@@ -937,6 +937,25 @@ def test_client_name_is_forward_confirmed(mx_factory):
         m.close()
 
 
+def test_peername_lookup_off_gives_unknown(mx_factory):
+    """smtpd_peername_lookup = no (Postfix's parameter): no lookup, the
+    milters hear "unknown", as Received: and the log say."""
+    m = ScriptedMilter()
+    try:
+        mx = mx_factory(smtpd_milters=m.spec, smtpd_peername_lookup="no",
+                        milter_connect_macros="_ {client_name}")
+        mx_send(mx, "someone@example.net", "alice@demo.test",
+                message("someone@example.net", "alice@demo.test", "anon"))
+        conn = [d for c, d in m.seen if c == b"C"]
+        assert len(conn) == 1 and conn[0].startswith(b"unknown\0"), conn
+        assert m.macros(b"C")[0][b"{client_name}"] == b"unknown"
+        qids = mx.qids()
+        assert len(qids) == 1
+        assert "(unknown [127.0.0.1])" in headers_of(mx.data(qids[0]))
+    finally:
+        m.close()
+
+
 def test_mail_and_rcpt_macros_on_submission(sub_factory):
     """Postfix's default MAIL and RCPT macros: {auth_author} (MAIL AUTH=,
     from a logged-in client), {mail_host}/{mail_mailer}, and each
