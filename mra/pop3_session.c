@@ -113,9 +113,8 @@ static void pop3_reply(struct pop3_session *s, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	conn_vprintf(s->c, fmt, ap);
+	conn_vline(s->c, fmt, ap);
 	va_end(ap);
-	conn_write(s->c, "\r\n", 2);
 }
 
 /* Hang up once the last reply is out (the core flushes, then closes). */
@@ -882,6 +881,7 @@ static void pop3_read_done(void *arg)
 			size_t n = j->data.len;
 			char *p = buf_steal(&j->data);
 
+			conn_flush(s->c);   /* the +OK line first */
 			if (evbuffer_add_reference(bufferevent_get_output(bev), p, n,
 			                           pop3_free_cleanup, NULL) < 0)
 				free(p);

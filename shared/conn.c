@@ -3,13 +3,17 @@
  * generation, so a stale id never finds a newer conn). Frees happen only
  * from the core's own event callbacks, never inside a protocol callback:
  * a close or a lost client seen while one runs is deferred to c->ev. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -52,6 +56,12 @@
  * still on its way (the old POP3 code's half-close and drain). */
 #define CONN_DRAIN_MS     2000
 
+/* conn_vline() formats a line this long on the stack (longer: two adds). */
+#define CONN_LINE_MAX     1024
+
+/* Pieces of staged output one direct send takes (the rest is queued). */
+#define CONN_SEND_IOV     16
+
 struct conn {
 	uint64_t id;
 	struct conn_server *srv;
@@ -63,6 +73,9 @@ struct conn {
 	enum conn_state state;
 	int flags;
 	int in_cb;                    /* depth of protocol callbacks */
+	struct evbuffer *stage;       /* output written inside a callback:
+	                                 handed over in one piece when the
+	                                 outermost one returns; NULL outside */
 	int gone_code;                /* for ops->closed: 1 client gone */
 	unsigned linger_polls;
 	unsigned pace_count;
@@ -101,6 +114,7 @@ struct conn_server {
 static void conn_wake(struct conn *c, unsigned ms);
 static void conn_destroy(struct conn *c);
 static void conn_tmo_set(struct conn *c, int on);
+static void conn_leave(struct conn *c);
 
 /* ---- per-address counts ---------------------------------------------- */
 
@@ -265,6 +279,8 @@ size_t conn_output_len(const struct conn *c)
 	if (c->bev == NULL)
 		return 0;
 	n = evbuffer_get_length(bufferevent_get_output(c->bev));
+	if (c->stage != NULL)
+		n += evbuffer_get_length(c->stage);
 	u = bufferevent_get_underlying(c->bev);
 	if (u != NULL)
 		n += evbuffer_get_length(bufferevent_get_output(u));
@@ -324,24 +340,117 @@ static void conn_run_input(struct conn *c)
 		return;
 	c->in_cb++;
 	c->srv->ops.input(c, c->sess, c->srv->ctx);
-	c->in_cb--;
+	conn_leave(c);
 	conn_check_output(c);
 }
 
 /* ---- output ---------------------------------------------------------- */
 
-void conn_write(struct conn *c, const void *data, size_t len)
+/* Where output goes now: the stage inside a protocol callback, else the
+ * bufferevent. Writing line by line straight into a STARTTLS filter made
+ * one TLS record (and one SSL_write) per piece, and on a plain socket
+ * each reply cost two epoll_ctl calls and a loop turn (issue 12). NULL
+ * when nothing may be written. */
+static struct evbuffer *conn_out(struct conn *c)
 {
 	if (c->bev == NULL || c->state == CONN_ST_CLOSING)
+		return NULL;
+	if (c->in_cb > 0 && c->stage == NULL)
+		c->stage = evbuffer_new();
+	if (c->in_cb > 0 && c->stage != NULL)
+		return c->stage;
+	return bufferevent_get_output(c->bev);
+}
+
+/* Send what a plain socket takes now, without blocking and without
+ * SIGPIPE (the bufferevent meets an error again and reports it). */
+static void conn_send_now(struct evbuffer *b, evutil_socket_t fd)
+{
+	struct evbuffer_iovec v[CONN_SEND_IOV];
+	struct iovec iov[CONN_SEND_IOV];
+	struct msghdr m = { .msg_iov = iov };
+	int n = evbuffer_peek(b, -1, NULL, v, CONN_SEND_IOV);
+	ssize_t w;
+
+	if (n > CONN_SEND_IOV)
+		n = CONN_SEND_IOV;
+	for (int i = 0; i < n; i++) {
+		iov[i].iov_base = v[i].iov_base;
+		iov[i].iov_len = v[i].iov_len;
+	}
+	m.msg_iovlen = (size_t)(n > 0 ? n : 0);
+	do
+		w = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (w < 0 && errno == EINTR);
+	if (w > 0)
+		evbuffer_drain(b, (size_t)w);
+}
+
+void conn_flush(struct conn *c)
+{
+	struct evbuffer *stage = c->stage, *out;
+	evutil_socket_t fd;
+
+	if (stage == NULL)
 		return;
-	bufferevent_write(c->bev, data, len);
+	c->stage = NULL;
+	if (c->bev != NULL && evbuffer_get_length(stage) > 0) {
+		out = bufferevent_get_output(c->bev);
+		/* a plain socket with nothing queued: write at once; what
+		 * the socket does not take (or an error, which the
+		 * bufferevent meets again and reports) is queued */
+		if (!(c->flags & CONN_F_TLS) && evbuffer_get_length(out) == 0 &&
+		    (fd = bufferevent_getfd(c->bev)) >= 0)
+			conn_send_now(stage, fd);
+		if (evbuffer_get_length(stage) > 0)
+			evbuffer_add_buffer(out, stage);
+	}
+	evbuffer_free(stage);
+}
+
+/* The outermost protocol callback returns: hand its output over. */
+static void conn_leave(struct conn *c)
+{
+	if (--c->in_cb == 0)
+		conn_flush(c);
+}
+
+void conn_write(struct conn *c, const void *data, size_t len)
+{
+	struct evbuffer *out = conn_out(c);
+
+	if (out != NULL)
+		evbuffer_add(out, data, len);
 }
 
 void conn_vprintf(struct conn *c, const char *fmt, va_list ap)
 {
-	if (c->bev == NULL || c->state == CONN_ST_CLOSING)
+	struct evbuffer *out = conn_out(c);
+
+	if (out != NULL)
+		evbuffer_add_vprintf(out, fmt, ap);
+}
+
+void conn_vline(struct conn *c, const char *fmt, va_list ap)
+{
+	struct evbuffer *out = conn_out(c);
+	char line[CONN_LINE_MAX];
+	va_list aq;
+	int n;
+
+	if (out == NULL)
 		return;
-	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	/* one evbuffer_add per line: outside a callback, each add to a
+	 * STARTTLS filter is a TLS record of its own */
+	va_copy(aq, ap);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, aq);
+	va_end(aq);
+	if (n >= 0 && (size_t)n < sizeof(line) - 2) {
+		memcpy(line + n, "\r\n", 2);
+		evbuffer_add(out, line, (size_t)n + 2);
+	} else if (evbuffer_add_vprintf(out, fmt, ap) >= 0) {
+		evbuffer_add(out, "\r\n", 2);
+	}
 }
 
 void conn_printf(struct conn *c, const char *fmt, ...)
@@ -378,6 +487,8 @@ static void conn_destroy(struct conn *c)
 		event_free(c->ev);
 	if (c->tmo != NULL)
 		event_free(c->tmo);
+	if (c->stage != NULL)
+		evbuffer_free(c->stage);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	free(c);
@@ -389,7 +500,7 @@ static void conn_timed_out(struct conn *c)
 	if (c->srv->ops.timeout != NULL) {
 		c->in_cb++;
 		c->srv->ops.timeout(c, c->sess, c->srv->ctx);
-		c->in_cb--;
+		conn_leave(c);
 	}
 	conn_close(c);
 }
@@ -526,6 +637,7 @@ void conn_close(struct conn *c)
 		c->flags |= CONN_F_CLOSE_ASK;
 		return;
 	}
+	conn_flush(c);   /* the farewell goes before the close */
 	c->state = CONN_ST_CLOSING;
 	c->linger_polls = 0;
 	conn_tmo_set(c, 0);
@@ -597,6 +709,7 @@ int conn_starttls(struct conn *c, struct err *err)
 
 	if (c->srv->set.tls == NULL || c->bev == NULL || (c->flags & CONN_F_TLS))
 		return err_set(err, 0, "TLS not available");
+	conn_flush(c);   /* "220 Ready to start TLS" leaves in plaintext */
 	evbuffer_drain(bufferevent_get_input(c->bev),
 	               evbuffer_get_length(bufferevent_get_input(c->bev)));
 	tb = tls_bev_starttls_server(c->bev, c->srv->set.tls, err);
@@ -706,9 +819,12 @@ static int conn_setup_bev(struct conn *c, int fd, int flags, struct err *err)
 	return 0;
 }
 
-int conn_server_accept(struct conn_server *srv, int fd,
-                       const struct sockaddr *sa, socklen_t salen, int flags,
-                       struct err *err)
+/* fd is non-blocking (the listener makes it so; conn_server_accept for
+ * other callers): conn_flush() and libevent write at once, and neither
+ * may wait for a client that does not read. */
+static int conn_serve(struct conn_server *srv, int fd,
+                      const struct sockaddr *sa, socklen_t salen, int flags,
+                      struct err *err)
 {
 	struct sockaddr_storage local;
 	socklen_t llen = sizeof(local);
@@ -767,7 +883,7 @@ int conn_server_accept(struct conn_server *srv, int fd,
 	srv->total++;
 	c->in_cb++;
 	c->sess = srv->ops.open(c, srv->ctx);
-	c->in_cb--;
+	conn_leave(c);
 	if (c->sess == NULL) {
 		conn_close(c);
 		return 0;
@@ -775,6 +891,17 @@ int conn_server_accept(struct conn_server *srv, int fd,
 	if (c->state == CONN_ST_OPEN)
 		conn_update_read(c);
 	return 0;
+}
+
+int conn_server_accept(struct conn_server *srv, int fd,
+                       const struct sockaddr *sa, socklen_t salen, int flags,
+                       struct err *err)
+{
+	if (evutil_make_socket_nonblocking(fd) < 0) {
+		close(fd);
+		return err_set(err, 1, "cannot make the socket non-blocking");
+	}
+	return conn_serve(srv, fd, sa, salen, flags, err);
 }
 
 static void conn_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
@@ -788,7 +915,7 @@ static void conn_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		if (srv->lis[i] == l)
 			break;
 	flags = i < srv->nlis ? srv->lis_flags[i] : 0;
-	if (conn_server_accept(srv, fd, sa, (socklen_t)salen, flags, &err) < 0)
+	if (conn_serve(srv, fd, sa, (socklen_t)salen, flags, &err) < 0)
 		log_warn("%s: cannot serve a connection: %s",
 		         srv->set.service, err.msg);
 }

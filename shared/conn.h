@@ -133,10 +133,18 @@ void *conn_session(const struct conn *c);
  * busy_detached). */
 int conn_gone(const struct conn *c);
 
-/* Output. Dropped silently once the conn is CLOSING or the client gone. */
+/* Output. Dropped silently once the conn is CLOSING or the client gone.
+ * Inside a protocol callback (ops->open, input, timeout) it is gathered
+ * and handed to the bufferevent in one piece when the callback returns;
+ * conn_flush() hands it over now (before adding to conn_bev()'s output
+ * directly). Elsewhere it goes to the bufferevent at once. */
 void conn_write(struct conn *c, const void *data, size_t len);
+void conn_flush(struct conn *c);
 void conn_printf(struct conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* fmt's text and CRLF, added as one piece. */
+void conn_vline(struct conn *c, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 void conn_vprintf(struct conn *c, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 /* Output not yet sent, on the bufferevent and, after STARTTLS, under

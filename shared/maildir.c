@@ -66,6 +66,20 @@ static int maildir_mkdir_p(const char *path, uid_t uid, gid_t gid,
 	return maildir_mkdir_one(tmp, uid, gid, err);
 }
 
+/* 1 when path/tmp, path/new and path/cur are all directories. */
+static int maildir_complete(const char *path)
+{
+	static const char *const subs[] = { "tmp", "new", "cur" };
+	char sub[4096];
+	struct stat st;
+
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
+		if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", path, subs[i])
+		    >= sizeof(sub) || stat(sub, &st) < 0 || !S_ISDIR(st.st_mode))
+			return 0;
+	return 1;
+}
+
 int maildir_make(const char *path, uid_t uid, gid_t gid, struct err *err)
 {
 	static const char *const subs[] = { "tmp", "new", "cur" };
@@ -73,6 +87,11 @@ int maildir_make(const char *path, uid_t uid, gid_t gid, struct err *err)
 
 	if (path == NULL || strstr(path, "/../") != NULL)
 		return err_set(err, 0, "bad maildir path");
+	/* The usual case, a complete Maildir, costs three lookups: mkdir(2)
+	 * on each existing component took each parent's lock in turn, and
+	 * every delivery paid it (issue 12). */
+	if (maildir_complete(path))
+		return 0;
 	if (maildir_mkdir_p(path, uid, gid, err) < 0)
 		return -1;
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {

@@ -139,16 +139,41 @@ static void smtpc_timeout(struct smtpc *c, int seconds)
 		    seconds > 0 ? &tv : NULL);
 }
 
+/* Output is assembled in a staging buffer and handed to the bufferevent
+ * in one piece: after STARTTLS, libevent's OpenSSL filter runs SSL_write
+ * for every evbuffer_add, so line-by-line adds made one TLS record per
+ * body line (issue 12). Without memory for a stage, write directly. */
+static struct evbuffer *smtpc_stage(struct smtpc *c)
+{
+	struct evbuffer *stage = evbuffer_new();
+
+	return stage != NULL ? stage : bufferevent_get_output(c->bev);
+}
+
+static void smtpc_stage_send(struct smtpc *c, struct evbuffer *stage)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (stage == out)
+		return;
+	if (evbuffer_get_length(stage) > 0)
+		evbuffer_add_buffer(out, stage);
+	evbuffer_free(stage);
+}
+
 static void smtpc_send_line(struct smtpc *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void smtpc_send_line(struct smtpc *c, const char *fmt, ...)
 {
 	va_list ap;
 
+	struct evbuffer *stage = smtpc_stage(c);
+
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	evbuffer_add_vprintf(stage, fmt, ap);
 	va_end(ap);
-	evbuffer_add(bufferevent_get_output(c->bev), "\r\n", 2);
+	evbuffer_add(stage, "\r\n", 2);
+	smtpc_stage_send(c, stage);
 }
 
 /* One-line copy of a reply ("550 5.1.1 text / more text"). */
@@ -637,13 +662,14 @@ static int smtpc_cmds_build(struct smtpc *c)
  * command once the previous reply came. */
 static void smtpc_cmds_push(struct smtpc *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = smtpc_stage(c);
 
 	while (c->isent < c->ncmds && (c->pipelining || c->isent == c->irep)) {
 		const char *l = c->cmds[c->isent].line;
 		evbuffer_add(out, l, strlen(l));
 		c->isent++;
 	}
+	smtpc_stage_send(c, out);
 }
 
 static void smtpc_txn_start(struct smtpc *c)
@@ -664,19 +690,39 @@ static void smtpc_txn_start(struct smtpc *c)
 	smtpc_cmds_push(c);
 }
 
+/* The body's last chunk, out: end it with CRLF if it did not, add the
+ * final dot, send, and wait for the reply to the dot. */
+static void smtpc_body_end(struct smtpc *c, struct evbuffer *out)
+{
+	if (!c->at_bol)
+		evbuffer_add(out, "\r\n", 2);
+	evbuffer_add(out, ".\r\n", 3);
+	smtpc_stage_send(c, out);
+	c->cmds[c->ncmds].kind = SMTPC_K_DOT;
+	c->cmds[c->ncmds].line = NULL;
+	c->ncmds++;
+	c->isent = c->ncmds;
+	smtpc_timeout(c, c->conf.data_timeout);
+}
+
 /* Dot-stuff and send up to one chunk of the body (RFC 5321 §4.5.2); bare
  * LFs become CRLF so no receiver can see a line end we did not mean. */
 static void smtpc_body_pump(struct smtpc *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *bout = bufferevent_get_output(c->bev), *out;
 	const char *d = c->data;
 	size_t end, i;
 	const char *nl;
 
-	while (c->data_off < c->len && evbuffer_get_length(out) < SMTPC_OUT_HIGH) {
+	while (c->data_off < c->len && evbuffer_get_length(bout) < SMTPC_OUT_HIGH) {
 		end = c->data_off + SMTPC_BODY_CHUNK;
 		if (end > c->len)
 			end = c->len;
+		/* one chunk, one contiguous piece (room for the dot-stuffing
+		 * of a few lines and the final dot) */
+		out = smtpc_stage(c);
+		if (out != bout)
+			evbuffer_expand(out, end - c->data_off + 256);
 		while (c->data_off < end) {
 			if (c->at_bol && d[c->data_off] == '.')
 				evbuffer_add(out, ".", 1);
@@ -697,17 +743,13 @@ static void smtpc_body_pump(struct smtpc *c)
 			c->at_bol = 1;
 			c->data_off = i + 1;
 		}
+		if (c->data_off < c->len)
+			smtpc_stage_send(c, out);
+		else
+			smtpc_body_end(c, out);
 	}
-	if (c->data_off < c->len || c->cmds[c->ncmds - 1].kind == SMTPC_K_DOT)
-		return;
-	if (!c->at_bol)
-		evbuffer_add(out, "\r\n", 2);
-	evbuffer_add(out, ".\r\n", 3);
-	c->cmds[c->ncmds].kind = SMTPC_K_DOT;
-	c->cmds[c->ncmds].line = NULL;
-	c->ncmds++;
-	c->isent = c->ncmds;
-	smtpc_timeout(c, c->conf.data_timeout);
+	if (c->len == 0 && c->cmds[c->ncmds - 1].kind != SMTPC_K_DOT)
+		smtpc_body_end(c, smtpc_stage(c));
 }
 
 static void smtpc_on_txn_reply(struct smtpc *c, const struct smtp_reply *r)

@@ -250,9 +250,8 @@ static void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	conn_vprintf(s->conn, fmt, ap);
+	conn_vline(s->conn, fmt, ap);
 	va_end(ap);
-	conn_write(s->conn, "\r\n", 2);
 }
 
 /* A 4xx/5xx to a command: counts towards smtpd_hard_error_limit. */
