@@ -34,6 +34,7 @@ struct test_ctx {
 	int busy_on_line;            /* go BUSY when this line arrives */
 	struct conn *busy;
 	size_t echo_bytes;           /* bytes written per line */
+	size_t staged;               /* conn_output_len() growth in STAGE */
 };
 
 static void *test_open(struct conn *c, void *arg)
@@ -71,7 +72,18 @@ static void test_input(struct conn *c, void *sess, void *arg)
 			return;
 		line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
 		s->lines++;
-		if (strcmp(line, "QUIT") == 0) {
+		if (strcmp(line, "STAGE") == 0) {
+			/* output gathered in the callback counts as queued;
+			 * conn_flush() puts it before what is added to the
+			 * bufferevent directly (pop3's RETR body) */
+			size_t before = conn_output_len(c);
+
+			conn_printf(c, "A");
+			t->staged = conn_output_len(c) - before;
+			conn_flush(c);
+			evbuffer_add(bufferevent_get_output(conn_bev(c)), "B", 1);
+			conn_write(c, "C\n", 2);
+		} else if (strcmp(line, "QUIT") == 0) {
 			conn_printf(c, "BYE\n");
 			conn_close(c);
 		} else if (t->busy_on_line == s->lines) {
@@ -325,6 +337,28 @@ static void test_busy_resumes_input(void **st)
 	test_teardown_srv(&t);
 }
 
+static void test_staged_output_order(void **st)
+{
+	struct conn_settings set = { .service = "test" };
+	struct test_ctx t;
+	char buf[256];
+	int fd, eof;
+
+	test_setup_srv(&t, &set);
+	fd = test_connect(&t, "192.0.2.1");
+	assert_int_equal(write(fd, "STAGE\nping\nQUIT\n", 17), 17);
+	test_pump(&t, 50);
+	test_read(fd, buf, sizeof(buf), &eof);
+	assert_int_equal(t.staged, 1);
+	/* greeting, the three pieces in order, the pipelined line, the
+	 * farewell written just before the close */
+	assert_string_equal(buf, "HELLO 192.0.2.1\nABC\nOK ping\nBYE\n");
+	close(fd);
+	test_pump(&t, 30);
+	assert_int_equal(t.closed, 1);
+	test_teardown_srv(&t);
+}
+
 static void test_output_backpressure(void **st)
 {
 	struct conn_settings set = { .service = "test", .write_hiwat = 4096 };
@@ -514,6 +548,7 @@ int main(void)
 		cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_busy_client_gone),
 		cmocka_unit_test(test_busy_resumes_input),
+		cmocka_unit_test(test_staged_output_order),
 		cmocka_unit_test(test_output_backpressure),
 		cmocka_unit_test(test_pacing),
 		cmocka_unit_test(test_timeout_farewell),
