@@ -198,10 +198,13 @@ static void test_greet_echo_close(void **st)
 
 	test_setup_srv(&t, &set);
 	fd = test_connect(&t, "192.0.2.1");
-	assert_int_equal(write(fd, "a\nb\nQUIT\nafter\n", 15), 15);
+	assert_int_equal(write(fd, "a\nSTAGE\nb\nQUIT\nafter\n", 21), 21);
 	test_pump(&t, 50);
 	test_read(fd, buf, sizeof(buf), &eof);
-	assert_string_equal(buf, "HELLO 192.0.2.1\nOK a\nOK b\nBYE\n");
+	/* STAGE's three pieces in order (conn_flush() before the direct
+	 * add), and what it gathered counted as queued meanwhile */
+	assert_string_equal(buf, "HELLO 192.0.2.1\nOK a\nABC\nOK b\nBYE\n");
+	assert_int_equal(t.staged, 1);
 	/* the reply is out and the write side shut (FIN), the pipelined
 	 * "after" is read and dropped until the client closes: no reset */
 	assert_int_equal(eof, 1);
@@ -331,28 +334,6 @@ static void test_busy_resumes_input(void **st)
 	test_pump(&t, 30);
 	test_read(fd, buf, sizeof(buf), &eof);
 	assert_string_equal(buf, "OK next\n");
-	close(fd);
-	test_pump(&t, 30);
-	assert_int_equal(t.closed, 1);
-	test_teardown_srv(&t);
-}
-
-static void test_staged_output_order(void **st)
-{
-	struct conn_settings set = { .service = "test" };
-	struct test_ctx t;
-	char buf[256];
-	int fd, eof;
-
-	test_setup_srv(&t, &set);
-	fd = test_connect(&t, "192.0.2.1");
-	assert_int_equal(write(fd, "STAGE\nping\nQUIT\n", 17), 17);
-	test_pump(&t, 50);
-	test_read(fd, buf, sizeof(buf), &eof);
-	assert_int_equal(t.staged, 1);
-	/* greeting, the three pieces in order, the pipelined line, the
-	 * farewell written just before the close */
-	assert_string_equal(buf, "HELLO 192.0.2.1\nABC\nOK ping\nBYE\n");
 	close(fd);
 	test_pump(&t, 30);
 	assert_int_equal(t.closed, 1);
@@ -548,7 +529,6 @@ int main(void)
 		cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_busy_client_gone),
 		cmocka_unit_test(test_busy_resumes_input),
-		cmocka_unit_test(test_staged_output_order),
 		cmocka_unit_test(test_output_backpressure),
 		cmocka_unit_test(test_pacing),
 		cmocka_unit_test(test_timeout_farewell),
