@@ -162,6 +162,12 @@ static int sub_main_checkpass(void *arg, const char *user, const char *pass)
 	}
 }
 
+/* A listen setting that opens a port ("" or "no" = off). */
+static int sub_main_listens(const char *spec)
+{
+	return *spec != '\0' && strcasecmp(spec, "no") != 0;
+}
+
 /* "587", "127.0.0.1:5587", "[::1]:5587"; "" or "no" = off. */
 static int sub_main_bind(const char *spec, int *fds, int max, struct err *err)
 {
@@ -169,7 +175,7 @@ static int sub_main_bind(const char *spec, int *fds, int max, struct err *err)
 	const char *colon = strrchr(spec, ':');
 	long port;
 
-	if (*spec == '\0' || strcasecmp(spec, "no") == 0)
+	if (!sub_main_listens(spec))
 		return 0;
 	if (colon == NULL || (spec[0] == '[' && colon < strchr(spec, ']'))) {
 		if (cfg_parse_int(spec, &port) < 0 || port < 1 || port > 65535)
@@ -296,7 +302,8 @@ static void sub_main_tls_auth(struct sub_main *m)
 		m->tls = tls_server_ctx(var_tls_cert, var_tls_key, &err);
 		if (m->tls == NULL)
 			sub_main_fatal("smtpd_tls_cert_file", &err);
-	} else if (m->nfds[1] > 0 || m->nfds[2] > 0 ||
+	} else if (sub_main_listens(var_smtps_listen) ||
+		   sub_main_listens(var_intake_listen) ||
 		   strcasecmp(var_tls_level, "encrypt") == 0) {
 		err_set(&err, 0, "smtpd_tls_cert_file is required for "
 			"smtps_listen, intake_listen and level encrypt");
@@ -446,9 +453,11 @@ int main(int argc, char **argv)
 	m.srv.base = m.base;
 	sub_main_policy(&m.srv);
 	sub_main_maps(&m.srv);
-	sub_main_bind_all(&m);
 	sub_main_tls_auth(&m);
 	sub_main_redis(&m);
+	/* the ports open once the configuration is known good: a daemon
+	 * about to exit over a bad setting never takes a connection */
+	sub_main_bind_all(&m);
 	if (priv_drop(var_mail_owner, &err) < 0)
 		sub_main_fatal("mail_owner", &err);
 	m.srv.pool = work_pool_new(m.base, (int)var_threads, &err);

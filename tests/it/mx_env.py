@@ -77,9 +77,11 @@ class MX:
                 raise RuntimeError("mx-relay exited %s: %s" %
                                    (self.proc.returncode, self.logtext()))
             if "daemon started" in self.logtext():
+                # the probe outwaits a postscreen_greet_wait (1s in the
+                # tests that set one): an equal timeout raced the banner
                 try:
                     with socket.create_connection(("127.0.0.1", self.port),
-                                                  timeout=1) as s:
+                                                  timeout=5) as s:
                         s.recv(512)
                     return
                 except OSError:
