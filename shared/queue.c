@@ -46,13 +46,11 @@ struct queue {
 
 /* ---- Lua scripts -------------------------------------------------------- */
 
-/* Fields go in one HSET per 200 pairs: each redis.call costs a few
- * microseconds of its own, and one HSET per field made the put script
- * the larger part of Redis's time per message (issue 12). */
-
 /* KEYS: msg, data, sched, hold. ARGV: qid, score, data, field, value,
- * ... A message put with state "hold" (a milter's QUARANTINE) goes into
- * the hold set instead of the schedule, as "postsuper -h" would leave it. */
+ * ... (set in one HSET per 200 pairs: every redis.call has a cost of
+ * its own, and one per field was most of the script's calls). A message
+ * put with state "hold" (a milter's QUARANTINE) goes into the hold set
+ * instead of the schedule, as "postsuper -h" would leave it. */
 static const char queue_lua_put[] =
 	"if redis.call('EXISTS', KEYS[1]) == 1 then "
 	"  return redis.error_reply('EXISTS queue id already queued') end "

@@ -165,9 +165,8 @@ static void smtpc_send_line(struct smtpc *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void smtpc_send_line(struct smtpc *c, const char *fmt, ...)
 {
-	va_list ap;
-
 	struct evbuffer *stage = smtpc_stage(c);
+	va_list ap;
 
 	va_start(ap, fmt);
 	evbuffer_add_vprintf(stage, fmt, ap);
