@@ -67,7 +67,11 @@ class MX:
             [os.path.join(self.build, "mx-relay"), "-c", self.dir],
             stdout=self.log, stderr=subprocess.STDOUT)
         if wait:
-            self.wait_listening()
+            try:
+                self.wait_listening()
+            except RuntimeError:
+                self.stop()   # no daemon outlives a failed start
+                raise
         return self
 
     def wait_listening(self, timeout=20.0):
