@@ -404,6 +404,11 @@ void conn_flush(struct conn *c)
 			conn_send_now(stage, fd);
 		if (evbuffer_get_length(stage) > 0)
 			evbuffer_add_buffer(out, stage);
+		/* paused over output that has all left already: no drain
+		 * will call conn_write_cb, so look again from the loop */
+		if ((c->flags & CONN_F_OUT_PAUSE) &&
+		    evbuffer_get_length(out) == 0)
+			conn_wake(c, 0);
 	}
 	evbuffer_free(stage);
 }

@@ -819,6 +819,15 @@ def smtp_lines(sock, n):
     return out, buf
 
 
+def ehlo_session(port):
+    """A raw socket to port, past the banner and EHLO."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=60)
+    smtp_lines(c, 1)
+    c.sendall(b"EHLO client.example\r\n")
+    smtp_lines(c, 1)
+    return c
+
+
 def test_data_stage_refusal_answers_data_before_354(mx_factory):
     """Postfix sends the milters' DATA event when the client sends DATA:
     a REPLYCODE there is the answer to DATA (no 354), even with MAIL, RCPT
@@ -828,11 +837,7 @@ def test_data_stage_refusal_answers_data_before_354(mx_factory):
                              mpkt(b"t")])
     try:
         mx = mx_factory(smtpd_milters=m.spec)
-        with socket.create_connection(("127.0.0.1", mx.port),
-                                      timeout=60) as c:
-            smtp_lines(c, 1)
-            c.sendall(b"EHLO client.example\r\n")
-            smtp_lines(c, 1)
+        with ehlo_session(mx.port) as c:
             c.sendall(b"MAIL FROM:<someone@example.net>\r\n"
                       b"RCPT TO:<alice@demo.test>\r\nDATA\r\n")
             r, rest = smtp_lines(c, 3)
@@ -884,11 +889,7 @@ def test_data_stage_refusal_at_first_bdat(mx_factory):
         mx = mx_factory(smtpd_milters=m.spec)
         body = message("someone@example.net", "alice@demo.test",
                        "chunked").encode()
-        with socket.create_connection(("127.0.0.1", mx.port),
-                                      timeout=60) as c:
-            smtp_lines(c, 1)
-            c.sendall(b"EHLO client.example\r\n")
-            smtp_lines(c, 1)
+        with ehlo_session(mx.port) as c:
             c.sendall(b"MAIL FROM:<someone@example.net>\r\n"
                       b"RCPT TO:<alice@demo.test>\r\n"
                       b"BDAT %d LAST\r\n" % len(body) + body +

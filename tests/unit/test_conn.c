@@ -368,6 +368,33 @@ static void test_output_backpressure(void **st)
 	test_teardown_srv(&t);
 }
 
+/* Output over write_hiwat gathered in one callback pauses input; when
+ * the socket takes all of it at once, nothing is left for the
+ * bufferevent to drain, and input must still resume. */
+static void test_backpressure_sent_at_once(void **st)
+{
+	struct conn_settings set = { .service = "test", .write_hiwat = 4096 };
+	struct test_ctx t;
+	char buf[65536];
+	int fd, eof, i;
+	size_t got = 0;
+
+	test_setup_srv(&t, &set);
+	t.echo_bytes = 8192;       /* over the mark, under the socket buffer */
+	fd = test_connect(&t, "192.0.2.1");
+	assert_int_equal(write(fd, "x\nx\n", 4), 4);
+	for (i = 0; i < 20 && got < 2 * 8192 + 16; i++) {
+		test_pump(&t, 20);
+		got += test_read(fd, buf, sizeof(buf), &eof);
+	}
+	/* the greeting and both answers */
+	assert_int_equal(got, strlen("HELLO 192.0.2.1\n") + 2 * 8192);
+	assert_int_equal(t.inputs, 2);
+	close(fd);
+	test_pump(&t, 30);
+	test_teardown_srv(&t);
+}
+
 static void test_pacing(void **st)
 {
 	struct conn_settings set = { .service = "test", .max_cmds_per_sec = 3 };
@@ -530,6 +557,7 @@ int main(void)
 		cmocka_unit_test(test_busy_client_gone),
 		cmocka_unit_test(test_busy_resumes_input),
 		cmocka_unit_test(test_output_backpressure),
+		cmocka_unit_test(test_backpressure_sent_at_once),
 		cmocka_unit_test(test_pacing),
 		cmocka_unit_test(test_timeout_farewell),
 		cmocka_unit_test(test_busy_detached_timeout),
