@@ -36,7 +36,11 @@
    delivered, CPU per message of every server process plus rspamd's.
 CMP_ONLY=smtp,imap,mem,crash,rspamd picks sections (CMP_CRASH=mailpair,postfix);
 CMP_PERF=DIR records the mailpair servers with perf during the SMTP and
-IMAP runs and prints where their time went. Every server is private, on
+IMAP runs and prints where their time went (and Redis's commands per
+message); CMP_SUB=name=value,... adds settings to the mailpair's
+submission (e.g. delivery_worker_threads=4). A run starts at least
+CMP_SETTLE seconds (360) after the previous one removed its files (see
+REMOVE_AT_EXIT). Every server is private, on
 127.0.0.1 free ports, and stopped by PID at the end."""
 import os
 import re
@@ -71,12 +75,22 @@ IDLE = int(os.environ.get("CMP_IDLE", "2000"))
 IDLE_INC = int(os.environ.get("CMP_IDLE_INC", "50"))
 ONLY = set(os.environ.get("CMP_ONLY", "smtp,imap,mem,crash,rspamd").split(","))
 RSPAMD_N = int(os.environ.get("CMP_RSPAMD_N", "1000"))
+SUB_PARAMS = dict(kv.split("=", 1) for kv in os.environ.get("CMP_SUB", "").split(",") if kv)
 RSPAMD_WARM = 20
 PASS = "bench-pw"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 T = tempfile.mkdtemp(prefix="cmp-bench-", dir="/tmp")
 os.chmod(T, 0o755)
 CLEANUP = []
+# Files the cases wrote are removed only when the whole run is over. On an
+# ext4 without a journal (this machine's), creating a file scans past every
+# inode of its block group freed in the last 60 s, 360 s while their inode
+# table block is dirty (kernel recently_deleted()): a case run right after
+# thousands of files were removed nearby is up to three times slower, in
+# CPU per message, for reasons that are not its own.
+REMOVE_AT_EXIT = []
+SETTLE = int(os.environ.get("CMP_SETTLE", "360"))
+LAST_REMOVAL = "/tmp/cmp-bench-last-removal"
 
 
 class Cert:
@@ -140,7 +154,7 @@ class Mailpair:
         self.sub = SubEnv(BUILD, self.redis, cert, params={
             "smtpd_timeout": "600s",
             "smtpd_client_connection_count_limit": "0",
-            "smtpd_connection_limit": "0"})
+            "smtpd_connection_limit": "0", **SUB_PARAMS})
         maps = os.path.join(self.sub.etc, "relay_passwd")
         with open(maps, "w") as f:
             f.write("[127.0.0.1]:%d relay@mx.internal:relay-pw\n" % self.sub.intake_port)
@@ -176,9 +190,11 @@ class Mailpair:
         self.mx.start()
 
     def cleanup(self):
-        self.mx.cleanup()
-        self.sub.cleanup()
-        self.redis.cleanup()
+        """Stops the servers; their files go at the end of the run."""
+        self.mx.stop()
+        self.sub.stop()
+        self.redis.stop()
+        REMOVE_AT_EXIT.extend([self.sub.dir, self.mx.mapdir, self.redis.dir])
 
 
 class PostfixPair:
@@ -286,6 +302,15 @@ def smtp_case(name, pipe):
     dt = smtp_source(pipe.port, N, SESSIONS, SIZE)
     got, de = wait_count(pipe.newdir, N, t0)
     perf_stop(rec)
+    if PERF and isinstance(pipe, Mailpair):
+        r = subprocess.run(["redis-cli", "-s", pipe.redis.socket, "INFO", "commandstats"],
+                           capture_output=True, text=True)
+        say("  Redis commands per message (calls, usec per call):")
+        for ln in r.stdout.splitlines():
+            m = re.match(r"cmdstat_(\w+):calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)", ln)
+            if m and int(m.group(2)) >= N // 10:
+                say("    %-10s %5.2f per msg, %7.1f us" % (m.group(1), int(m.group(2)) / N,
+                                                       float(m.group(4))))
     cpu = pipe.cpu() - c0
     say("  %-9s MX accepted %d in %6.2f s: %7.0f msg/s; end to end %d in %6.2f s: "
         "%7.0f msg/s; CPU %.2f ms/msg (all server processes)"
@@ -294,10 +319,8 @@ def smtp_case(name, pipe):
 
 
 def section_smtp(cert):
-    """Both pipelines are removed only after both ran: on ext4 a file
-    created soon after many were deleted nearby costs more (the inode
-    allocator skips inodes freed in the last minute or more), so removing
-    the first run's thousands of files would slow the second run."""
+    """Mailpair first, then the Postfix pair, on the same load (their
+    files stay until the run ends: see REMOVE_AT_EXIT)."""
     say("--- SMTP: smtp-source, %d msgs of %d bytes, %d sessions, one connection per message,"
         " MX relaying to a second daemon that delivers to Maildir" % (N, SIZE, SESSIONS))
     pipes = [Mailpair(cert)]
@@ -422,6 +445,11 @@ def imaptest(binary, port, args, secs):
     return ops, errs
 
 
+def retire_mra(mra):
+    mra.stop()
+    REMOVE_AT_EXIT.append(mra.dir)
+
+
 def section_imap(cert):
     binary = imaptest_bin()
     if binary is None:
@@ -466,7 +494,7 @@ def section_imap(cert):
                 % (title, ratio(res["mailpair"], res["dovecot"])))
     finally:
         dov.stop()
-        mra.cleanup()
+        retire_mra(mra)
 
 
 # ---- memory per idle TLS connection -----------------------------------------
@@ -579,7 +607,7 @@ def section_mem(cert):
                      lambda i: imaps_idle(mra.imaps_port, users[i % 10]),
                      lambda: pss_pid(mra.proc.pid))
     finally:
-        mra.cleanup()
+        retire_mra(mra)
     mp = Mailpair(cert).start()
     try:
         idle_measure("mx-relay: SMTP after STARTTLS + EHLO", IDLE,
@@ -708,6 +736,20 @@ def section_crash(cert):
         crash_case("postfix", PostfixPair(cert, "crash"))
 
 
+def settle():
+    """Wait until the previous run's removals no longer slow file creation
+    (see REMOVE_AT_EXIT); CMP_SETTLE=0 skips the wait."""
+    try:
+        with open(LAST_REMOVAL) as f:
+            age = time.time() - int(f.read())
+    except (OSError, ValueError):
+        return
+    wait = min(SETTLE, SETTLE - age)
+    if wait > 0:
+        say("  (waiting %.0f s: the previous bench removed its files %.0f s ago)" % (wait, age))
+        time.sleep(wait)
+
+
 def main():
     say("side by side (%d cores, loadavg %s; Redis appendfsync always; Postfix %s; Dovecot %s)"
         % (os.cpu_count(), open("/proc/loadavg").read().split()[0],
@@ -715,6 +757,7 @@ def main():
                           capture_output=True, text=True).stdout.strip() or "?",
            subprocess.run(["/usr/sbin/dovecot", "--version"],
                           capture_output=True, text=True).stdout.strip() or "?"))
+    settle()
     cert = Cert(T)
     ok = True
     try:
@@ -733,7 +776,10 @@ def main():
                 c.cleanup()
             except Exception:  # noqa: BLE001
                 pass
-        shutil.rmtree(T, ignore_errors=True)
+        for d in REMOVE_AT_EXIT + [T]:
+            shutil.rmtree(d, ignore_errors=True)
+        with open(LAST_REMOVAL, "w") as f:
+            f.write("%d\n" % time.time())
     return 0 if ok else 1
 
 
