@@ -150,7 +150,7 @@ def smtp_source(port, n, sessions, size):
 
 class Mailpair:
     def __init__(self, cert, **mx_params):
-        self.redis = servers.Redis(base=os.path.join(T, "redis-%d" % len(CLEANUP))).start()
+        self.redis = servers.Redis(base=tempfile.mkdtemp(prefix="redis-", dir=T)).start()
         self.sub = SubEnv(BUILD, self.redis, cert, params={
             "smtpd_timeout": "600s",
             "smtpd_client_connection_count_limit": "0",
