@@ -151,6 +151,14 @@ def smtp_source(port, n, sessions, size):
 class Mailpair:
     def __init__(self, cert, **mx_params):
         self.redis = servers.Redis(base=tempfile.mkdtemp(prefix="redis-", dir=T)).start()
+        try:
+            self._configure(cert, mx_params)
+        except BaseException:
+            self.redis.stop()
+            raise
+        CLEANUP.append(self)
+
+    def _configure(self, cert, mx_params):
         self.sub = SubEnv(BUILD, self.redis, cert, params={
             "smtpd_timeout": "600s",
             "smtpd_client_connection_count_limit": "0",
@@ -170,7 +178,6 @@ class Mailpair:
                      servers.free_port(), tls=cert, users=["bob@demo.test"], **p)
         self.port = self.mx.port
         self.newdir = os.path.join(self.sub.maildir("bob@demo.test"), "new")
-        CLEANUP.append(self)
 
     def start(self):
         self.sub.start()

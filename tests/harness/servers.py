@@ -111,16 +111,30 @@ class Redis:
         return "%s:%d" % (self.host, self.port)
 
     def start(self):
+        """A server that does not come up is stopped before the error is
+        raised (it must not outlive the test that started it)."""
         self.proc = subprocess.Popen(["redis-server", self.conf],
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self):
         deadline = time.time() + 20
         while time.time() < deadline:
             try:
                 if self.command("PING") == "PONG":
-                    return self
+                    return
             except OSError:
                 pass
+            except RuntimeError as e:
+                # "-LOADING": a restart still reading its AOF
+                if not str(e).startswith("LOADING"):
+                    raise
             if self.proc.poll() is not None:
                 raise RuntimeError("redis-server exited: see %s/redis.log" % self.dir)
             time.sleep(0.05)
