@@ -586,8 +586,7 @@ static void pop3_cmd_pass(struct pop3_session *s, const struct pop3_cmd *c)
 static struct sasl_glue_server *pop3_sasl_new(struct pop3_session *s)
 {
 	struct err err;
-	struct bufferevent *bev = conn_bev(s->c);
-	int ssf = conn_tls(s->c) && bev != NULL ? tls_ssf(bev) : 0;
+	int ssf = tls_srv_ssf(conn_tls_srv(s->c));
 
 	return sasl_glue_server_new("pop", s->srv->set->hostname,
 	                            conn_local_ipport(s->c),

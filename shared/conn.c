@@ -24,16 +24,6 @@
 #include "sasl_glue.h"
 #include "tls.h"
 
-/* How much libevent's OpenSSL bufferevent reserves for one SSL_read.
- * It reserves (read watermark - buffered) bytes, capped by this, and the
- * reservation stays allocated, empty, while the connection idles: with
- * the 64 KB watermark that was 43 KB PSS per idle client after STARTTLS
- * (make bench, 2,000 clients), 21 KB with this. 4 KB less libevent's
- * chain header fits one 4 KB chain (evbuffer rounds up to a power of
- * two); it goes on reading what OpenSSL has pending in the same loop
- * turn, so large bodies cost more calls but no more turns. */
-#define CONN_TLS_READ_MAX 3968
-
 #define CONN_MAX_LISTEN   16
 #define CONN_ADDR_BUCKETS 256
 #define CONN_POLL_MS      20
@@ -66,6 +56,8 @@ struct conn {
 	uint64_t id;
 	struct conn_server *srv;
 	struct bufferevent *bev;      /* NULL once the client is gone */
+	struct tls_srv *tls;          /* bev's TLS state, borrowed: set and
+	                                 cleared with bev; NULL: plain */
 	struct event *ev;             /* wake-ups: deferred input, pacing,
 	                                 flushing; made when first needed */
 	struct event *tmo;            /* stalled too long: BUSY (with
@@ -239,6 +231,7 @@ uint64_t conn_id(const struct conn *c) { return c->id; }
 struct conn_server *conn_server(const struct conn *c) { return c->srv; }
 enum conn_state conn_state(const struct conn *c) { return c->state; }
 struct bufferevent *conn_bev(const struct conn *c) { return c->bev; }
+struct tls_srv *conn_tls_srv(const struct conn *c) { return c->tls; }
 const char *conn_addr(const struct conn *c) { return c->addr; }
 int conn_port(const struct conn *c) { return c->port; }
 const char *conn_local_ipport(const struct conn *c) { return c->local_ipport; }
@@ -259,8 +252,11 @@ static void conn_update_read(struct conn *c)
 	if (c->bev == NULL)
 		return;
 	/* busy_detached: a BUSY conn reads on (into the buffer, up to
-	 * read_hiwat, not handed over) to see a client leave */
+	 * read_hiwat, not handed over) to see a client leave. A TLS
+	 * handshake reads whatever the state: the output waiting behind it
+	 * (a refusal's BYE, the greeting) leaves only once it is done. */
 	if ((c->flags & CONN_F_DRAIN) ||
+	    (c->tls != NULL && !tls_srv_done(c->tls)) ||
 	    ((c->state == CONN_ST_OPEN || (c->state == CONN_ST_BUSY &&
 	    c->srv->set.busy_detached)) &&
 	    !(c->flags & (CONN_F_OUT_PAUSE | CONN_F_PACE_PAUSE))))
@@ -647,7 +643,7 @@ void conn_close(struct conn *c)
 	c->linger_polls = 0;
 	conn_tmo_set(c, 0);
 	if (c->bev != NULL) {
-		bufferevent_disable(c->bev, EV_READ);
+		conn_update_read(c);
 		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 		bufferevent_enable(c->bev, EV_WRITE);
 	}
@@ -711,17 +707,18 @@ int conn_pace(struct conn *c)
 int conn_starttls(struct conn *c, struct err *err)
 {
 	struct bufferevent *tb;
+	struct tls_srv *ts;
 
 	if (c->srv->set.tls == NULL || c->bev == NULL || (c->flags & CONN_F_TLS))
 		return err_set(err, 0, "TLS not available");
 	conn_flush(c);   /* "220 Ready to start TLS" leaves in plaintext */
 	evbuffer_drain(bufferevent_get_input(c->bev),
 	               evbuffer_get_length(bufferevent_get_input(c->bev)));
-	tb = tls_bev_starttls_server(c->bev, c->srv->set.tls, err);
+	tb = tls_bev_starttls_server(c->bev, c->srv->set.tls, &ts, err);
 	if (tb == NULL)
 		return -1;
-	bufferevent_set_max_single_read(tb, CONN_TLS_READ_MAX);
 	c->bev = tb;
+	c->tls = ts;
 	c->flags |= CONN_F_TLS;
 	return 0;
 }
@@ -760,8 +757,10 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 	char tlswhy[128], why[160];
 
-	if (what & BEV_EVENT_CONNECTED)
+	if (what & BEV_EVENT_CONNECTED) {
+		conn_update_read(c);      /* the handshake no longer reads */
 		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		if (c->state == CONN_ST_OPEN) {
 			conn_timed_out(c);
@@ -777,8 +776,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	c->gone_code = 1;
 	c->why = "lost connection";
 	why[0] = '\0';
-	if ((what & BEV_EVENT_ERROR) && tls_bev_is_tls(bev) &&
-	    tls_bev_error(bev, tlswhy, sizeof(tlswhy))[0] != '\0') {
+	if ((what & BEV_EVENT_ERROR) && c->tls != NULL &&
+	    tls_srv_error(c->tls, tlswhy, sizeof(tlswhy))[0] != '\0') {
 		snprintf(why, sizeof(why), "TLS error: %s", tlswhy);
 		c->why = "TLS error";
 	}
@@ -787,6 +786,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		c->flags |= CONN_F_GONE;
 		bufferevent_free(c->bev);
 		c->bev = NULL;
+		c->tls = NULL;
 		return;
 	}
 	if (why[0] != '\0' && c->in_cb == 0)
@@ -802,7 +802,8 @@ static int conn_setup_bev(struct conn *c, int fd, int flags, struct err *err)
 	struct timeval tv = { srv->set.timeout, 0 };
 
 	if (flags & CONN_LISTEN_TLS) {
-		c->bev = tls_bev_accept(srv->base, fd, srv->set.tls, err);
+		c->bev = tls_bev_accept(srv->base, fd, srv->set.tls, &c->tls,
+		                        err);
 		c->flags |= CONN_F_TLS | CONN_F_IMPLICIT;
 	} else {
 		c->bev = bufferevent_socket_new(srv->base, fd,
@@ -815,9 +816,10 @@ static int conn_setup_bev(struct conn *c, int fd, int flags, struct err *err)
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb,
 	                  c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, srv->set.read_hiwat);
-	/* bodies and literals come in large pieces: fewer loop turns */
-	bufferevent_set_max_single_read(c->bev, (c->flags & CONN_F_TLS) ?
-	                                CONN_TLS_READ_MAX : srv->set.read_hiwat);
+	/* bodies and literals come in large pieces: fewer loop turns (a
+	 * TLS filter's socket reads what the kernel holds, at most 16 KB) */
+	if (!(c->flags & CONN_F_TLS))
+		bufferevent_set_max_single_read(c->bev, srv->set.read_hiwat);
 	if (srv->set.timeout > 0)
 		bufferevent_set_timeouts(c->bev, &tv, NULL);
 	bufferevent_enable(c->bev, EV_WRITE);

@@ -17,6 +17,7 @@
 
 struct event_base;
 struct bufferevent;
+struct tls_srv;
 struct conn;
 struct conn_server;
 
@@ -122,6 +123,9 @@ enum conn_state conn_state(const struct conn *c);
 /* The bufferevent: it changes at conn_starttls(); NULL once the client
  * is gone (a BUSY conn whose client left). */
 struct bufferevent *conn_bev(const struct conn *c);
+/* The connection's TLS state (tls.h's tls_srv_* answer from it), NULL
+ * while in plaintext or once the client is gone. */
+struct tls_srv *conn_tls_srv(const struct conn *c);
 const char *conn_addr(const struct conn *c);          /* "192.0.2.1" */
 int conn_port(const struct conn *c);
 const char *conn_local_ipport(const struct conn *c);  /* "a.b.c.d;port" */

@@ -794,7 +794,7 @@ static int smtpd_received(struct smtpd_session *s)
 	               s->xf[SMTPD_XF_HELO] != NULL ? s->xf[SMTPD_XF_HELO] :
 	               s->helo, smtpd_client_name(s), smtpd_client_addr(s)) < 0)
 		return -1;
-	if (tls_describe(conn_bev(s->conn), tls, sizeof(tls)) > 0 &&
+	if (tls_srv_describe(conn_tls_srv(s->conn), tls, sizeof(tls)) > 0 &&
 	    buf_printf(&s->msg, "\t(using %s)\r\n", tls) < 0)
 		return -1;
 	if (buf_printf(&s->msg, "\tby %s (%s) with %s id %s\r\n",
@@ -1005,7 +1005,7 @@ static const char *smtpd_mechs(struct smtpd_session *s)
 	if (srv->mechs[tls] != NULL)
 		return srv->mechs[tls];
 	g = sasl_glue_server_new(srv->set.sasl_service, srv->set.myhostname,
-	                         NULL, NULL, tls ? tls_ssf(conn_bev(s->conn)) :
+	                         NULL, NULL, tls ? tls_srv_ssf(conn_tls_srv(s->conn)) :
 	                         0, &err);
 	if (g == NULL) {
 		log_warn("SASL: %s", err.msg);
@@ -1703,7 +1703,7 @@ static void smtpd_auth_start(struct smtpd_session *s)
 	sasl_glue_server_free(s->sasl);
 	s->sasl = sasl_glue_server_new(set->sasl_service, set->myhostname,
 	                               lip[0] ? lip : NULL, rip[0] ? rip : NULL,
-	                               tls_ssf(conn_bev(s->conn)), &err);
+	                               tls_srv_ssf(conn_tls_srv(s->conn)), &err);
 	if (s->sasl != NULL && set->sasl_options != NULL &&
 	    sasl_glue_server_set_options(s->sasl, set->sasl_options, &err) < 0) {
 		sasl_glue_server_free(s->sasl);
@@ -1942,24 +1942,6 @@ static void smtpd_milter_job_free(struct smtpd_milter_job *j)
 	free(j);
 }
 
-/* The CN of a verified client certificate's subject or issuer. */
-static void smtpd_cert_cn(X509_NAME *n, char *out, size_t len)
-{
-	int i = n != NULL ? X509_NAME_get_index_by_NID(n, NID_commonName, -1) :
-	        -1;
-	ASN1_STRING *d;
-	unsigned char *u = NULL;
-	int ulen;
-
-	out[0] = '\0';
-	if (i < 0 ||
-	    (d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, i))) == NULL ||
-	    (ulen = ASN1_STRING_to_UTF8(&u, d)) < 0)
-		return;
-	snprintf(out, len, "%.*s", ulen, (const char *)u);
-	OPENSSL_free(u);
-}
-
 /* A sender's or recipient's domain: Postfix's next hop for "smtp" when
  * the daemon did not say (smtpd_set_route). */
 static const char *smtpd_domain_of(const char *a)
@@ -1974,9 +1956,9 @@ static int smtpd_milter_env(struct smtpd_session *s,
                             struct smtpd_milter_job *j)
 {
 	const char *v[SMTPD_MJ_N] = { NULL };
-	char daddr[64], subj[256], iss[256];
+	char daddr[64];
 	const char *semi;
-	SSL *ssl;
+	struct tls_srv *ts;
 	int i, bits = 0;
 
 	snprintf(daddr, sizeof(daddr), "%s", conn_local_ipport(s->conn));
@@ -1990,23 +1972,14 @@ static int smtpd_milter_env(struct smtpd_session *s,
 	v[SMTPD_MJ_QID] = s->qid[0] != '\0' ? s->qid : NULL;
 	v[SMTPD_MJ_AUTH] = s->auth_user;
 	v[SMTPD_MJ_MECH] = s->auth_user != NULL ? s->auth_type : NULL;
-	ssl = conn_tls(s->conn) ?
-	      bufferevent_openssl_get_ssl(conn_bev(s->conn)) : NULL;
-	if (ssl != NULL) {
-		X509 *peer = SSL_get0_peer_certificate(ssl);
-
-		v[SMTPD_MJ_TLSV] = SSL_get_version(ssl);
-		v[SMTPD_MJ_CIPHER] = SSL_get_cipher_name(ssl);
-		bits = SSL_get_cipher_bits(ssl, NULL);
-		/* Postfix: only a certificate that verified */
-		if (peer != NULL && SSL_get_verify_result(ssl) == X509_V_OK) {
-			smtpd_cert_cn(X509_get_subject_name(peer), subj,
-			              sizeof(subj));
-			smtpd_cert_cn(X509_get_issuer_name(peer), iss, sizeof(iss));
-			v[SMTPD_MJ_CSUBJ] = subj[0] != '\0' ? subj : NULL;
-			v[SMTPD_MJ_CISS] = iss[0] != '\0' ? iss : NULL;
-		}
+	ts = conn_tls_srv(s->conn);
+	if (tls_srv_done(ts)) {
+		v[SMTPD_MJ_TLSV] = tls_srv_version(ts);
+		v[SMTPD_MJ_CIPHER] = tls_srv_cipher(ts);
+		bits = tls_srv_ssf(ts);
 	}
+	/* {cert_subject} and {cert_issuer} stay unset: the server never
+	 * asks for a client certificate */
 	v[SMTPD_MJ_SENDER] = s->sender;
 	v[SMTPD_MJ_RCPT] = s->pending;
 	v[SMTPD_MJ_PTR] = s->xf[SMTPD_XF_ADDR] == NULL ? s->rptr : NULL;

@@ -1,8 +1,9 @@
-/* tls: OpenSSL contexts and libevent's bufferevent_openssl for implicit TLS
- * and STARTTLS. A context is built once per daemon at start-up; each
- * bufferevent made here owns its SSL. A server context can be reloaded
- * (SIGHUP): it then hands new handshakes to a newer context that it owns
- * (see tls_server_ctx_reload). Loop thread only. */
+/* tls: OpenSSL contexts, and libevent's bufferevent_openssl for the client
+ * side of implicit TLS and STARTTLS (the server side is tls_srv.c). A
+ * context is built once per daemon at start-up; each bufferevent made here
+ * owns its SSL. A server context can be reloaded (SIGHUP): it then hands
+ * new handshakes to a newer context that it owns (see
+ * tls_server_ctx_reload). Loop thread only. */
 #include <pthread.h>
 #include <string.h>
 #include <sys/time.h>
@@ -16,10 +17,13 @@
 #include <event2/event.h>
 #include "tls.h"
 
-/* TLS 1.2 suites: forward secrecy and AEAD only (RFC 7525 §4.2). TLS 1.3
- * suites are OpenSSL's defaults, which are all fine. */
+/* TLS 1.2 suites: forward secrecy and AEAD only (RFC 7525 §4.2). */
 #define TLS_CIPHERS_12 "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:" \
 	"!aNULL:!eNULL:!PSK:!SRP"
+
+/* TLS 1.3 suites of a server: OpenSSL's defaults, in its order */
+#define TLS_SUITES_13 "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:" \
+	"TLS_AES_128_GCM_SHA256"
 
 static int tls_ssl_err(struct err *err, const char *what, const char *arg)
 {
@@ -118,6 +122,14 @@ SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file,
 		return NULL;
 	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_dh_auto(ctx, 1);
+	/* OpenSSL's default TLS 1.3 suites, named so that a changed default
+	 * cannot bring one tls13_rec does not do (tls_srv.c); the key log
+	 * is how tls_srv gets the traffic secrets */
+	if (SSL_CTX_set_ciphersuites(ctx, TLS_SUITES_13) != 1) {
+		tls_ssl_err(err, "TLS 1.3 suites", NULL);
+		goto fail;
+	}
+	SSL_CTX_set_keylog_callback(ctx, tls_srv_keylog);
 	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
 		tls_ssl_err(err, "certificate", cert_file);
@@ -242,8 +254,7 @@ static int tls_ssl_set_peer(SSL *ssl, const char *sni, struct err *err)
 	return 0;
 }
 
-static SSL *tls_ssl_new(SSL_CTX *ctx, const char *sni, int client,
-			struct err *err)
+static SSL *tls_ssl_new(SSL_CTX *ctx, const char *sni, struct err *err)
 {
 	SSL *ssl;
 
@@ -256,26 +267,24 @@ static SSL *tls_ssl_new(SSL_CTX *ctx, const char *sni, int client,
 		tls_ssl_err(err, "SSL_new", NULL);
 		return NULL;
 	}
-	if (client && tls_ssl_set_peer(ssl, sni, err) < 0) {
+	if (tls_ssl_set_peer(ssl, sni, err) < 0) {
 		SSL_free(ssl);
 		return NULL;
 	}
 	return ssl;
 }
 
-static struct bufferevent *tls_bev_socket(struct event_base *base,
-					  evutil_socket_t fd, SSL_CTX *ctx,
-					  const char *sni, int client,
-					  struct err *err)
+struct bufferevent *tls_bev_connect(struct event_base *base,
+				    evutil_socket_t fd, SSL_CTX *ctx,
+				    const char *sni, struct err *err)
 {
 	struct bufferevent *bev;
-	SSL *ssl = tls_ssl_new(ctx, sni, client, err);
+	SSL *ssl = tls_ssl_new(ctx, sni, err);
 
 	if (ssl == NULL)
 		return NULL;
-	bev = bufferevent_openssl_socket_new(base, fd, ssl, client ?
-					     BUFFEREVENT_SSL_CONNECTING :
-					     BUFFEREVENT_SSL_ACCEPTING,
+	bev = bufferevent_openssl_socket_new(base, fd, ssl,
+					     BUFFEREVENT_SSL_CONNECTING,
 					     BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		err_set(err, 1, "tls: cannot make a TLS bufferevent");
@@ -285,32 +294,7 @@ static struct bufferevent *tls_bev_socket(struct event_base *base,
 	return bev;
 }
 
-struct bufferevent *tls_bev_accept(struct event_base *base,
-				   evutil_socket_t fd, SSL_CTX *ctx,
-				   struct err *err)
-{
-	return tls_bev_socket(base, fd, ctx, NULL, 0, err);
-}
-
-struct bufferevent *tls_bev_connect(struct event_base *base,
-				    evutil_socket_t fd, SSL_CTX *ctx,
-				    const char *sni, struct err *err)
-{
-	return tls_bev_socket(base, fd, ctx, sni, 1, err);
-}
-
-/* What the session set on its plain bufferevent, moved to the TLS one. */
-struct tls_bev_state {
-	bufferevent_data_cb rcb, wcb;
-	bufferevent_event_cb ecb;
-	void *arg;
-	size_t rlow, rhigh, wlow, whigh;
-	struct timeval tr, tw;
-	short enabled;
-};
-
-static void tls_bev_state_get(struct bufferevent *bev,
-			      struct tls_bev_state *st)
+void tls_bev_state_get(struct bufferevent *bev, struct tls_bev_state *st)
 {
 	memset(st, 0, sizeof(*st));
 	bufferevent_getcb(bev, &st->rcb, &st->wcb, &st->ecb, &st->arg);
@@ -321,8 +305,8 @@ static void tls_bev_state_get(struct bufferevent *bev,
 	st->enabled = bufferevent_get_enabled(bev);
 }
 
-static void tls_bev_state_set(struct bufferevent *bev,
-			      const struct tls_bev_state *st)
+void tls_bev_state_set(struct bufferevent *bev,
+		       const struct tls_bev_state *st)
 {
 	bufferevent_setcb(bev, st->rcb, st->wcb, st->ecb, st->arg);
 	bufferevent_setwatermark(bev, EV_READ, st->rlow, st->rhigh);
@@ -334,7 +318,7 @@ static void tls_bev_state_set(struct bufferevent *bev,
 
 static struct bufferevent *tls_bev_filter(struct bufferevent *plain,
 					  SSL_CTX *ctx, const char *sni,
-					  int client, struct err *err)
+					  struct err *err)
 {
 	struct tls_bev_state st;
 	struct bufferevent *bev;
@@ -344,7 +328,7 @@ static struct bufferevent *tls_bev_filter(struct bufferevent *plain,
 		err_set(err, 0, "tls: STARTTLS on a connection already in TLS");
 		return NULL;
 	}
-	ssl = tls_ssl_new(ctx, sni, client, err);
+	ssl = tls_ssl_new(ctx, sni, err);
 	if (ssl == NULL)
 		return NULL;
 	tls_bev_state_get(plain, &st);
@@ -354,9 +338,8 @@ static struct bufferevent *tls_bev_filter(struct bufferevent *plain,
 	bufferevent_setwatermark(plain, EV_READ | EV_WRITE, 0, 0);
 	bufferevent_set_timeouts(plain, NULL, NULL);
 	bev = bufferevent_openssl_filter_new(bufferevent_get_base(plain),
-					     plain, ssl, client ?
-					     BUFFEREVENT_SSL_CONNECTING :
-					     BUFFEREVENT_SSL_ACCEPTING,
+					     plain, ssl,
+					     BUFFEREVENT_SSL_CONNECTING,
 					     BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		tls_bev_state_set(plain, &st);
@@ -366,19 +349,6 @@ static struct bufferevent *tls_bev_filter(struct bufferevent *plain,
 	tls_bev_state_set(bev, &st);
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	return bev;
-}
-
-struct bufferevent *tls_bev_starttls_server(struct bufferevent *plain,
-					    SSL_CTX *ctx, struct err *err)
-{
-	if (plain == NULL)
-		return tls_bev_filter(plain, ctx, NULL, 0, err);
-	/* RFC 3207 §4.2 and RFC 2595 §3.1: forget everything the client
-	 * sent before the handshake, including commands pipelined after
-	 * STARTTLS (CVE-2011-0411). */
-	evbuffer_drain(bufferevent_get_input(plain),
-		       evbuffer_get_length(bufferevent_get_input(plain)));
-	return tls_bev_filter(plain, ctx, NULL, 0, err);
 }
 
 struct bufferevent *tls_bev_starttls_client(struct bufferevent *plain,
@@ -391,7 +361,7 @@ struct bufferevent *tls_bev_starttls_client(struct bufferevent *plain,
 		evbuffer_drain(bufferevent_get_input(plain),
 			       evbuffer_get_length(
 				       bufferevent_get_input(plain)));
-	return tls_bev_filter(plain, ctx, sni, 1, err);
+	return tls_bev_filter(plain, ctx, sni, err);
 }
 
 int tls_bev_is_tls(struct bufferevent *bev)
@@ -412,25 +382,33 @@ static SSL *tls_bev_ssl_ready(struct bufferevent *bev)
 	return ssl;
 }
 
-int tls_describe(struct bufferevent *bev, char *out, size_t n)
+int tls_describe_cipher(const char *version, const SSL_CIPHER *cipher,
+			char *out, size_t n)
 {
-	SSL *ssl = tls_bev_ssl_ready(bev);
 	int bits, alg_bits = 0, len;
 
 	if (n == 0)
 		return 0;
 	out[0] = '\0';
-	if (ssl == NULL)
+	if (version == NULL || cipher == NULL)
 		return 0;
-	bits = SSL_get_cipher_bits(ssl, &alg_bits);
-	len = snprintf(out, n, "%s with cipher %s (%d/%d bits)",
-		       SSL_get_version(ssl), SSL_get_cipher_name(ssl), bits,
-		       alg_bits);
+	bits = SSL_CIPHER_get_bits(cipher, &alg_bits);
+	len = snprintf(out, n, "%s with cipher %s (%d/%d bits)", version,
+		       SSL_CIPHER_get_name(cipher), bits, alg_bits);
 	if (len < 0) {
 		out[0] = '\0';
 		return 0;
 	}
 	return (size_t)len < n ? len : (int)n - 1;
+}
+
+int tls_describe(struct bufferevent *bev, char *out, size_t n)
+{
+	SSL *ssl = tls_bev_ssl_ready(bev);
+
+	return tls_describe_cipher(ssl != NULL ? SSL_get_version(ssl) : NULL,
+				   ssl != NULL ? SSL_get_current_cipher(ssl) :
+				   NULL, out, n);
 }
 
 int tls_ssf(struct bufferevent *bev)

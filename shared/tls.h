@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 #include <openssl/ssl.h>
+#include <sys/time.h>
+#include <event2/bufferevent.h>
 #include <event2/util.h>
 #include "err.h"
 
@@ -54,12 +56,17 @@ SSL_CTX *tls_client_ctx(const char *ca_file, int verify, struct err *err);
  *  - signals BEV_EVENT_CONNECTED when the handshake completes.
  * On failure they return NULL with err filled. */
 
+/* The server side of a connection in TLS (tls_srv.c). A struct tls_srv
+ * belongs to the bufferevent it was made with and is freed with it. */
+struct tls_srv;
+
 /* Implicit TLS, server side: handshake as server on an accepted fd. On
  * failure the fd is NOT closed (the caller still owns it). The caller sets
- * callbacks, watermarks and timeouts and enables EV_READ. */
+ * callbacks, watermarks and timeouts and enables EV_READ. *ts is set to
+ * the connection's TLS state (borrowed: valid while the bufferevent is). */
 struct bufferevent *tls_bev_accept(struct event_base *base,
 				   evutil_socket_t fd, SSL_CTX *ctx,
-				   struct err *err);
+				   struct tls_srv **ts, struct err *err);
 
 /* Implicit TLS, client side, on a connected (or connecting) fd; sni NULL:
  * no SNI and no name check. On failure the fd is NOT closed. */
@@ -84,15 +91,19 @@ struct bufferevent *tls_bev_connect(struct event_base *base,
  * plain's input buffer is drained here (the caller should already have
  * done so), and bytes still unread in the socket break the handshake.
  *
- * Client: call after reading the server's 220 to STARTTLS. sni as for
- * tls_bev_connect(). */
+ * Server: *ts as for tls_bev_accept(). Client: call after reading the
+ * server's 220 to STARTTLS. sni as for tls_bev_connect(). */
 struct bufferevent *tls_bev_starttls_server(struct bufferevent *plain,
-					    SSL_CTX *ctx, struct err *err);
+					    SSL_CTX *ctx,
+					    struct tls_srv **ts,
+					    struct err *err);
 struct bufferevent *tls_bev_starttls_client(struct bufferevent *plain,
 					    SSL_CTX *ctx, const char *sni,
 					    struct err *err);
 
-/* 1 when bev is one of the TLS bufferevents above, 0 otherwise. */
+/* The client side (tls_bev_connect, tls_bev_starttls_client). */
+
+/* 1 when bev is a client TLS bufferevent, 0 otherwise. */
 int tls_bev_is_tls(struct bufferevent *bev);
 
 /* Writes e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)"
@@ -111,5 +122,42 @@ int tls_peer_verified(struct bufferevent *bev);
  * "wrong version number", ...); "" when none. Call from the event
  * callback that got BEV_EVENT_ERROR. Returns out. */
 const char *tls_bev_error(struct bufferevent *bev, char *out, size_t n);
+
+/* The server side: the same questions about a struct tls_srv (NULL is
+ * "not TLS"). Before the handshake ends they answer as for no TLS. */
+int tls_srv_done(const struct tls_srv *ts);            /* handshake over */
+int tls_srv_describe(const struct tls_srv *ts, char *out, size_t n);
+int tls_srv_ssf(const struct tls_srv *ts);
+const char *tls_srv_version(const struct tls_srv *ts); /* "TLSv1.3" */
+const char *tls_srv_cipher(const struct tls_srv *ts);  /* OpenSSL's name */
+const char *tls_srv_error(const struct tls_srv *ts, char *out, size_t n);
+/* 1 once TLS 1.3 records are done without OpenSSL's SSL object (see
+ * tls_srv.c); 0 while OpenSSL does them (TLS 1.2). */
+int tls_srv_offloaded(const struct tls_srv *ts);
+
+/* Internal to tls.c and tls_srv.c. */
+
+/* What a session set on its plain bufferevent, moved to the TLS one at
+ * STARTTLS. */
+struct tls_bev_state {
+	bufferevent_data_cb rcb, wcb;
+	bufferevent_event_cb ecb;
+	void *arg;
+	size_t rlow, rhigh, wlow, whigh;
+	struct timeval tr, tw;
+	short enabled;
+};
+void tls_bev_state_get(struct bufferevent *bev, struct tls_bev_state *st);
+void tls_bev_state_set(struct bufferevent *bev,
+		       const struct tls_bev_state *st);
+
+/* "TLSv1.3 with cipher NAME (256/256 bits)" into out, for tls_describe
+ * and tls_srv_describe; 0 and "" when version or cipher is NULL. */
+int tls_describe_cipher(const char *version, const SSL_CIPHER *cipher,
+			char *out, size_t n);
+
+/* The server context's key log callback: it hands the TLS 1.3 traffic
+ * secrets to the connection's tls_srv (and writes no file). */
+void tls_srv_keylog(const SSL *ssl, const char *line);
 
 #endif

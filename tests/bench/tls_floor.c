@@ -1,7 +1,8 @@
 /* tls_floor: OpenSSL's own memory per live server-side TLS connection
- * (issue 12), without any of ours: the floor under our per-connection
- * figures. For TLS 1.3 and TLS 1.2 it does N handshakes over socketpairs
- * plus one record each way, then prints the live OpenSSL heap per
+ * (issue 12), without any of ours: what a connection that keeps its SSL
+ * pays (TLS 1.2; a TLS 1.3 one frees it after the handshake, see
+ * shared/tls_srv.c). For TLS 1.3 and TLS 1.2 it does N handshakes over
+ * socketpairs plus one record each way, then prints the live OpenSSL heap per
  * connection, by allocation site, and glibc's count as a cross-check.
  *
  *   tls_floor CERT KEY [N]        (N connections per version, default 500)

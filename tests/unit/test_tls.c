@@ -141,6 +141,7 @@ static int test_teardown(void **st)
 struct test_end {
 	struct test_conv *conv;
 	struct bufferevent *bev;
+	struct tls_srv *ts;          /* server end in TLS, else NULL */
 	int connected, error, eof;
 	char errtext[256];
 	char describe[128];
@@ -183,15 +184,24 @@ static void test_event(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		e->connected = 1;
-		e->ssf = tls_ssf(bev);
-		tls_describe(bev, e->describe, sizeof(e->describe));
+		if (e->ts != NULL) {
+			e->ssf = tls_srv_ssf(e->ts);
+			tls_srv_describe(e->ts, e->describe,
+					 sizeof(e->describe));
+		} else {
+			e->ssf = tls_ssf(bev);
+			tls_describe(bev, e->describe, sizeof(e->describe));
+		}
 		if (e == &e->conv->client)
 			bufferevent_write(bev, "EHLO client.test\r\n", 18);
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
 		e->error = 1;
-		tls_bev_error(bev, e->errtext, sizeof(e->errtext));
+		if (e->ts != NULL)
+			tls_srv_error(e->ts, e->errtext, sizeof(e->errtext));
+		else
+			tls_bev_error(bev, e->errtext, sizeof(e->errtext));
 	}
 	if (what & BEV_EVENT_EOF)
 		e->eof = 1;
@@ -208,9 +218,10 @@ static void test_server_read(struct bufferevent *bev, void *arg)
 
 	e->bev = bev;
 	while (test_readline(bev, e->line, sizeof(e->line))) {
-		if (strcmp(e->line, "STARTTLS") == 0 && !tls_bev_is_tls(bev)) {
+		if (strcmp(e->line, "STARTTLS") == 0 && e->ts == NULL) {
 			bufferevent_write(bev, "220 2.0.0 Ready\r\n", 17);
-			e->bev = tls_bev_starttls_server(bev, c->sctx, &err);
+			e->bev = tls_bev_starttls_server(bev, c->sctx, &e->ts,
+							 &err);
 			assert_non_null(e->bev);
 			bufferevent_getwatermark(e->bev, EV_READ, &low,
 						 &c->server_high);
@@ -277,7 +288,8 @@ static void test_run(struct test_conv *c)
 		c->client.bev = bufferevent_socket_new(c->base, sv[1],
 						       BEV_OPT_CLOSE_ON_FREE);
 	} else {
-		c->server.bev = tls_bev_accept(c->base, sv[0], c->sctx, &err);
+		c->server.bev = tls_bev_accept(c->base, sv[0], c->sctx,
+					       &c->server.ts, &err);
 		c->client.bev = tls_bev_connect(c->base, sv[1], c->cctx,
 						c->sni, &err);
 	}
@@ -342,6 +354,9 @@ static void test_implicit_tls(void **st)
 	assert_non_null(strstr(c.server.describe, "bits)"));
 	assert_true(c.server.ssf >= 128);
 	assert_true(c.client.ssf >= 128);
+	/* TLS 1.3: the records are tls13_rec's, the SSL is gone */
+	assert_true(tls_srv_offloaded(c.server.ts));
+	assert_string_equal(tls_srv_version(c.server.ts), "TLSv1.3");
 	SSL_CTX_free(c.sctx);
 	SSL_CTX_free(c.cctx);
 }
@@ -366,6 +381,7 @@ static void test_starttls(void **st)
 	assert_true(c.server.ssf >= 128);
 	/* The session's watermark moved to the TLS bufferevent. */
 	assert_int_equal(c.server_high, 4096);
+	assert_true(tls_srv_offloaded(c.server.ts));
 	SSL_CTX_free(c.sctx);
 	SSL_CTX_free(c.cctx);
 }
@@ -430,6 +446,7 @@ static void test_verified_flag(void **st)
 	int sv[2];
 	struct event_base *base = event_base_new();
 	struct bufferevent *s, *cl;
+	struct tls_srv *ts = NULL;
 	SSL_CTX *sctx = test_server_ctx(), *cctx = test_client_ctx(0);
 	struct err err;
 	int i;
@@ -437,7 +454,7 @@ static void test_verified_flag(void **st)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	evutil_make_socket_nonblocking(sv[0]);
 	evutil_make_socket_nonblocking(sv[1]);
-	s = tls_bev_accept(base, sv[0], sctx, &err);
+	s = tls_bev_accept(base, sv[0], sctx, &ts, &err);
 	cl = tls_bev_connect(base, sv[1], cctx, "localhost", &err);
 	assert_non_null(s);
 	assert_non_null(cl);
@@ -446,7 +463,9 @@ static void test_verified_flag(void **st)
 	for (i = 0; i < 100 && !tls_peer_verified(cl); i++)
 		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 	assert_true(tls_peer_verified(cl));
-	assert_true(tls_bev_is_tls(s));
+	assert_true(tls_bev_is_tls(cl));
+	assert_false(tls_bev_is_tls(s));        /* a server filter */
+	assert_non_null(ts);
 	bufferevent_free(s);
 	bufferevent_free(cl);
 	event_base_free(base);
@@ -470,12 +489,13 @@ static void test_dirty_close_is_eof(void **st)
 	struct bufferevent *s, *cl;
 	SSL_CTX *sctx = test_server_ctx(), *cctx = test_client_ctx(1);
 	struct err err;
+	struct tls_srv *ts = NULL;
 	short seen = 0, cseen = 0;
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	evutil_make_socket_nonblocking(sv[0]);
 	evutil_make_socket_nonblocking(sv[1]);
-	s = tls_bev_accept(base, sv[0], sctx, &err);
+	s = tls_bev_accept(base, sv[0], sctx, &ts, &err);
 	cl = tls_bev_connect(base, sv[1], cctx, "localhost", &err);
 	assert_non_null(s);
 	assert_non_null(cl);
@@ -483,7 +503,11 @@ static void test_dirty_close_is_eof(void **st)
 	bufferevent_setcb(cl, NULL, NULL, test_eof_event, &cseen);
 	bufferevent_enable(s, EV_READ | EV_WRITE);
 	bufferevent_enable(cl, EV_READ | EV_WRITE);
-	for (i = 0; i < 200 && !((seen & cseen) & BEV_EVENT_CONNECTED); i++)
+	/* connected, and the server's session tickets have left (a write
+	 * to a closed peer would be a socket error, not this case) */
+	for (i = 0; i < 200 && (!((seen & cseen) & BEV_EVENT_CONNECTED) ||
+	     evbuffer_get_length(bufferevent_get_output(
+		     bufferevent_get_underlying(s))) > 0); i++)
 		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 	assert_true(seen & BEV_EVENT_CONNECTED);
 	shutdown(sv[1], SHUT_RDWR);
@@ -501,6 +525,224 @@ static void test_dirty_close_is_eof(void **st)
 	SSL_CTX_free(cctx);
 }
 
+/* ---- the server side against a raw OpenSSL client -------------------- */
+
+/* An echo server on tls_bev_accept, driven by hand from the test. */
+struct test_echo {
+	struct event_base *base;
+	struct bufferevent *bev;
+	struct tls_srv *ts;
+	SSL_CTX *sctx, *cctx;
+	SSL *cl;                     /* the client, non-blocking */
+	int fd;                      /* the client's socket */
+	short seen;                  /* events the server got */
+};
+
+static void test_echo_read(struct bufferevent *bev, void *arg)
+{
+	bufferevent_write_buffer(bev, bufferevent_get_input(bev));
+}
+
+static void test_echo_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct test_echo *t = arg;
+
+	t->seen |= what;
+}
+
+static void test_echo_start(struct test_echo *t, int max_version)
+{
+	int sv[2], i, r = 0;
+	struct err err;
+
+	memset(t, 0, sizeof(*t));
+	t->base = event_base_new();
+	assert_non_null(t->base);
+	t->sctx = test_server_ctx();
+	t->cctx = test_client_ctx(0);
+	if (max_version != 0)
+		SSL_CTX_set_max_proto_version(t->cctx, max_version);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	evutil_make_socket_nonblocking(sv[0]);
+	evutil_make_socket_nonblocking(sv[1]);
+	t->bev = tls_bev_accept(t->base, sv[0], t->sctx, &t->ts, &err);
+	assert_non_null(t->bev);
+	bufferevent_setcb(t->bev, test_echo_read, NULL, test_echo_event, t);
+	bufferevent_enable(t->bev, EV_READ | EV_WRITE);
+	t->fd = sv[1];
+	t->cl = SSL_new(t->cctx);
+	assert_non_null(t->cl);
+	SSL_set_fd(t->cl, t->fd);
+	SSL_set_connect_state(t->cl);
+	for (i = 0; i < 400; i++) {
+		r = SSL_do_handshake(t->cl);
+		if (r == 1 && tls_srv_done(t->ts))
+			break;
+		event_base_loop(t->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	}
+	assert_int_equal(r, 1);
+	assert_true(t->seen & BEV_EVENT_CONNECTED);
+}
+
+static void test_echo_stop(struct test_echo *t)
+{
+	SSL_free(t->cl);
+	close(t->fd);
+	bufferevent_free(t->bev);
+	event_base_free(t->base);
+	SSL_CTX_free(t->sctx);
+	SSL_CTX_free(t->cctx);
+}
+
+/* Write n bytes, read them back through the echo server. */
+static void test_echo_roundtrip(struct test_echo *t, const unsigned char *p,
+				size_t n)
+{
+	unsigned char *back = malloc(n);
+	size_t sent = 0, got = 0;
+	int i, r;
+
+	assert_non_null(back);
+	for (i = 0; i < 20000 && got < n; i++) {
+		if (sent < n) {
+			r = SSL_write(t->cl, p + sent, (int)(n - sent > 16384 ?
+							    16384 : n - sent));
+			if (r > 0)
+				sent += (size_t)r;
+		}
+		r = SSL_read(t->cl, back + got, (int)(n - got));
+		if (r > 0)
+			got += (size_t)r;
+		else
+			assert_int_equal(SSL_get_error(t->cl, r),
+					 SSL_ERROR_WANT_READ);
+		event_base_loop(t->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	}
+	assert_int_equal(got, n);
+	assert_memory_equal(back, p, n);
+	free(back);
+}
+
+static void test_echo_bulk(void **st)
+{
+	struct test_echo t;
+	unsigned char *p = malloc(300000);
+
+	assert_non_null(p);
+	for (size_t i = 0; i < 300000; i++)
+		p[i] = (unsigned char)(i * 7 + (i >> 9));
+	test_echo_start(&t, 0);
+	assert_true(tls_srv_offloaded(t.ts));
+	test_echo_roundtrip(&t, (const unsigned char *)"a", 1);
+	test_echo_roundtrip(&t, p, 300000);
+	test_echo_roundtrip(&t, (const unsigned char *)"b\r\n", 3);
+	assert_false(t.seen & (BEV_EVENT_ERROR | BEV_EVENT_EOF));
+	test_echo_stop(&t);
+	free(p);
+}
+
+/* RFC 8446 §4.6.3: the client updates its key and asks for ours. */
+static void test_key_update(void **st)
+{
+	struct test_echo t;
+
+	test_echo_start(&t, 0);
+	assert_true(tls_srv_offloaded(t.ts));
+	test_echo_roundtrip(&t, (const unsigned char *)"one\r\n", 5);
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(SSL_key_update(t.cl, k == 1 ?
+			SSL_KEY_UPDATE_NOT_REQUESTED :
+			SSL_KEY_UPDATE_REQUESTED), 1);
+		test_echo_roundtrip(&t, (const unsigned char *)"two\r\n", 5);
+	}
+	assert_false(t.seen & (BEV_EVENT_ERROR | BEV_EVENT_EOF));
+	test_echo_stop(&t);
+}
+
+/* KeyUpdates without data, endlessly: refused after 32. */
+static void test_key_update_flood(void **st)
+{
+	struct test_echo t;
+	char e[128];
+
+	test_echo_start(&t, 0);
+	test_echo_roundtrip(&t, (const unsigned char *)"x", 1);
+	for (int k = 0; k < 40; k++) {
+		assert_int_equal(SSL_key_update(t.cl,
+			SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+		assert_int_equal(SSL_do_handshake(t.cl), 1);
+	}
+	for (int i = 0; i < 200 && !(t.seen & BEV_EVENT_ERROR); i++)
+		event_base_loop(t.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	assert_true(t.seen & BEV_EVENT_ERROR);
+	assert_non_null(strstr(tls_srv_error(t.ts, e, sizeof(e)),
+			       "unexpected_message"));
+	test_echo_stop(&t);
+}
+
+/* TLS 1.2 stays with OpenSSL's records. */
+static void test_tls12_kept(void **st)
+{
+	struct test_echo t;
+	char d[128];
+
+	test_echo_start(&t, TLS1_2_VERSION);
+	assert_false(tls_srv_offloaded(t.ts));
+	assert_string_equal(tls_srv_version(t.ts), "TLSv1.2");
+	assert_true(tls_srv_describe(t.ts, d, sizeof(d)) > 0);
+	assert_non_null(strstr(d, "TLSv1.2 with cipher ECDHE-"));
+	test_echo_roundtrip(&t, (const unsigned char *)"hello\r\n", 7);
+	test_echo_stop(&t);
+}
+
+/* close_notify from the client is its EOF, not an error. */
+static void test_close_notify_eof(void **st)
+{
+	struct test_echo t;
+
+	for (int v = 0; v < 2; v++) {
+		test_echo_start(&t, v ? TLS1_2_VERSION : 0);
+		test_echo_roundtrip(&t, (const unsigned char *)"x", 1);
+		SSL_shutdown(t.cl);
+		for (int i = 0; i < 200 && !(t.seen & BEV_EVENT_EOF); i++)
+			event_base_loop(t.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		assert_true(t.seen & BEV_EVENT_EOF);
+		assert_false(t.seen & BEV_EVENT_ERROR);
+		test_echo_stop(&t);
+	}
+}
+
+/* A forged record: the server sends bad_record_mac and reports the
+ * error; a record header announcing too much: record_overflow. */
+static void test_bad_records(void **st)
+{
+	static const unsigned char forged[5 + 20] = { 23, 3, 3, 0, 20, 1, 2 };
+	static const unsigned char huge[5] = { 23, 3, 3, 0x41, 0x01 };
+	static const unsigned char plain_alert[7] = { 21, 3, 3, 0, 2, 2, 40 };
+	const unsigned char *bad[3] = { forged, huge, plain_alert };
+	const size_t len[3] = { sizeof(forged), sizeof(huge),
+				sizeof(plain_alert) };
+	const char *why[3] = { "bad record mac", "record overflow",
+			       "unexpected_message" };
+	char e[128];
+
+	for (int k = 0; k < 3; k++) {
+		struct test_echo t;
+
+		test_echo_start(&t, 0);
+		test_echo_roundtrip(&t, (const unsigned char *)"x", 1);
+		assert_int_equal(write(t.fd, bad[k], len[k]), (ssize_t)len[k]);
+		for (int i = 0; i < 200 && !(t.seen & BEV_EVENT_ERROR); i++)
+			event_base_loop(t.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		assert_true(t.seen & BEV_EVENT_ERROR);
+		tls_srv_error(t.ts, e, sizeof(e));
+		if (strstr(e, why[k]) == NULL)
+			fprintf(stderr, "case %d: \"%s\"\n", k, e);
+		assert_non_null(strstr(e, why[k]));
+		test_echo_stop(&t);
+	}
+}
+
 static void test_plain_describe(void **st)
 {
 	int sv[2];
@@ -515,6 +757,9 @@ static void test_plain_describe(void **st)
 	assert_int_equal(tls_bev_is_tls(bev), 0);
 	assert_int_equal(tls_ssf(bev), 0);
 	assert_int_equal(tls_peer_verified(bev), 0);
+	assert_int_equal(tls_srv_describe(NULL, out, sizeof(out)), 0);
+	assert_int_equal(tls_srv_ssf(NULL), 0);
+	assert_null(tls_srv_version(NULL));
 	bufferevent_free(bev);
 	close(sv[1]);
 	event_base_free(base);
@@ -543,6 +788,12 @@ int main(void)
 		cmocka_unit_test(test_untrusted_opportunistic),
 		cmocka_unit_test(test_verified_flag),
 		cmocka_unit_test(test_dirty_close_is_eof),
+		cmocka_unit_test(test_echo_bulk),
+		cmocka_unit_test(test_key_update),
+		cmocka_unit_test(test_key_update_flood),
+		cmocka_unit_test(test_tls12_kept),
+		cmocka_unit_test(test_close_notify_eof),
+		cmocka_unit_test(test_bad_records),
 		cmocka_unit_test(test_plain_describe),
 		cmocka_unit_test(test_ctx_errors),
 	};
