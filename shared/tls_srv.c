@@ -67,7 +67,6 @@ struct tls_srv {
 	int alert;                    /* TLS13_AL_* sent, 256 + received,
 	                                 -1 none */
 	unsigned long ossl_err;       /* first OpenSSL error, 0 none */
-	evutil_socket_t fd;           /* closed when freed; -1: under's */
 };
 
 /* ---- the BIO between OpenSSL and the bufferevent under the filter ---- */
@@ -213,9 +212,23 @@ void tls_srv_keylog(const SSL *ssl, const char *line)
 
 static void tls_srv_fail(struct tls_srv *ts, short what)
 {
+	evutil_socket_t fd = bufferevent_getfd(ts->under);
+
 	if (ts->state == TLS_SRV_FAILED)
 		return;
 	ts->state = TLS_SRV_FAILED;
+	/* the alert just queued (ours, or OpenSSL's) goes out now: the
+	 * session frees the bufferevent, and what it holds, at the error.
+	 * A socket bufferevent keeps the front of its output frozen but
+	 * while it writes itself; so do we here. (The daemons ignore
+	 * SIGPIPE.) */
+	if (fd >= 0) {
+		struct evbuffer *out = bufferevent_get_output(ts->under);
+
+		evbuffer_unfreeze(out, 1);
+		(void)evbuffer_write(out, fd);
+		evbuffer_freeze(out, 1);
+	}
 	/* deferred: the filter callbacks are on the stack */
 	bufferevent_trigger_event(ts->bev, BEV_EVENT_ERROR | what,
 				  BEV_TRIG_DEFER_CALLBACKS);
@@ -543,8 +556,6 @@ static void tls_srv_free(void *arg)
 	if (ts == NULL)
 		return;
 	SSL_free(ts->ssl);
-	if (ts->fd >= 0)
-		evutil_closesocket(ts->fd);
 	if (ts->rec != NULL) {
 		tls13_rec_clear(ts->rec);
 		free(ts->rec);
@@ -584,7 +595,6 @@ static struct bufferevent *tls_srv_new(struct bufferevent *under,
 	}
 	ts->under = under;
 	ts->alert = -1;
-	ts->fd = -1;
 	ts->ssl = SSL_new(ctx);
 	bio = ts->ssl != NULL ? BIO_new(tls_srv_bio_meth) : NULL;
 	if (bio == NULL) {
@@ -616,19 +626,17 @@ struct bufferevent *tls_bev_accept(struct event_base *base,
 {
 	struct bufferevent *under, *bev;
 
-	/* without BEV_OPT_CLOSE_ON_FREE: on failure fd stays the caller's;
-	 * once made, tls_srv_free closes it */
-	under = bufferevent_socket_new(base, fd, 0);
+	under = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (under == NULL) {
 		err_set(err, 1, "tls: cannot make a bufferevent");
 		return NULL;
 	}
 	bev = tls_srv_new(under, ctx, tsp, err);
 	if (bev == NULL) {
+		bufferevent_setfd(under, -1);    /* fd stays the caller's */
 		bufferevent_free(under);
 		return NULL;
 	}
-	(*tsp)->fd = fd;
 	return bev;
 }
 
