@@ -1005,8 +1005,9 @@ static const char *smtpd_mechs(struct smtpd_session *s)
 	if (srv->mechs[tls] != NULL)
 		return srv->mechs[tls];
 	g = sasl_glue_server_new(srv->set.sasl_service, srv->set.myhostname,
-	                         NULL, NULL, tls ? tls_srv_ssf(conn_tls_srv(s->conn)) :
-	                         0, &err);
+	                         NULL, NULL,
+	                         tls ? tls_srv_ssf(conn_tls_srv(s->conn)) : 0,
+	                         &err);
 	if (g == NULL) {
 		log_warn("SASL: %s", err.msg);
 		return "";
@@ -1703,7 +1704,8 @@ static void smtpd_auth_start(struct smtpd_session *s)
 	sasl_glue_server_free(s->sasl);
 	s->sasl = sasl_glue_server_new(set->sasl_service, set->myhostname,
 	                               lip[0] ? lip : NULL, rip[0] ? rip : NULL,
-	                               tls_srv_ssf(conn_tls_srv(s->conn)), &err);
+	                               tls_srv_ssf(conn_tls_srv(s->conn)),
+	                               &err);
 	if (s->sasl != NULL && set->sasl_options != NULL &&
 	    sasl_glue_server_set_options(s->sasl, set->sasl_options, &err) < 0) {
 		sasl_glue_server_free(s->sasl);

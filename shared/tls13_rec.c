@@ -253,8 +253,7 @@ enum tls13_open tls13_rec_open(struct tls13_rec *r, EVP_CIPHER_CTX *c,
 	int l, l2, type;
 
 	*outlen = 0;
-	if (len < TLS13_REC_HDR + TLS13_REC_TAG + 1 ||
-	    r->rd.seq == UINT64_MAX) {
+	if (len < TLS13_REC_HDR + TLS13_REC_TAG || r->rd.seq == UINT64_MAX) {
 		*alert = TLS13_AL_BAD_RECORD_MAC;
 		return TLS13_OPEN_ERROR;
 	}
@@ -267,8 +266,9 @@ enum tls13_open tls13_rec_open(struct tls13_rec *r, EVP_CIPHER_CTX *c,
 	tls13_nonce(&r->rd, nonce);
 	if (EVP_DecryptInit_ex2(c, NULL, NULL, nonce, NULL) != 1 ||
 	    EVP_DecryptUpdate(c, NULL, &l, rec, TLS13_REC_HDR) != 1 ||
-	    EVP_DecryptUpdate(c, out, &l, rec + TLS13_REC_HDR,
-			      (int)clen) != 1 ||
+	    (l = 0, clen > 0 && EVP_DecryptUpdate(c, out, &l,
+						   rec + TLS13_REC_HDR,
+						   (int)clen) != 1) ||
 	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, TLS13_REC_TAG,
 				(void *)(rec + TLS13_REC_HDR + clen)) != 1 ||
 	    EVP_DecryptFinal_ex(c, out + l, &l2) != 1) {
@@ -276,7 +276,8 @@ enum tls13_open tls13_rec_open(struct tls13_rec *r, EVP_CIPHER_CTX *c,
 		return TLS13_OPEN_ERROR;
 	}
 	r->rd.seq++;
-	/* §5.4: the content type is the last non-zero byte */
+	/* §5.4: the content type is the last non-zero byte; none at all
+	 * (an empty or all-zero TLSInnerPlaintext) is unexpected_message */
 	for (n = clen; n > 0 && out[n - 1] == 0; n--)
 		;
 	if (n == 0) {

@@ -708,7 +708,8 @@ int tls_srv_ssf(const struct tls_srv *ts)
 int tls_srv_describe(const struct tls_srv *ts, char *out, size_t n)
 {
 	return tls_describe_cipher(tls_srv_version(ts),
-				   tls_srv_done(ts) ? ts->cipher : NULL, out, n);
+				   tls_srv_done(ts) ? ts->cipher : NULL, out,
+				   n);
 }
 
 const char *tls_srv_error(const struct tls_srv *ts, char *out, size_t n)

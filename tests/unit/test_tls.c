@@ -555,7 +555,11 @@ static void test_echo_event(struct bufferevent *bev, short what, void *arg)
 	t->seen |= what;
 }
 
-static void test_echo_start(struct test_echo *t, int max_version)
+/* With from != NULL: the contexts of from, and the client resumes
+ * sess (a session of an earlier connection on them). */
+static void test_echo_start_on(struct test_echo *t, int max_version,
+			       const struct test_echo *from,
+			       SSL_SESSION *sess)
 {
 	int sv[2], i, r = 0;
 	struct err err;
@@ -563,8 +567,15 @@ static void test_echo_start(struct test_echo *t, int max_version)
 	memset(t, 0, sizeof(*t));
 	t->base = event_base_new();
 	assert_non_null(t->base);
-	t->sctx = test_server_ctx();
-	t->cctx = test_client_ctx(0);
+	if (from != NULL) {
+		t->sctx = from->sctx;
+		t->cctx = from->cctx;
+		SSL_CTX_up_ref(t->sctx);
+		SSL_CTX_up_ref(t->cctx);
+	} else {
+		t->sctx = test_server_ctx();
+		t->cctx = test_client_ctx(0);
+	}
 	if (max_version != 0)
 		SSL_CTX_set_max_proto_version(t->cctx, max_version);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -578,6 +589,8 @@ static void test_echo_start(struct test_echo *t, int max_version)
 	t->cl = SSL_new(t->cctx);
 	assert_non_null(t->cl);
 	SSL_set_fd(t->cl, t->fd);
+	if (sess != NULL)
+		assert_int_equal(SSL_set_session(t->cl, sess), 1);
 	SSL_set_connect_state(t->cl);
 	for (i = 0; i < 400; i++) {
 		r = SSL_do_handshake(t->cl);
@@ -587,6 +600,11 @@ static void test_echo_start(struct test_echo *t, int max_version)
 	}
 	assert_int_equal(r, 1);
 	assert_true(t->seen & BEV_EVENT_CONNECTED);
+}
+
+static void test_echo_start(struct test_echo *t, int max_version)
+{
+	test_echo_start_on(t, max_version, NULL, NULL);
 }
 
 static void test_echo_stop(struct test_echo *t)
@@ -683,6 +701,32 @@ static void test_key_update_flood(void **st)
 	assert_non_null(strstr(tls_srv_error(t.ts, e, sizeof(e)),
 			       "unexpected_message"));
 	test_echo_stop(&t);
+}
+
+/* A resumed TLS 1.3 session (RFC 8446 §2.2: PSK from a ticket of the
+ * first connection) is handed over the same way; so is a resumed 1.2
+ * one kept with OpenSSL. */
+static void test_resumed(void **st)
+{
+	for (int v = 0; v < 2; v++) {
+		struct test_echo a, b;
+		SSL_SESSION *sess;
+
+		test_echo_start(&a, v ? TLS1_2_VERSION : 0);
+		/* the round trip reads the tickets too */
+		test_echo_roundtrip(&a, (const unsigned char *)"one\r\n", 5);
+		sess = SSL_get1_session(a.cl);
+		assert_non_null(sess);
+		assert_true(SSL_SESSION_is_resumable(sess));
+		test_echo_start_on(&b, v ? TLS1_2_VERSION : 0, &a, sess);
+		assert_true(SSL_session_reused(b.cl));
+		assert_int_equal(tls_srv_offloaded(b.ts), v == 0);
+		test_echo_roundtrip(&b, (const unsigned char *)"two\r\n", 5);
+		assert_false(b.seen & (BEV_EVENT_ERROR | BEV_EVENT_EOF));
+		SSL_SESSION_free(sess);
+		test_echo_stop(&b);
+		test_echo_stop(&a);
+	}
 }
 
 /* TLS 1.2 stays with OpenSSL's records. */
@@ -797,6 +841,7 @@ int main(void)
 		cmocka_unit_test(test_key_update),
 		cmocka_unit_test(test_key_update_flood),
 		cmocka_unit_test(test_tls12_kept),
+		cmocka_unit_test(test_resumed),
 		cmocka_unit_test(test_close_notify_eof),
 		cmocka_unit_test(test_bad_records),
 		cmocka_unit_test(test_plain_describe),
