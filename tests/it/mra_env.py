@@ -29,6 +29,25 @@ def _hash(pw):
     return "{SHA512-CRYPT}" + out
 
 
+def _open_server_sockets(ports):
+    """TCP sockets on 127.0.0.1 whose local port is one of ports, in any
+    state but LISTEN, TIME_WAIT and CLOSE (/proc/net/tcp: 0A, 06, 07):
+    connections the server has not closed yet, accepted or not."""
+    n = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    port = int(parts[1].rsplit(":", 1)[1], 16)
+                    if port in ports and parts[3] not in ("0A", "06", "07"):
+                        n += 1
+        except OSError:
+            continue
+    return n
+
+
 class MraEnv:
     def __init__(self, build, tmp, tls_cert, free_port, users=None,
                  quota=None, **params):
@@ -158,10 +177,20 @@ class MraEnv:
             try:
                 socket.create_connection(("127.0.0.1", self.imap_port), 0.2).close()
                 socket.create_connection(("127.0.0.1", self.imaps_port), 0.2).close()
-                return self
             except OSError:
                 time.sleep(0.05)
+                continue
+            self._wait_probes_gone(deadline)
+            return self
         raise RuntimeError("mra did not start: " + self.read_log())
+
+    def _wait_probes_gone(self, deadline):
+        """The probes above count against the per-address connection caps
+        until mra has seen them close: a test of those caps must not find
+        them still there (a slow, sanitized daemon may take a while)."""
+        ports = {self.imap_port, self.imaps_port}
+        while time.time() < deadline and _open_server_sockets(ports):
+            time.sleep(0.02)
 
     def stop(self):
         # a daemon that left by itself (not killed by a test with SIGKILL)
