@@ -47,12 +47,14 @@ int tls_server_ctx_describe(SSL_CTX *ctx, char *out, size_t n);
 SSL_CTX *tls_client_ctx(const char *ca_file, int verify, struct err *err);
 
 /* Every bufferevent returned below:
- *  - owns its SSL and closes/frees what it wraps when freed
- *    (BEV_OPT_CLOSE_ON_FREE);
+ *  - owns its TLS state (its SSL; on the server side, after a TLS 1.3
+ *    handshake, tls13_rec's keys instead) and closes/frees what it wraps
+ *    when freed (BEV_OPT_CLOSE_ON_FREE);
  *  - reports an EOF without close_notify as BEV_EVENT_EOF (dirty shutdown
  *    allowed: many mail clients just close; the mail protocols carry their
  *    own end markers);
- *  - reports a failed handshake as BEV_EVENT_ERROR (see tls_bev_error());
+ *  - reports a failed handshake as BEV_EVENT_ERROR (see tls_bev_error(),
+ *    tls_srv_error());
  *  - signals BEV_EVENT_CONNECTED when the handshake completes.
  * On failure they return NULL with err filled. */
 
