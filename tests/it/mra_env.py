@@ -30,9 +30,9 @@ def _hash(pw):
 
 
 def _open_server_sockets(ports):
-    """TCP sockets on 127.0.0.1 whose local port is one of ports, in any
-    state but LISTEN, TIME_WAIT and CLOSE (/proc/net/tcp: 0A, 06, 07):
-    connections the server has not closed yet, accepted or not."""
+    """TCP sockets whose local port is one of ports and that the server
+    has not closed yet, accepted or not: ESTABLISHED, SYN_RECV and
+    CLOSE_WAIT (/proc/net/tcp: 01, 03, 08)."""
     n = 0
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -41,7 +41,7 @@ def _open_server_sockets(ports):
                 for line in f:
                     parts = line.split()
                     port = int(parts[1].rsplit(":", 1)[1], 16)
-                    if port in ports and parts[3] not in ("0A", "06", "07"):
+                    if port in ports and parts[3] in ("01", "03", "08"):
                         n += 1
         except OSError:
             continue
