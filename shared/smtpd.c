@@ -16,7 +16,6 @@
 #include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include "addr.h"
 #include "buf.h"
 #include "conn.h"

@@ -382,35 +382,6 @@ static SSL *tls_bev_ssl_ready(struct bufferevent *bev)
 	return ssl;
 }
 
-int tls_describe_cipher(const char *version, const SSL_CIPHER *cipher,
-			char *out, size_t n)
-{
-	int bits, alg_bits = 0, len;
-
-	if (n == 0)
-		return 0;
-	out[0] = '\0';
-	if (version == NULL || cipher == NULL)
-		return 0;
-	bits = SSL_CIPHER_get_bits(cipher, &alg_bits);
-	len = snprintf(out, n, "%s with cipher %s (%d/%d bits)", version,
-		       SSL_CIPHER_get_name(cipher), bits, alg_bits);
-	if (len < 0) {
-		out[0] = '\0';
-		return 0;
-	}
-	return (size_t)len < n ? len : (int)n - 1;
-}
-
-int tls_describe(struct bufferevent *bev, char *out, size_t n)
-{
-	SSL *ssl = tls_bev_ssl_ready(bev);
-
-	return tls_describe_cipher(ssl != NULL ? SSL_get_version(ssl) : NULL,
-				   ssl != NULL ? SSL_get_current_cipher(ssl) :
-				   NULL, out, n);
-}
-
 int tls_ssf(struct bufferevent *bev)
 {
 	SSL *ssl = tls_bev_ssl_ready(bev);

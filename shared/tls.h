@@ -108,11 +108,6 @@ struct bufferevent *tls_bev_starttls_client(struct bufferevent *plain,
 /* 1 when bev is a client TLS bufferevent, 0 otherwise. */
 int tls_bev_is_tls(struct bufferevent *bev);
 
-/* Writes e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)"
- * (Postfix's Received header text) and returns its length; returns 0 and
- * "" when bev is not TLS or the handshake has not finished. */
-int tls_describe(struct bufferevent *bev, char *out, size_t n);
-
 /* Cipher strength in bits (the SASL external SSF); 0 when not TLS. */
 int tls_ssf(struct bufferevent *bev);
 
@@ -128,6 +123,9 @@ const char *tls_bev_error(struct bufferevent *bev, char *out, size_t n);
 /* The server side: the same questions about a struct tls_srv (NULL is
  * "not TLS"). Before the handshake ends they answer as for no TLS. */
 int tls_srv_done(const struct tls_srv *ts);            /* handshake over */
+/* e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)"
+ * (Postfix's Received header text); returns its length, 0 and "" before
+ * the handshake ends */
 int tls_srv_describe(const struct tls_srv *ts, char *out, size_t n);
 int tls_srv_ssf(const struct tls_srv *ts);
 const char *tls_srv_version(const struct tls_srv *ts); /* "TLSv1.3" */
@@ -152,11 +150,6 @@ struct tls_bev_state {
 void tls_bev_state_get(struct bufferevent *bev, struct tls_bev_state *st);
 void tls_bev_state_set(struct bufferevent *bev,
 		       const struct tls_bev_state *st);
-
-/* "TLSv1.3 with cipher NAME (256/256 bits)" into out, for tls_describe
- * and tls_srv_describe; 0 and "" when version or cipher is NULL. */
-int tls_describe_cipher(const char *version, const SSL_CIPHER *cipher,
-			char *out, size_t n);
 
 /* The server context's key log callback: it hands the TLS 1.3 traffic
  * secrets to the connection's tls_srv (and writes no file). */

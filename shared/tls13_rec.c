@@ -264,11 +264,11 @@ enum tls13_open tls13_rec_open(struct tls13_rec *r, EVP_CIPHER_CTX *c,
 		return TLS13_OPEN_ERROR;
 	}
 	tls13_nonce(&r->rd, nonce);
+	l = 0;                      /* plaintext so far (none when clen 0) */
 	if (EVP_DecryptInit_ex2(c, NULL, NULL, nonce, NULL) != 1 ||
-	    EVP_DecryptUpdate(c, NULL, &l, rec, TLS13_REC_HDR) != 1 ||
-	    (l = 0, clen > 0 && EVP_DecryptUpdate(c, out, &l,
-						   rec + TLS13_REC_HDR,
-						   (int)clen) != 1) ||
+	    EVP_DecryptUpdate(c, NULL, &l2, rec, TLS13_REC_HDR) != 1 ||
+	    (clen > 0 && EVP_DecryptUpdate(c, out, &l, rec + TLS13_REC_HDR,
+					   (int)clen) != 1) ||
 	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, TLS13_REC_TAG,
 				(void *)(rec + TLS13_REC_HDR + clen)) != 1 ||
 	    EVP_DecryptFinal_ex(c, out + l, &l2) != 1) {

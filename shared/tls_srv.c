@@ -23,6 +23,7 @@
  * OpenSSL holds no unread bytes and every record it wrote is whole.
  * Loop thread only. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/err.h>
@@ -707,9 +708,21 @@ int tls_srv_ssf(const struct tls_srv *ts)
 
 int tls_srv_describe(const struct tls_srv *ts, char *out, size_t n)
 {
-	return tls_describe_cipher(tls_srv_version(ts),
-				   tls_srv_done(ts) ? ts->cipher : NULL, out,
-				   n);
+	int bits, alg_bits = 0, len;
+
+	if (n == 0)
+		return 0;
+	out[0] = '\0';
+	if (!tls_srv_done(ts))
+		return 0;
+	bits = SSL_CIPHER_get_bits(ts->cipher, &alg_bits);
+	len = snprintf(out, n, "%s with cipher %s (%d/%d bits)",
+		       tls_srv_version(ts), tls_srv_cipher(ts), bits, alg_bits);
+	if (len < 0) {
+		out[0] = '\0';
+		return 0;
+	}
+	return (size_t)len < n ? len : (int)n - 1;
 }
 
 const char *tls_srv_error(const struct tls_srv *ts, char *out, size_t n)
