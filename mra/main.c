@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <event2/event.h>
 #include "cfg.h"
+#include "evbase.h"
 #include "imap_session.h"
 #include "listen.h"
 #include "log.h"
@@ -500,7 +501,7 @@ int main(int argc, char **argv)
 	if (priv_drop(var_mail_owner, &err) < 0)
 		main_fatal("", err.msg);
 
-	base = event_base_new();
+	base = evbase_new();
 	if (base == NULL)
 		main_fatal("", "event_base_new failed");
 	pool = work_pool_new(base, (int)var_worker_threads, &err);

@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <event2/event.h>
 #include "cfg.h"
+#include "evbase.h"
 #include "listen.h"
 #include "log.h"
 #include "map.h"
@@ -359,7 +360,7 @@ int main(int argc, char **argv)
 	log_open("mx-relay", var_syslog_enable, 1);
 	log_set_debug(var_debug);
 	signal(SIGPIPE, SIG_IGN);
-	mx.base = event_base_new();
+	mx.base = evbase_new();
 	if (mx.base == NULL) {
 		err_set(&err, 1, "event_base_new failed");
 		mx_main_fatal("libevent", &err);

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "map.h"
 #include "mx_forward.h"
+#include "mx_session.h"
 #include "params.h"
 #include "qmgr.h"
 #include "queue.h"
@@ -81,7 +82,7 @@ static int mx_forward_transport(const char *value, const char *domain,
 	return *nexthop_r != NULL ? 0 : err_set(err, 1, "out of memory");
 }
 
-/* qmgr route function, on a worker thread. */
+/* qmgr route function, on a worker thread (the loop with route_inline). */
 static int mx_forward_route(void *arg, const char *rcpt, char **nexthop_r,
     struct err *err)
 {
@@ -108,7 +109,7 @@ static int mx_forward_route(void *arg, const char *rcpt, char **nexthop_r,
 	return *nexthop_r != NULL ? 0 : err_set(err, 1, "out of memory");
 }
 
-/* qmgr credentials function, on a worker thread: the next hop as written
+/* qmgr credentials function, where the route runs: the next hop as written
  * ("[host]:port"), then without the port, then the bare host. */
 static int mx_forward_creds(void *arg, const char *nexthop, char **user_r,
     char **pass_r, struct err *err)
@@ -229,6 +230,11 @@ int mx_forward_start(struct event_base *base, struct work_pool *pool,
 	c.smtpc.xforward = var_xforward;
 	c.route = mx_forward_route;
 	c.creds = mx_forward_creds;
+	/* the two-host default (relayhost = [address]:port, texthash
+	 * passwords): nothing to look up that can block */
+	c.route_inline = *var_transport_maps == '\0' &&
+	    qmgr_nexthop_is_literal(var_relayhost) &&
+	    (!var_sasl_enable || mx_session_spec_inline(var_sasl_passwd_maps));
 	c.on_free = mx_forward_release;
 	mx_forward.qmgr = qmgr_new(base, pool, q, &c, err);
 	if (mx_forward.qmgr == NULL)

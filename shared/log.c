@@ -15,7 +15,8 @@
 static struct {
 	char ident[32];
 	int to_syslog, to_stderr, debug;
-} log_conf = { "mail", 0, 1, 0 };
+	long pid;       /* set by log_open: no daemon forks after it */
+} log_conf = { "mail", 0, 1, 0, 0 };
 
 /* One decimal number of a "DEVICE:INODE" pair; NULL when there is none. */
 static const char *log_journal_num(const char *p, unsigned long long *v)
@@ -62,6 +63,7 @@ void log_open(const char *ident, int to_syslog, int to_stderr)
 	snprintf(log_conf.ident, sizeof(log_conf.ident), "%s", ident);
 	log_conf.to_syslog = to_syslog;
 	log_conf.to_stderr = to_stderr;
+	log_conf.pid = (long)getpid();
 	if (to_syslog && to_stderr && log_stderr_is_journal())
 		log_conf.to_stderr = 0;
 	if (to_syslog)
@@ -73,13 +75,29 @@ void log_set_debug(int on)
 	log_conf.debug = on;
 }
 
+/* The stderr line's "Mon dd hh:mm:ss" stamp, formatted again only when
+ * the second changes (per thread: workers log too). */
+static const char *log_stamp(void)
+{
+	static __thread time_t last = (time_t)-1;
+	static __thread char ts[32];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (now != last) {
+		localtime_r(&now, &tm);
+		strftime(ts, sizeof(ts), "%b %e %H:%M:%S", &tm);
+		last = now;
+	}
+	return ts;
+}
+
 static void log_emit(int prio, const char *tag, const char *fmt, va_list ap)
 {
 	char line[2048];
-	char ts[32];
-	struct tm tm;
-	time_t now;
-	size_t i;
+	char out[2200];
+	size_t i, len;
+	int n;
 
 	vsnprintf(line, sizeof(line), fmt, ap);
 	/* One event, one line: a CR or LF from the network must not forge a
@@ -90,11 +108,22 @@ static void log_emit(int prio, const char *tag, const char *fmt, va_list ap)
 	if (log_conf.to_syslog)
 		syslog(prio, "%s%s", tag, line);
 	if (log_conf.to_stderr) {
-		now = time(NULL);
-		localtime_r(&now, &tm);
-		strftime(ts, sizeof(ts), "%b %e %H:%M:%S", &tm);
-		fprintf(stderr, "%s %s[%ld]: %s%s\n", ts, log_conf.ident,
-		    (long)getpid(), tag, line);
+		/* one write(2) per line, so that lines of several threads
+		 * never interleave (stderr is unbuffered: stdio would make
+		 * one per piece) */
+		n = snprintf(out, sizeof(out), "%s %s[%ld]: %s", log_stamp(),
+		    log_conf.ident, log_conf.pid ? log_conf.pid :
+		    (long)getpid(), tag);
+		if (n < 0)
+			return;
+		len = (size_t)n < sizeof(out) - 1 ? (size_t)n : sizeof(out) - 1;
+		i = strlen(line);
+		if (i > sizeof(out) - 1 - len)
+			i = sizeof(out) - 1 - len;
+		memcpy(out + len, line, i);
+		len += i;
+		out[len++] = '\n';
+		(void)!write(STDERR_FILENO, out, len);
 	}
 }
 

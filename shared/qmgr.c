@@ -1,9 +1,11 @@
-/* qmgr: claim -> route and resolve (worker pool) -> deliver per next hop
+/* qmgr: claim -> route and resolve (worker pool, or the loop when that
+ * cannot block) -> deliver per next hop
  * (pooled smtpc connections, or a registered transport) -> write back
  * (queue_finish) with a bounce queued first when recipients failed. A
  * message is held by its lease from claim to write-back; the lease is
  * renewed while delivery takes long, and anything abandoned (crash,
  * qmgr_free) comes back after the lease. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +187,19 @@ static void qmgr_group_fail(struct qmgr_group *g, int code, const char *fmt,
 	g->fail_code = code;
 	free(g->fail_text);
 	g->fail_text = t;
+}
+
+int qmgr_nexthop_is_literal(const char *nh)
+{
+	char host[256];
+	unsigned char a[sizeof(struct in6_addr)];
+	int port, mx;
+
+	if (nh == NULL || qmgr_parse_nexthop(nh, host, sizeof(host), &port,
+	    &mx, 25) < 0 || mx)
+		return 0;
+	return inet_pton(AF_INET, host, a) == 1 ||
+	    inet_pton(AF_INET6, host, a) == 1;
 }
 
 static void qmgr_resolve_smtp(struct qmgr_rjob *j, struct qmgr_group *g)
@@ -920,6 +935,11 @@ static void qmgr_start_msg(struct qmgr *m, struct queue_msg *qm)
 		return;
 	}
 	msg->ops++;
+	if (m->conf.route_inline) {
+		qmgr_rjob_run(j);
+		qmgr_rjob_done(j);
+		return;
+	}
 	if (work_submit(m->pool, qmgr_rjob_run, qmgr_rjob_done, j) == 0)
 		return;
 	msg->ops--;

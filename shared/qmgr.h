@@ -19,7 +19,8 @@
 struct work_pool;
 struct qmgr;
 
-/* Where a recipient's mail goes, on a worker thread (may block on maps).
+/* Where a recipient's mail goes, on a worker thread (may block on maps;
+ * on the loop with route_inline).
  * *nexthop_r (malloc'd): "[host]:port" or "[host]" (that host, no MX
  * lookup), "host:port" or "host" (MX lookup, as Postfix's relayhost), each
  * optionally prefixed "smtp:"; or "NAME:arg" for a transport registered
@@ -27,7 +28,8 @@ struct qmgr;
 typedef int qmgr_route_fn(void *arg, const char *rcpt, char **nexthop_r,
     struct err *err);
 /* SASL credentials for a next hop (the route's nexthop without "smtp:"),
- * on a worker thread: 1 with malloc'd user and pass, 0 none, -1 temp. */
+ * on a worker thread (the loop with route_inline): 1 with malloc'd user
+ * and pass, 0 none, -1 temp. */
 typedef int qmgr_creds_fn(void *arg, const char *nexthop, char **user_r,
     char **pass_r, struct err *err);
 
@@ -49,6 +51,11 @@ struct qmgr_conf {
 	struct smtpc_conf smtpc;
 	qmgr_route_fn *route;
 	qmgr_creds_fn *creds;       /* may be NULL */
+	/* 1: route and creds never block (maps in memory) and every next
+	 * hop they give is an address literal (qmgr_nexthop_is_literal): a
+	 * message is routed on the loop instead of a worker thread, which
+	 * saves two thread switches per message. */
+	int route_inline;
 	void *arg;                  /* for route, creds and on_free */
 	/* Called once the qmgr is really gone after qmgr_free (the last
 	 * worker job has finished): free what route and creds use here. */
@@ -62,6 +69,9 @@ typedef void qmgr_done_fn(void *token, const struct smtpc_result *res);
 typedef void qmgr_deliver_fn(void *arg, const struct queue_msg *m,
     const char *nexthop_arg, const size_t *idx, size_t n,
     qmgr_done_fn *done, void *token);
+
+/* 1 when next hop nh ("[address]" or "[address]:port") needs no DNS. */
+int qmgr_nexthop_is_literal(const char *nh);
 
 /* Starts claiming at once. conf's strings must outlive the qmgr. The
  * pool's done callbacks reference the qmgr: free the pool first. */

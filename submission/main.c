@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "cfg.h"
+#include "evbase.h"
 #include "listen.h"
 #include "log.h"
 #include "loginfail.h"
@@ -445,7 +446,7 @@ int main(int argc, char **argv)
 	log_open("submission", var_syslog_enable, 1);
 	log_set_debug(var_debug);
 	signal(SIGPIPE, SIG_IGN);
-	m.base = event_base_new();
+	m.base = evbase_new();
 	if (m.base == NULL) {
 		err_set(&err, 1, "event_base_new failed");
 		sub_main_fatal("libevent", &err);

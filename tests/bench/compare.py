@@ -46,6 +46,7 @@ REMOVE_AT_EXIT). Every server is private, on
 127.0.0.1 free ports, and stopped by PID at the end."""
 import os
 import re
+import resource
 import shutil
 import signal
 import smtplib
@@ -77,6 +78,9 @@ IDLE = int(os.environ.get("CMP_IDLE", "2000"))
 IDLE_INC = int(os.environ.get("CMP_IDLE_INC", "50"))
 ONLY = set(os.environ.get("CMP_ONLY", "smtp,imap,mem,crash,rspamd").split(","))
 RSPAMD_N = int(os.environ.get("CMP_RSPAMD_N", "1000"))
+# CMP_SMTP_PIPES=mailpair: the SMTP section without the Postfix pair (to
+# compare changes of our own quickly; no ratio is printed)
+SMTP_PIPES = os.environ.get("CMP_SMTP_PIPES", "both")
 SUB_PARAMS = dict(kv.split("=", 1) for kv in os.environ.get("CMP_SUB", "").split(",") if kv)
 RSPAMD_WARM = 20
 PASS = "bench-pw"
@@ -137,15 +141,18 @@ def wait_count(d, n, t0, limit=300.0):
 
 
 def smtp_source(port, n, sessions, size):
+    """Runs smtp-source; returns (seconds, its own CPU seconds)."""
     t0 = time.time()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([SMTP_SOURCE, "-s", str(sessions), "-m", str(n), "-l", str(size),
                         "-f", "someone@example.net", "-t", "bob@demo.test",
                         "-M", "client.example.net", "127.0.0.1:%d" % port],
                        capture_output=True, text=True, timeout=1800)
     dt = time.time() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         say("  smtp-source exit %d: %s" % (r.returncode, (r.stderr or r.stdout)[-300:]))
-    return dt
+    return dt, (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
 
 
 # ---- the two pipelines ---------------------------------------------------
@@ -188,6 +195,11 @@ class Mailpair:
 
     def cpu(self):
         return cpu_of_pids([self.mx.proc.pid, self.sub.proc.pid, self.redis.proc.pid])
+
+    def cpu_by_process(self):
+        return {"mx-relay": cpu_of_pids([self.mx.proc.pid]),
+                "submission": cpu_of_pids([self.sub.proc.pid]),
+                "redis-server": cpu_of_pids([self.redis.proc.pid])}
 
     def queued(self):
         return len(self.mx.qids())
@@ -306,9 +318,10 @@ def server_pids(pipe):
 def smtp_case(name, pipe):
     pipe.start()
     c0 = pipe.cpu()
+    by0 = pipe.cpu_by_process() if hasattr(pipe, "cpu_by_process") else {}
     t0 = time.time()
     rec = perf_start("smtp-" + name, server_pids(pipe))
-    dt = smtp_source(pipe.port, N, SESSIONS, SIZE)
+    dt, load_cpu = smtp_source(pipe.port, N, SESSIONS, SIZE)
     got, de = wait_count(pipe.newdir, N, t0)
     perf_stop(rec)
     if PERF and isinstance(pipe, Mailpair):
@@ -321,6 +334,11 @@ def smtp_case(name, pipe):
                 say("    %-10s %5.2f per msg, %7.1f us" % (m.group(1), int(m.group(2)) / N,
                                                        float(m.group(4))))
     cpu = pipe.cpu() - c0
+    if by0:
+        by1 = pipe.cpu_by_process()
+        say("  %-9s CPU ms/msg by process: %s; smtp-source itself %.2f"
+            % (name, ", ".join("%s %.2f" % (k, 1000 * (by1[k] - by0[k]) / N) for k in by0),
+               1000 * load_cpu / N))
     say("  %-9s MX accepted %d in %6.2f s: %7.0f msg/s; end to end %d in %6.2f s: "
         "%7.0f msg/s; CPU %.2f ms/msg (all server processes)"
         % (name, N, dt, N / dt, got, de, got / de, 1000 * cpu / max(got, 1)))
@@ -334,6 +352,10 @@ def section_smtp(cert):
         " MX relaying to a second daemon that delivers to Maildir" % (N, SIZE, SESSIONS))
     pipes = [Mailpair(cert)]
     mp = smtp_case("mailpair", pipes[0])
+    if SMTP_PIPES == "mailpair":
+        pipes[0].cleanup()
+        CLEANUP.remove(pipes[0])
+        return
     pipes.append(PostfixPair(cert, "smtp"))
     pf = smtp_case("postfix", pipes[1])
     for pipe in pipes:
@@ -356,7 +378,7 @@ def rspamd_case(name, pipe, rsp):
     rsp.quiet(limit=30)
     c0, r0 = pipe.cpu(), rsp.cpu()
     t0 = time.time()
-    dt = smtp_source(pipe.port, RSPAMD_N, SESSIONS, SIZE)
+    dt, _ = smtp_source(pipe.port, RSPAMD_N, SESSIONS, SIZE)
     got, de = wait_count(pipe.newdir, warm + RSPAMD_N, t0, limit=120)
     got -= warm
     cpu, rcpu = pipe.cpu() - c0, rsp.cpu() - r0

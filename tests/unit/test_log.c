@@ -45,7 +45,8 @@ static void test_stream_malformed(void **st)
 /* Point stderr at a fresh file, log one line with JOURNAL_STREAM set to
  * env (NULL: unset, "SELF": the file's own dev:ino), return what stderr
  * got. */
-static char *test_capture(const char *env, int to_syslog)
+static char *test_capture_line(const char *env, int to_syslog,
+				const char *text)
 {
 	static char out[4096];
 	char path[] = "/tmp/test_log_XXXXXX";
@@ -70,7 +71,7 @@ static char *test_capture(const char *env, int to_syslog)
 		setenv("JOURNAL_STREAM", env, 1);
 	}
 	log_open("test_log", to_syslog, 1);
-	log_info("one line");
+	log_info("%s", text);
 	fflush(stderr);
 	dup2(saved, STDERR_FILENO);
 	close(saved);
@@ -81,6 +82,11 @@ static char *test_capture(const char *env, int to_syslog)
 	close(fd);
 	unlink(path);
 	return out;
+}
+
+static char *test_capture(const char *env, int to_syslog)
+{
+	return test_capture_line(env, to_syslog, "one line");
 }
 
 static void test_journal_gets_syslog_copy_only(void **st)
@@ -102,6 +108,37 @@ static void test_not_journal_keeps_stderr(void **st)
 	assert_non_null(strstr(test_capture("1:2", 1), "]: one line\n"));
 }
 
+/* "Mon dd hh:mm:ss ident[pid]: text\n", one line whatever the text holds */
+static void test_line_shape(void **st)
+{
+	char want[64];
+	const char *out = test_capture_line(NULL, 0, "a\r\nforged: line");
+	const char *p;
+
+	snprintf(want, sizeof(want), " test_log[%ld]: a  forged: line\n",
+		 (long)getpid());
+	p = strstr(out, want);
+	assert_non_null(p);
+	assert_int_equal(p - out, 15);          /* "Dec  3 17:19:40" */
+	assert_string_equal(p + strlen(want), "");
+	assert_int_equal(out[3], ' ');
+	assert_int_equal(out[9], ':');
+	assert_int_equal(out[12], ':');
+}
+
+/* A line longer than the buffer is cut, still ends with one newline. */
+static void test_long_line_cut(void **st)
+{
+	static char big[5000];
+	const char *out;
+
+	memset(big, 'x', sizeof(big) - 1);
+	out = test_capture_line(NULL, 0, big);
+	assert_true(strlen(out) > 2000 && strlen(out) < 2300);
+	assert_ptr_equal(strchr(out, '\n'), out + strlen(out) - 1);
+	assert_int_equal(out[strlen(out) - 2], 'x');
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -111,6 +148,8 @@ int main(void)
 		cmocka_unit_test(test_journal_gets_syslog_copy_only),
 		cmocka_unit_test(test_journal_without_syslog_keeps_stderr),
 		cmocka_unit_test(test_not_journal_keeps_stderr),
+		cmocka_unit_test(test_line_shape),
+		cmocka_unit_test(test_long_line_cut),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
