@@ -62,8 +62,12 @@ static const char queue_lua_put[] =
 	"else redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1]) end "
 	"return 1";
 
-/* ARGV: prefix, now_ms, lease_until_ms, max. Returns
- * { {qid, token, {hash...}, data}, ... }. */
+/* ARGV: prefix, now_ms, lease_until_ms, max. Returns { qid, token, qid,
+ * token, ... }: only the lease is taken here. The envelope and the data
+ * are read afterwards with plain HGETALL and GET (queue_claim_done):
+ * turning them into Lua values and back was most of the claim's time in
+ * Redis (issue 12), for no gain in safety, since the lease is what keeps
+ * other workers off the message. */
 static const char queue_lua_claim[] =
 	"local p = ARGV[1] "
 	"local ids = redis.call('ZRANGEBYSCORE', p..'sched', '-inf', ARGV[2], "
@@ -78,8 +82,8 @@ static const char queue_lua_claim[] =
 	"    redis.call('ZADD', p..'sched', ARGV[3], id) "
 	"    redis.call('HSET', mk, 'state', 'active', 'lease', tok, "
 	"      'lease_until', ARGV[3]) "
-	"    out[#out+1] = {id, tok, redis.call('HGETALL', mk), "
-	"      redis.call('GET', p..'d:'..id) or ''} "
+	"    out[#out+1] = id "
+	"    out[#out+1] = tok "
 	"  end "
 	"end "
 	"return out";
@@ -759,69 +763,178 @@ void queue_put(struct queue *q, const struct queue_env *env,
 	queue_argv_free(&a);
 }
 
-/* claim */
+/* claim: the Lua script leases, then each leased message is read with
+ * HGETALL and GET, sent together on the same connection. A message whose
+ * record is gone by then (deleted meanwhile), does not decode, or carries
+ * another lease is left out: what is still leased comes back after the
+ * lease, as after a crash, and mailq shows it. */
+
+struct queue_claim_op;
+
+struct queue_claim_slot {
+	struct queue_claim_op *op;
+	char qid[QUEUE_QID_LEN];
+	char tok[24];
+	struct queue_msg *m;    /* from HGETALL; NULL: left out */
+	char *data;             /* from GET */
+	size_t len;
+	int data_ok;
+};
 
 struct queue_claim_op {
 	queue_claim_cb *cb;
 	void *arg;
+	char prefix[64];                 /* the queue's "mq:NAME:" */
+	size_t n, pending;
+	struct queue_claim_slot *slot;   /* n of them */
 };
 
-static struct queue_msg *queue_claim_decode(const redisReply *e,
-    struct err *err)
+static void queue_claim_op_done(struct queue_claim_op *op)
 {
-	struct queue_msg *m;
+	struct queue_msg **msgs = NULL;
+	size_t i, k = 0;
 
-	if (e->type != REDIS_REPLY_ARRAY || e->elements != 4 ||
-	    e->element[3]->type != REDIS_REPLY_STRING) {
-		err_set(err, 1, "queue: malformed claim reply");
-		return NULL;
+	if (op->n > 0)
+		msgs = calloc(op->n, sizeof(*msgs));
+	for (i = 0; i < op->n; i++) {
+		struct queue_claim_slot *sl = &op->slot[i];
+
+		if (msgs != NULL && sl->m != NULL && sl->data_ok) {
+			sl->m->lease = queue_num(sl->tok);
+			sl->m->data = sl->data;
+			sl->m->len = sl->len;
+			msgs[k++] = sl->m;
+		} else {
+			queue_msg_free(sl->m);
+			free(sl->data);
+		}
 	}
-	m = queue_msg_decode(e->element[2], err);
-	if (m == NULL)
-		return NULL;
-	m->lease = queue_num(e->element[1]->str);
-	m->data = queue_dupn(e->element[3]->str, e->element[3]->len);
-	m->len = e->element[3]->len;
-	if (m->data == NULL) {
-		queue_msg_free(m);
-		err_set(err, 1, "out of memory");
-		return NULL;
+	op->cb(op->arg, msgs, k, NULL);
+	free(op->slot);
+	free(op);
+}
+
+static void queue_claim_fetched(struct queue_claim_op *op)
+{
+	if (--op->pending == 0)
+		queue_claim_op_done(op);
+}
+
+static void queue_claim_hash_done(struct redisc *r, struct redisReply *reply,
+    void *arg)
+{
+	struct queue_claim_slot *sl = arg;
+	const char *lease = NULL;
+	struct err err;
+	size_t i;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
+	    reply->elements > 0) {
+		for (i = 0; i + 1 < reply->elements; i += 2)
+			if (reply->element[i]->type == REDIS_REPLY_STRING &&
+			    strcmp(reply->element[i]->str, "lease") == 0 &&
+			    reply->element[i + 1]->type == REDIS_REPLY_STRING)
+				lease = reply->element[i + 1]->str;
+		/* taken over already (a lease shorter than this round trip)
+		 * or released and claimed again: not ours */
+		if (lease != NULL && strcmp(lease, sl->tok) == 0)
+			sl->m = queue_msg_decode(reply, &err);
 	}
-	return m;
+	queue_claim_fetched(sl->op);
+}
+
+static void queue_claim_data_done(struct redisc *r, struct redisReply *reply,
+    void *arg)
+{
+	struct queue_claim_slot *sl = arg;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
+		sl->data = queue_dupn(reply->str, reply->len);
+		sl->len = reply->len;
+		sl->data_ok = sl->data != NULL;
+	} else if (reply != NULL && reply->type == REDIS_REPLY_NIL) {
+		/* as the Lua claim had it: a record without data is sent
+		 * empty rather than left leased for ever */
+		sl->data = queue_dupn("", 0);
+		sl->data_ok = sl->data != NULL;
+	}
+	queue_claim_fetched(sl->op);
 }
 
 static void queue_claim_done(struct redisc *r, struct redisReply *reply,
     void *arg)
 {
 	struct queue_claim_op *op = arg;
-	struct queue_msg **msgs = NULL;
 	struct err err;
-	size_t i, n = 0;
+	size_t i;
 
 	err_clear(&err);
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-		redisc_reply_err(reply, "queue claim", &err);
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+	    reply->elements % 2 != 0) {
+		if (reply != NULL && reply->type == REDIS_REPLY_ARRAY)
+			err_set(&err, 1, "queue: malformed claim reply");
+		else
+			redisc_reply_err(reply, "queue claim", &err);
 		op->cb(op->arg, NULL, 0, &err);
 		free(op);
 		return;
 	}
-	if (reply->elements > 0)
-		msgs = calloc(reply->elements, sizeof(*msgs));
-	for (i = 0; msgs != NULL && i < reply->elements; i++) {
-		/* A record that does not decode stays leased and comes back
-		 * after the lease; mailq shows it. */
-		msgs[n] = queue_claim_decode(reply->element[i], &err);
-		if (msgs[n] != NULL)
-			n++;
+	op->n = reply->elements / 2;
+	if (op->n == 0) {
+		queue_claim_op_done(op);
+		return;
 	}
-	op->cb(op->arg, msgs, n, NULL);
-	free(op);
+	op->slot = calloc(op->n, sizeof(*op->slot));
+	if (op->slot == NULL) {
+		/* the leases bring them back */
+		op->n = 0;
+		queue_claim_op_done(op);
+		return;
+	}
+	for (i = 0; i < op->n; i++) {
+		const redisReply *id = reply->element[2 * i];
+		const redisReply *tok = reply->element[2 * i + 1];
+		struct queue_claim_slot *sl = &op->slot[i];
+
+		sl->op = op;
+		if (id->type != REDIS_REPLY_STRING || !queue_qid_valid(id->str) ||
+		    id->len >= sizeof(sl->qid) || tok->type != REDIS_REPLY_STRING ||
+		    tok->len >= sizeof(sl->tok))
+			continue;   /* left out: m stays NULL */
+		memcpy(sl->qid, id->str, id->len + 1);
+		memcpy(sl->tok, tok->str, tok->len + 1);
+	}
+	/* one count for this loop, so that no completion can come before
+	 * every fetch is sent (callbacks never run inside redisc_command*,
+	 * but a slot left out completes here) */
+	op->pending = 1;
+	for (i = 0; i < op->n; i++) {
+		struct queue_claim_slot *sl = &op->slot[i];
+		char mk[sizeof(op->prefix) + QUEUE_QID_LEN + 2];
+		char dk[sizeof(mk)];
+		const char *hv[2] = { "HGETALL", mk };
+		const char *gv[2] = { "GET", dk };
+
+		if (sl->qid[0] == '\0')
+			continue;
+		snprintf(mk, sizeof(mk), "%sm:%s", op->prefix, sl->qid);
+		snprintf(dk, sizeof(dk), "%sd:%s", op->prefix, sl->qid);
+		op->pending += 2;
+		/* -1: out of memory, and no callback will come */
+		if (redisc_command_argv(r, queue_claim_hash_done, sl, 2, hv,
+		    NULL) < 0)
+			queue_claim_fetched(op);
+		if (redisc_command_argv(r, queue_claim_data_done, sl, 2, gv,
+		    NULL) < 0)
+			queue_claim_fetched(op);
+	}
+	queue_claim_fetched(op);
 }
 
 void queue_claim(struct queue *q, size_t max, int lease_seconds,
     queue_claim_cb *cb, void *arg)
 {
-	struct queue_claim_op *op = malloc(sizeof(*op));
+	struct queue_claim_op *op = calloc(1, sizeof(*op));
 	char now[32], until[32], maxs[32];
 	long long t = queue_now_ms();
 	const char *argv[7] = { "EVAL", queue_lua_claim, "0", q->prefix, now,
@@ -835,6 +948,7 @@ void queue_claim(struct queue *q, size_t max, int lease_seconds,
 	}
 	op->cb = cb;
 	op->arg = arg;
+	memcpy(op->prefix, q->prefix, sizeof(op->prefix));
 	snprintf(now, sizeof(now), "%lld", t);
 	snprintf(until, sizeof(until), "%lld", t + lease_seconds * 1000LL);
 	snprintf(maxs, sizeof(maxs), "%zu", max > 0 ? max : 1);
