@@ -770,7 +770,8 @@ def section_crash(cert):
 
 def settle():
     """Wait until the previous run's removals no longer slow file creation
-    (see REMOVE_AT_EXIT); CMP_SETTLE=0 skips the wait."""
+    (see REMOVE_AT_EXIT); a pytest run of tests/it records its end in the
+    same file. CMP_SETTLE=0 skips the wait."""
     try:
         with open(LAST_REMOVAL) as f:
             age = time.time() - int(f.read())
@@ -778,7 +779,8 @@ def settle():
         return
     wait = min(SETTLE, SETTLE - age)
     if wait > 0:
-        say("  (waiting %.0f s: the previous bench removed its files %.0f s ago)" % (wait, age))
+        say("  (waiting %.0f s: the previous bench or test run removed its files %.0f s ago)"
+            % (wait, age))
         time.sleep(wait)
 
 
