@@ -171,6 +171,53 @@ static struct queue_msg *test_claim_one(struct test_ctx *t, int lease,
 	return m;
 }
 
+/* One claim of several messages: the lease comes from the script, each
+ * envelope and data from their own HGETALL and GET; every message must get
+ * its own, and a record whose data is gone is still handed out, empty. */
+static void test_claim_batch_fetch(void **st)
+{
+	struct test_ctx *t = *st;
+	struct queue_env e[3];
+	struct test_claim c = { 0, NULL, 0 };
+	const char *data[3] = { "one\r\n", "two two\r\n", "three three three\r\n" };
+	struct err err;
+	redisReply *rep;
+	size_t i, k, seen = 0;
+
+	for (i = 0; i < 3; i++) {
+		test_env(&e[i]);
+		assert_int_equal(queue_sync_put(t->c, test_qname, &e[i], data[i],
+		    strlen(data[i]), &err), 0);
+	}
+	rep = redisCommand(t->c, "DEL mq:%s:d:%s", test_qname, e[1].qid);
+	assert_non_null(rep);
+	assert_int_equal(rep->integer, 1);
+	freeReplyObject(rep);
+	queue_claim(t->q, 10, 30, test_claim_cb, &c);
+	test_run_until(t, &c.done);
+	assert_int_equal(c.n, 3);
+	for (k = 0; k < c.n; k++) {
+		struct queue_msg *m = c.msgs[k];
+
+		for (i = 0; i < 3 && strcmp(m->env.qid, e[i].qid) != 0; i++)
+			;
+		assert_true(i < 3);
+		seen |= 1u << i;
+		assert_true(m->lease > 0);
+		assert_string_equal(m->env.rcpts[1].addr, "carol@demo.test");
+		if (i == 1) {
+			assert_int_equal(m->len, 0);
+		} else {
+			assert_int_equal(m->len, strlen(data[i]));
+			assert_memory_equal(m->data, data[i], m->len);
+		}
+		for (size_t j = 0; j < k; j++)
+			assert_true(c.msgs[j]->lease != m->lease);
+	}
+	assert_int_equal(seen, 7);
+	queue_msgs_free(c.msgs, c.n);
+}
+
 static void test_claim_lease_takeover(void **st)
 {
 	struct test_ctx *t = *st;
@@ -365,6 +412,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_put_and_show, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_claim_batch_fetch, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_claim_lease_takeover, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_hold_release_delete, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_rate_counter, test_setup, test_teardown),
