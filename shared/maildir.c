@@ -4,16 +4,19 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
 
+#include "fsgroup.h"
 #include "maildir.h"
 
 static unsigned long maildir_seq;
@@ -118,23 +121,34 @@ static int maildir_stem_ok(const char *s)
 
 /* Host part of the name: '/' and ':' are replaced as maildir(5) says
  * (\057 and \072), and ',' too since Maildir++ uses it for fields. */
-static void maildir_host(char *out, size_t n)
+static char maildir_host_name[200];     /* written once, then read-only */
+static pthread_once_t maildir_host_once = PTHREAD_ONCE_INIT;
+
+static void maildir_host_init(void)
 {
 	char h[256];
-	size_t o = 0;
+	size_t o = 0, n = sizeof(maildir_host_name);
 
 	if (gethostname(h, sizeof(h)) < 0)
 		strcpy(h, "localhost");
 	h[sizeof(h) - 1] = '\0';
 	for (const char *p = h; *p != '\0' && o + 5 < n; p++) {
 		if (*p == '/' || *p == ':' || *p == ',') {
-			o += (size_t)snprintf(out + o, n - o, "\\%03o",
-					      (unsigned char)*p);
+			o += (size_t)snprintf(maildir_host_name + o, n - o,
+					      "\\%03o", (unsigned char)*p);
 		} else {
-			out[o++] = *p;
+			maildir_host_name[o++] = *p;
 		}
 	}
-	out[o] = '\0';
+	maildir_host_name[o] = '\0';
+}
+
+/* The host part, looked up once per process: a delivery paid a uname(2)
+ * for it each time (issue 12). */
+static const char *maildir_host(void)
+{
+	pthread_once(&maildir_host_once, maildir_host_init);
+	return maildir_host_name;
 }
 
 static int maildir_scan(const char *dir, const char *stem, char *name_r,
@@ -189,36 +203,44 @@ int maildir_has_stem(const char *maildir, const char *stem, struct err *err)
 	return maildir_find_stem(maildir, stem, NULL, 0, err);
 }
 
+/* All of iov, in as few writev(2) calls as the kernel allows. */
 static int maildir_write_all(int fd, const struct iovec *iov, int iovcnt,
 			     struct err *err)
 {
-	for (int i = 0; i < iovcnt; i++) {
-		const char *p = iov[i].iov_base;
-		size_t left = iov[i].iov_len;
+	struct iovec v[8];
+	int n = 0;
 
-		while (left > 0) {
-			ssize_t w = write(fd, p, left);
+	if (iovcnt > (int)(sizeof(v) / sizeof(v[0])))
+		return err_set(err, 0, "too many pieces");
+	for (int i = 0; i < iovcnt; i++)
+		if (iov[i].iov_len > 0)
+			v[n++] = iov[i];
+	for (int first = 0; first < n;) {
+		ssize_t w = writev(fd, v + first, n - first);
 
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				return err_set(err, 1, "write: %s",
-					       strerror(errno));
-			}
-			p += w;
-			left -= (size_t)w;
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return err_set(err, 1, "write: %s", strerror(errno));
+		}
+		while (first < n && (size_t)w >= v[first].iov_len)
+			w -= (ssize_t)v[first++].iov_len;
+		if (first < n) {
+			v[first].iov_base = (char *)v[first].iov_base + w;
+			v[first].iov_len -= (size_t)w;
 		}
 	}
 	return 0;
 }
 
-static int maildir_fsync_dir(const char *dir, struct err *err)
+static int maildir_fsync_dir(const char *dir, struct fsgroup *g,
+			     struct err *err)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	if (fd < 0)
 		return err_set(err, 1, "open %s: %s", dir, strerror(errno));
-	if (fsync(fd) < 0) {
+	if (fsgroup_sync(g, fd) < 0) {
 		int e = errno;
 
 		close(fd);
@@ -247,10 +269,9 @@ static int maildir_check_args(const char *maildir, const char *stem,
 static void maildir_make_name(const char *stem, size_t size, char *out,
 			      size_t n)
 {
-	char host[200];
+	const char *host = maildir_host();
 	struct timeval tv;
 
-	maildir_host(host, sizeof(host));
 	if (stem != NULL) {
 		snprintf(out, n, "%s.%s,S=%zu", stem, host, size);
 		return;
@@ -263,7 +284,7 @@ static void maildir_make_name(const char *stem, size_t size, char *out,
 }
 
 static int maildir_write_tmp(const char *tmppath, const struct iovec *iov,
-			     int iovcnt, struct err *err)
+			     int iovcnt, struct fsgroup *g, struct err *err)
 {
 	int fd = open(tmppath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 
@@ -272,7 +293,7 @@ static int maildir_write_tmp(const char *tmppath, const struct iovec *iov,
 			       strerror(errno));
 	if (maildir_write_all(fd, iov, iovcnt, err) < 0)
 		goto fail;
-	if (fsync(fd) < 0) {
+	if (fsgroup_sync(g, fd) < 0) {
 		err_set(err, 1, "fsync: %s", strerror(errno));
 		goto fail;
 	}
@@ -293,6 +314,16 @@ int maildir_deliver(const char *maildir, const char *stem,
 		    const struct iovec *iov, int iovcnt,
 		    const char *subdir, const char *info,
 		    char *name_r, size_t name_n, struct err *err)
+{
+	return maildir_deliver_grouped(maildir, stem, iov, iovcnt, subdir,
+				       info, NULL, name_r, name_n, err);
+}
+
+int maildir_deliver_grouped(const char *maildir, const char *stem,
+			    const struct iovec *iov, int iovcnt,
+			    const char *subdir, const char *info,
+			    struct fsgroup *g, char *name_r, size_t name_n,
+			    struct err *err)
 {
 	char name[MAILDIR_NAME_MAX], tmppath[4096], dst[4096], dir[4096];
 	size_t size = 0;
@@ -329,14 +360,14 @@ int maildir_deliver(const char *maildir, const char *stem,
 			     strcmp(subdir, "cur") == 0 && info != NULL ?
 			     info : "") >= sizeof(dst))
 		return err_set(err, 0, "maildir path too long");
-	if (maildir_write_tmp(tmppath, iov, iovcnt, err) < 0)
+	if (maildir_write_tmp(tmppath, iov, iovcnt, g, err) < 0)
 		return -1;
 	if (rename(tmppath, dst) < 0) {
 		err_set(err, 1, "rename %s: %s", dst, strerror(errno));
 		unlink(tmppath);
 		return -1;
 	}
-	if (maildir_fsync_dir(dir, err) < 0)
+	if (maildir_fsync_dir(dir, g, err) < 0)
 		return -1;
 	if (name_r != NULL && name_n > 0)
 		snprintf(name_r, name_n, "%s", strrchr(dst, '/') + 1);

@@ -44,6 +44,15 @@ int maildir_deliver(const char *maildir, const char *stem,
 		    const char *subdir, const char *info,
 		    char *name_r, size_t name_n, struct err *err);
 
+/* The same, with both fsyncs done through g (fsgroup.h): concurrent
+ * deliveries share their disk flushes. g NULL: maildir_deliver. */
+struct fsgroup;
+int maildir_deliver_grouped(const char *maildir, const char *stem,
+			    const struct iovec *iov, int iovcnt,
+			    const char *subdir, const char *info,
+			    struct fsgroup *g, char *name_r, size_t name_n,
+			    struct err *err);
+
 /* 1 when new/ or cur/ of maildir holds a file named "<stem>.*", 0 when not,
  * -1 on error (err filled). */
 int maildir_has_stem(const char *maildir, const char *stem, struct err *err);

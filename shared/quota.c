@@ -385,3 +385,16 @@ int quota_add(const char *maildir, long long limit, long long bytes,
 	close(fd);
 	return 0;
 }
+
+int quota_add_kept(const char *maildir, long long limit, long long bytes,
+		   long long files, uid_t uid, gid_t gid, struct err *err)
+{
+	char path[4096];
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/maildirsize", maildir)
+	    >= sizeof(path))
+		return err_set(err, 0, "maildirsize path too long");
+	if (access(path, F_OK) < 0 && errno == ENOENT)
+		return 0;
+	return quota_add(maildir, limit, bytes, files, uid, gid, err);
+}

@@ -23,6 +23,13 @@ int quota_usage(const char *maildir, long long *bytes_r, long long *files_r,
 int quota_add(const char *maildir, long long limit, long long bytes,
 	      long long files, uid_t uid, gid_t gid, struct err *err);
 
+/* quota_add where maildir/maildirsize exists, nothing where it does not:
+ * a mailbox with neither its own nor a domain quota needs no bookkeeping
+ * (quota_usage scans a folder without the file, and quota_add starts one
+ * when a quota appears). mra follows the same rule. */
+int quota_add_kept(const char *maildir, long long limit, long long bytes,
+		   long long files, uid_t uid, gid_t gid, struct err *err);
+
 /* A domain's usage for its domain quota (virtual_domain_quota_maps): the
  * sum of quota_usage() over every Maildir directly inside domdir (a
  * folder with cur/; dot-names skipped). A missing domdir is 0 bytes.

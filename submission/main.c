@@ -13,6 +13,7 @@
 
 #include "cfg.h"
 #include "evbase.h"
+#include "fsgroup.h"
 #include "listen.h"
 #include "log.h"
 #include "loginfail.h"
@@ -464,7 +465,13 @@ int main(int argc, char **argv)
 	m.srv.pool = work_pool_new(m.base, (int)var_threads, &err);
 	if (m.srv.pool == NULL)
 		sub_main_fatal("worker pool", &err);
-	m.outbound = sub_outbound_new(m.base, m.srv.pool, m.srv.outq,
+	m.srv.fsync_group = fsgroup_new();
+	if (m.srv.fsync_group == NULL) {
+		err_set(&err, 1, "out of memory");
+		sub_main_fatal("fsync group", &err);
+	}
+	m.outbound = sub_outbound_new(m.base, m.srv.pool, m.srv.fsync_group,
+				      m.srv.outq,
 				      &m.srv.resolve, var_myhostname, &err);
 	if (m.outbound == NULL)
 		sub_main_fatal("outbound", &err);
@@ -481,6 +488,7 @@ int main(int argc, char **argv)
 	/* The pool first: its done callbacks reference sessions and the
 	 * qmgr (qmgr.h). */
 	work_pool_free(m.srv.pool);
+	fsgroup_free(m.srv.fsync_group);
 	for (int i = 0; i < 3; i++)
 		smtpd_server_free(m.lis[i].smtpd);
 	sub_outbound_free(m.outbound);

@@ -65,8 +65,9 @@ int sub_deliver_over_quota(const struct sub_target *t, long long size,
 static enum sub_deliver_rc sub_deliver_maildir(const struct sub_target *t,
 					       const char *key, int scan,
 					       const struct iovec *iov,
-					       long long size, char *name_r,
-					       size_t name_n, struct err *err)
+					       long long size, struct fsgroup *g,
+					       char *name_r, size_t name_n,
+					       struct err *err)
 {
 	char stem[40];
 	struct err qerr;
@@ -101,15 +102,21 @@ static enum sub_deliver_rc sub_deliver_maildir(const struct sub_target *t,
 			return SUB_DELIVER_PERM;
 		}
 	}
-	rc = maildir_deliver(t->path, stem, iov, 2, "new", NULL, name_r,
-			     name_n, err);
+	rc = maildir_deliver_grouped(t->path, stem, iov, 2, "new", NULL, g,
+				     name_r, name_n, err);
 	if (rc != 0) {
 		quota_unlock(lockfd);
 		return rc < 0 ? SUB_DELIVER_TEMP : SUB_DELIVER_DUP;
 	}
 	/* The message is safe; a maildirsize that could not be updated is
-	 * rebuilt by the next reader (Maildir++), so it does not fail this. */
-	quota_add(t->path, t->quota, size, 1, t->uid, t->gid, &qerr);
+	 * rebuilt by the next reader (Maildir++), so it does not fail this.
+	 * A mailbox under no quota keeps the file only if it has one (a
+	 * read, an append and, every few hundred messages, a scan of the
+	 * whole Maildir: issue 12). */
+	if (t->quota > 0 || t->domain_quota > 0)
+		quota_add(t->path, t->quota, size, 1, t->uid, t->gid, &qerr);
+	else
+		quota_add_kept(t->path, 0, size, 1, t->uid, t->gid, &qerr);
 	quota_unlock(lockfd);
 	return SUB_DELIVER_OK;
 }
@@ -257,6 +264,7 @@ enum sub_deliver_rc sub_deliver_local(const struct sub_target *t,
 				      const char *key, int scan,
 				      const char *sender,
 				      const char *data, size_t len,
+				      struct fsgroup *g,
 				      char *name_r, size_t name_n,
 				      struct err *err)
 {
@@ -280,8 +288,8 @@ enum sub_deliver_rc sub_deliver_local(const struct sub_target *t,
 	iov[1].iov_len = len;
 	if (t->maildir)
 		rc = sub_deliver_maildir(t, key, scan, iov,
-					 (long long)(pre.len + len), name_r,
-					 name_n, err);
+					 (long long)(pre.len + len), g,
+					 name_r, name_n, err);
 	else
 		rc = sub_deliver_mbox(t, sender, iov,
 				      (long long)(pre.len + len), err);

@@ -24,11 +24,16 @@ enum sub_deliver_rc {
  * scan: 1 when an earlier attempt with this key may have delivered
  * (a retry after a crash): new/ and cur/ are searched for the copy first;
  * 0: only new/ is checked for the exact file name (one stat).
+ * g: the group through which Maildir deliveries share their fsyncs
+ * (fsgroup.h; NULL: each its own).
  * name_r (may be NULL): the Maildir file name written. */
+struct fsgroup;
+
 enum sub_deliver_rc sub_deliver_local(const struct sub_target *t,
 				      const char *key, int scan,
 				      const char *sender,
 				      const char *data, size_t len,
+				      struct fsgroup *g,
 				      char *name_r, size_t name_n,
 				      struct err *err);
 

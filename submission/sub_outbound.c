@@ -51,6 +51,7 @@ struct sub_outbound {
 	struct qmgr *qmgr;
 	struct queue *q;
 	struct work_pool *pool;
+	struct fsgroup *fsync_group;    /* borrowed from main.c */
 	const struct sub_resolve *resolve;
 	struct map *sasl_maps;
 	SSL_CTX *tls;
@@ -224,7 +225,8 @@ static void sub_outbound_local_one(struct sub_outbound_ljob *j, size_t i)
 		}
 		/* A queued message may be a retry after a crash: scan. */
 		d = sub_deliver_local(t, j->m->env.qid, 1, j->m->env.sender,
-				      j->m->data, j->m->len, NULL, 0, &err);
+				      j->m->data, j->m->len, j->o->fsync_group,
+				      NULL, 0, &err);
 		if (d == SUB_DELIVER_TEMP)
 			sub_outbound_set(j, i, 451, err.msg);
 		else if (d == SUB_DELIVER_PERM)
@@ -332,7 +334,9 @@ static void sub_outbound_wake(void *arg)
 }
 
 struct sub_outbound *sub_outbound_new(struct event_base *base,
-				      struct work_pool *pool, struct queue *q,
+				      struct work_pool *pool,
+				      struct fsgroup *fsync_group,
+				      struct queue *q,
 				      const struct sub_resolve *resolve,
 				      const char *myhostname, struct err *err)
 {
@@ -343,6 +347,7 @@ struct sub_outbound *sub_outbound_new(struct event_base *base,
 		return err_set(err, 1, "out of memory"), NULL;
 	o->q = q;
 	o->pool = pool;
+	o->fsync_group = fsync_group;
 	o->resolve = resolve;
 	c = &o->conf;
 	if (sub_outbound_tls_level(var_smtp_tls_level, &c->smtpc.tls_level) < 0) {

@@ -12,6 +12,7 @@ struct event_base;
 struct queue;
 struct sub_resolve;
 struct work_pool;
+struct fsgroup;
 struct sub_outbound;
 
 /* relayhost, smtp_tls_security_level, smtp_sasl_*, back-off times,
@@ -27,7 +28,9 @@ char *sub_outbound_nexthop(const char *relayhost, const char *rcpt);
  * must outlive the struct) and the MDA. The pool must be freed before
  * the outbound side (qmgr.h). NULL + err on failure. */
 struct sub_outbound *sub_outbound_new(struct event_base *base,
-				      struct work_pool *pool, struct queue *q,
+				      struct work_pool *pool,
+				      struct fsgroup *fsync_group,
+				      struct queue *q,
 				      const struct sub_resolve *resolve,
 				      const char *myhostname, struct err *err);
 void sub_outbound_free(struct sub_outbound *o);

@@ -763,8 +763,8 @@ static void sub_session_deliver_one(struct sub_djob *j, const char *rcpt,
 			continue;
 		}
 		drc = sub_deliver_local(t, j->key, j->scan, j->m->sender,
-					j->data, j->len, name, sizeof(name),
-					&err);
+					j->data, j->len, srv->fsync_group,
+					name, sizeof(name), &err);
 		if (drc == SUB_DELIVER_OK || drc == SUB_DELIVER_DUP) {
 			log_info("%s: to=<%s>, orig_to=<%s>, relay=local, "
 				 "dsn=2.0.0, status=sent (%s %s)", j->m->qid,

@@ -17,6 +17,7 @@
 
 struct event_base;
 struct work_pool;
+struct fsgroup;
 struct redisc;
 struct queue;
 struct map;
@@ -27,6 +28,7 @@ enum sub_kind { SUB_KIND_SUBMISSION, SUB_KIND_SMTPS, SUB_KIND_INTAKE };
 struct sub_server {
 	struct event_base *base;
 	struct work_pool *pool;
+	struct fsgroup *fsync_group;     /* the pool's Maildir deliveries */
 	struct redisc *redis;
 	struct queue *outq;              /* "out" queue, NULL: none */
 	struct sub_resolve resolve;

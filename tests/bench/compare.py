@@ -42,8 +42,9 @@ IMAP runs and prints where their time went (and Redis's commands per
 message); CMP_SUB=name=value,... adds settings to the mailpair's
 submission (e.g. delivery_worker_threads=4). A run starts at least
 CMP_SETTLE seconds (360) after the previous one removed its files (see
-REMOVE_AT_EXIT). Every server is private, on
-127.0.0.1 free ports, and stopped by PID at the end."""
+REMOVE_AT_EXIT; CMP_KEEP=1 keeps them, for back-to-back A/B runs).
+Every server is private, on 127.0.0.1 free ports, and stopped by PID at
+the end."""
 import os
 import re
 import resource
@@ -96,6 +97,9 @@ CLEANUP = []
 # CPU per message, for reasons that are not its own.
 REMOVE_AT_EXIT = []
 SETTLE = int(os.environ.get("CMP_SETTLE", "360"))
+# CMP_KEEP=1: leave the run's files in place (remove them yourself), so
+# back-to-back runs of an A/B comparison need no settle.
+KEEP = os.environ.get("CMP_KEEP", "") not in ("", "0")
 LAST_REMOVAL = "/tmp/cmp-bench-last-removal"
 
 
@@ -810,10 +814,13 @@ def main():
                 c.cleanup()
             except Exception:  # noqa: BLE001
                 pass
-        for d in REMOVE_AT_EXIT + [T]:
-            shutil.rmtree(d, ignore_errors=True)
-        with open(LAST_REMOVAL, "w") as f:
-            f.write("%d\n" % time.time())
+        if KEEP:
+            say("  kept (CMP_KEEP): %s" % " ".join(REMOVE_AT_EXIT + [T]))
+        else:
+            for d in REMOVE_AT_EXIT + [T]:
+                shutil.rmtree(d, ignore_errors=True)
+            with open(LAST_REMOVAL, "w") as f:
+                f.write("%d\n" % time.time())
     return 0 if ok else 1
 
 

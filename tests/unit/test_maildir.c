@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsgroup.h"
 #include "maildir.h"
 #include "quota.h"
 
@@ -272,6 +273,55 @@ static void test_quota_add_and_recalc(void **st)
 	assert_string_equal(text, "0S\n20 2\n");
 }
 
+/* A mailbox under no quota gets no maildirsize from deliveries, but one
+ * that has the file keeps it up to date. */
+static void test_quota_add_kept(void **st)
+{
+	char md[400], path[450], text[256];
+	struct err err;
+	long long b, f;
+	FILE *fp;
+
+	snprintf(md, sizeof(md), "%s/q2", test_root);
+	assert_int_equal(maildir_make(md, (uid_t)-1, (gid_t)-1, &err), 0);
+	snprintf(path, sizeof(path), "%s/maildirsize", md);
+	assert_int_equal(quota_add_kept(md, 0, 10, 1, (uid_t)-1, (gid_t)-1,
+					&err), 0);
+	assert_int_equal(access(path, F_OK), -1);
+	/* the usage of a folder without the file is found by a scan */
+	assert_int_equal(quota_usage(md, &b, &f, &err), 0);
+	assert_int_equal(b, 0);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("0S\n0 0\n", fp);
+	fclose(fp);
+	assert_int_equal(quota_add_kept(md, 0, 10, 1, (uid_t)-1, (gid_t)-1,
+					&err), 0);
+	test_read_file(path, text, sizeof(text));
+	assert_string_equal(text, "0S\n0 0\n10 1\n");
+}
+
+/* Deliveries through a group commit land like plain ones. */
+static void test_deliver_grouped(void **st)
+{
+	char md[400], name[MAILDIR_NAME_MAX], path[700], text[64];
+	struct iovec iov[2] = { { "Subject: g\r\n", 12 }, { "\r\nbody\r\n", 8 } };
+	struct fsgroup *g = fsgroup_new();
+	struct err err;
+
+	assert_non_null(g);
+	snprintf(md, sizeof(md), "%s/g1", test_root);
+	assert_int_equal(maildir_make(md, (uid_t)-1, (gid_t)-1, &err), 0);
+	assert_int_equal(maildir_deliver_grouped(md, NULL, iov, 2, "new", NULL,
+						 g, name, sizeof(name), &err),
+			 0);
+	assert_int_equal(maildir_name_size(name), 20);
+	snprintf(path, sizeof(path), "%s/new/%s", md, name);
+	test_read_file(path, text, sizeof(text));
+	assert_string_equal(text, "Subject: g\r\n\r\nbody\r\n");
+	fsgroup_free(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -288,6 +338,8 @@ int main(void)
 		cmocka_unit_test(test_quota_parse),
 		cmocka_unit_test(test_quota_over),
 		cmocka_unit_test(test_quota_add_and_recalc),
+		cmocka_unit_test(test_quota_add_kept),
+		cmocka_unit_test(test_deliver_grouped),
 	};
 
 	return cmocka_run_group_tests(tests, test_setup, test_teardown);

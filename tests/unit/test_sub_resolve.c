@@ -246,13 +246,13 @@ static void test_deliver_maildir_once(void **st)
 	snprintf(path, sizeof(path), "%s/x/carol/", test_dir);
 	t.path = path;
 	assert_int_equal(sub_deliver_local(&t, "IDENT1", 1, "a@b", data,
-					   strlen(data), name, sizeof(name),
+					   strlen(data), NULL, name, sizeof(name),
 					   &err), SUB_DELIVER_OK);
 	assert_int_equal(sub_deliver_local(&t, "IDENT1", 1, "a@b", data,
-					   strlen(data), NULL, 0, &err),
+					   strlen(data), NULL, NULL, 0, &err),
 			 SUB_DELIVER_DUP);
 	assert_int_equal(sub_deliver_local(&t, "IDENT2", 0, "a@b", data,
-					   strlen(data), NULL, 0, &err),
+					   strlen(data), NULL, NULL, 0, &err),
 			 SUB_DELIVER_OK);
 	snprintf(nd, sizeof(nd), "%snew", path);
 	assert_int_equal(test_count(nd), 2);
@@ -272,13 +272,13 @@ static void test_deliver_loop_and_quota(void **st)
 	snprintf(path, sizeof(path), "%s/q/carol/", test_dir);
 	t.path = path;
 	assert_int_equal(sub_deliver_local(&t, "K1", 0, "", looped,
-					   strlen(looped), NULL, 0, &err),
+					   strlen(looped), NULL, NULL, 0, &err),
 			 SUB_DELIVER_PERM);
 	assert_memory_equal(err.msg, "5.4.6", 5);
 	assert_int_equal(sub_deliver_over_quota(&t, 101, &err), 1);
 	assert_int_equal(sub_deliver_over_quota(&t, 99, &err), 0);
 	assert_int_equal(sub_deliver_local(&t, "K2", 0, "", big, strlen(big),
-					   NULL, 0, &err), SUB_DELIVER_PERM);
+					   NULL, NULL, 0, &err), SUB_DELIVER_PERM);
 	assert_memory_equal(err.msg, "5.2.2", 5);
 }
 
@@ -295,9 +295,9 @@ static void test_deliver_mbox(void **st)
 	snprintf(path, sizeof(path), "%s/mb/sub/m.mbox", test_dir);
 	t.path = path;
 	assert_int_equal(sub_deliver_local(&t, "K", 0, "s@x", data, strlen(data),
-					   NULL, 0, &err), SUB_DELIVER_OK);
+					   NULL, NULL, 0, &err), SUB_DELIVER_OK);
 	assert_int_equal(sub_deliver_local(&t, "K", 0, "", data, strlen(data),
-					   NULL, 0, &err), SUB_DELIVER_OK);
+					   NULL, NULL, 0, &err), SUB_DELIVER_OK);
 	fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
 	n = read(fd, text, sizeof(text) - 1);
