@@ -20,11 +20,11 @@ struct fsgroup_req {
 	int done;
 	int err;              /* errno of the sync, 0 for success */
 	int via_syncfs;       /* made durable by the batch's syncfs */
+	pthread_cond_t wake;  /* done, or time to lead the next batch */
 };
 
 struct fsgroup {
 	pthread_mutex_t lock;
-	pthread_cond_t done;          /* a batch finished */
 	struct fsgroup_req *pending;  /* queued, not yet taken by a leader */
 	int busy;                     /* a leader is syncing a batch */
 	unsigned long batches, covered;
@@ -37,7 +37,6 @@ struct fsgroup *fsgroup_new(void)
 	if (g == NULL)
 		return NULL;
 	pthread_mutex_init(&g->lock, NULL);
-	pthread_cond_init(&g->done, NULL);
 	return g;
 }
 
@@ -45,7 +44,6 @@ void fsgroup_free(struct fsgroup *g)
 {
 	if (g == NULL)
 		return;
-	pthread_cond_destroy(&g->done);
 	pthread_mutex_destroy(&g->lock);
 	free(g);
 }
@@ -112,6 +110,7 @@ int fsgroup_sync(struct fsgroup *g, int fd)
 	if (fstat(fd, &st) < 0)
 		return -1;
 	req.dev = st.st_dev;
+	pthread_cond_init(&req.wake, NULL);
 	pthread_mutex_lock(&g->lock);
 	req.next = g->pending;
 	g->pending = &req;
@@ -119,7 +118,7 @@ int fsgroup_sync(struct fsgroup *g, int fd)
 		struct fsgroup_req *batch, *r;
 
 		if (g->busy) {
-			pthread_cond_wait(&g->done, &g->lock);
+			pthread_cond_wait(&req.wake, &g->lock);
 			continue;
 		}
 		/* Lead: everything queued so far was written before now. */
@@ -129,12 +128,19 @@ int fsgroup_sync(struct fsgroup *g, int fd)
 		pthread_mutex_unlock(&g->lock);
 		fsgroup_run(g, batch);
 		pthread_mutex_lock(&g->lock);
-		for (r = batch; r != NULL; r = r->next)
+		/* Wake each member once, and one of those queued meanwhile to
+		 * lead them: no thread wakes only to sleep again. */
+		for (r = batch; r != NULL; r = r->next) {
 			r->done = 1;
+			if (r != &req)
+				pthread_cond_signal(&r->wake);
+		}
 		g->busy = 0;
-		pthread_cond_broadcast(&g->done);
+		if (g->pending != NULL)
+			pthread_cond_signal(&g->pending->wake);
 	}
 	pthread_mutex_unlock(&g->lock);
+	pthread_cond_destroy(&req.wake);
 	/* syncfs reports the file system's write-back errors only from the
 	 * leader's point of view; this file's own (a failed write-back of its
 	 * pages) shows here, without another flush: nothing is dirty. */

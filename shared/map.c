@@ -226,6 +226,14 @@ int map_is_empty(const struct map *m)
 	return m == NULL || m->ntab == 0;
 }
 
+int map_in_memory(const struct map *m)
+{
+	for (size_t i = 0; m != NULL && i < m->ntab; i++)
+		if (!m->tab[i].be->in_memory)
+			return 0;
+	return 1;
+}
+
 const char *map_spec(const struct map *m)
 {
 	return m != NULL ? m->spec : "";

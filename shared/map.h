@@ -49,6 +49,11 @@ void map_main_reload(const char *who);
  * parameter as unset. */
 int map_is_empty(const struct map *m);
 
+/* 1 when every table of m (none, for NULL or empty) answers from memory
+ * (static:, texthash:): a lookup never waits on a server, so the event
+ * loop may make it instead of a worker thread. */
+int map_in_memory(const struct map *m);
+
 /* borrowed: the spec given to map_open (for log lines). */
 const char *map_spec(const struct map *m);
 

@@ -20,6 +20,10 @@ struct map_backend {
 	 * Lookups may run meanwhile on other threads; on failure the table
 	 * keeps what it had and err says why. */
 	int (*reload)(void *h, struct err *err);
+	/* 1: lookups answer from memory, never waiting on a server (a
+	 * texthash table stats its file once a second, no more), so an
+	 * event loop may call them itself. */
+	int in_memory;
 };
 
 extern const struct map_backend map_static_backend;

@@ -349,5 +349,5 @@ static void map_file_close(void *h)
 
 const struct map_backend map_file_backend = {
 	"texthash", map_file_open, map_file_lookup, map_file_close,
-	map_file_reload,
+	map_file_reload, 1,
 };

@@ -843,5 +843,5 @@ static void map_mysql_close(void *hv)
 
 const struct map_backend map_mysql_backend = {
 	"mysql", map_mysql_open, map_mysql_lookup, map_mysql_close,
-	map_mysql_reload,
+	map_mysql_reload, 0,
 };

@@ -45,5 +45,5 @@ static void map_static_close(void *h)
 }
 
 const struct map_backend map_static_backend = {
-	"static", map_static_open, map_static_lookup, map_static_close, NULL,
+	"static", map_static_open, map_static_lookup, map_static_close, NULL, 1,
 };

@@ -257,6 +257,15 @@ enum map_rc vlookup_domains_match(struct vlookup_domains *d, const char *domain,
 	return rc;
 }
 
+int vlookup_domains_in_memory(const struct vlookup_domains *d)
+{
+	for (size_t i = 0; d != NULL && i < d->n; i++)
+		if (d->ent[i].kind == VLOOKUP_MAP &&
+		    !map_in_memory(d->ent[i].map))
+			return 0;
+	return 1;
+}
+
 void vlookup_domains_free(struct vlookup_domains *d)
 {
 	size_t i;

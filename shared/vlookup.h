@@ -48,6 +48,9 @@ struct vlookup_domains *vlookup_domains_new(const char *list_or_maps,
  * MAP_TEMPFAIL (err filled) when a map failed. Thread-safe. */
 enum map_rc vlookup_domains_match(struct vlookup_domains *d, const char *domain,
                                   struct err *err);
+/* 1 when matching never waits on a server: names, and maps that
+ * answer from memory only (map_in_memory). */
+int vlookup_domains_in_memory(const struct vlookup_domains *d);
 void vlookup_domains_free(struct vlookup_domains *d);
 
 /* One-shot convenience: opens the list, matches, frees. For tools and

@@ -275,6 +275,7 @@ static void sub_main_maps(struct sub_server *srv)
 	r->minimum_uid = var_min_uid;
 	r->recursion_limit = (int)var_alias_recursion;
 	r->expansion_limit = (int)var_alias_expansion;
+	srv->rcpt_inline = sub_resolve_in_memory(r);
 }
 
 static void sub_main_bind_all(struct sub_main *m)

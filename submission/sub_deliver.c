@@ -41,6 +41,15 @@ static int sub_deliver_over_domain(const struct sub_target *t, long long size,
 	return quota_over(t->domain_quota, bytes, size) ? 2 : 0;
 }
 
+int sub_deliver_quota_io(const struct sub_target *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (t[i].fail == NULL && t[i].local &&
+		    (t[i].quota > 0 || t[i].domain_quota > 0))
+			return 1;
+	return 0;
+}
+
 int sub_deliver_over_quota(const struct sub_target *t, long long size,
 			   struct err *err)
 {

@@ -37,6 +37,10 @@ enum sub_deliver_rc sub_deliver_local(const struct sub_target *t,
 				      char *name_r, size_t name_n,
 				      struct err *err);
 
+/* 1 when sub_deliver_over_quota would read the disk for one of the n
+ * targets (a mailbox or domain quota), 0 when it answers at once. */
+int sub_deliver_quota_io(const struct sub_target *t, size_t n);
+
 /* Quota test before the data is known (RCPT with SIZE=), and under the
  * quota lock at delivery: 1 the mailbox is over its quota, 2 the domain
  * is over its domain quota, 0 fine, -1 error. Creates nothing. */

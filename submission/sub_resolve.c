@@ -424,3 +424,15 @@ enum sub_resolve_rc sub_resolve_rcpt(const struct sub_resolve *r,
 	res->n = first;
 	return SUB_RESOLVE_UNKNOWN;
 }
+
+int sub_resolve_in_memory(const struct sub_resolve *r)
+{
+	const struct map *maps[] = { r->alias_maps, r->mailbox_maps,
+				     r->uid_maps, r->gid_maps, r->limit_maps,
+				     r->domain_quota_maps };
+
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
+		if (!map_in_memory(maps[i]))
+			return 0;
+	return vlookup_domains_in_memory(r->domains);
+}

@@ -73,6 +73,10 @@ enum sub_resolve_rc sub_resolve_rcpt(const struct sub_resolve *r,
 				     struct sub_resolve_res *res,
 				     struct err *err);
 
+/* 1 when every map r consults, and its domain list, answers from memory
+ * (map_in_memory): resolution never waits on a server. */
+int sub_resolve_in_memory(const struct sub_resolve *r);
+
 /* Is domain one of virtual_mailbox_domains? MAP_FOUND / NOTFOUND /
  * TEMPFAIL. */
 enum map_rc sub_resolve_local_domain(const struct sub_resolve *r,

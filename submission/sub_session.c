@@ -468,8 +468,11 @@ struct sub_rjob {
 	struct err err;
 };
 
-static void sub_session_rcpt_check(struct sub_rjob *j,
-				   const struct sub_server *srv)
+/* may_block 0 (the loop, srv->rcpt_inline): returns 1 before anything
+ * that touches the disk, a quota test, for the worker to do it all again;
+ * else 0 with j->code and j->text set. */
+static int sub_session_rcpt_check(struct sub_rjob *j,
+				  const struct sub_server *srv, int may_block)
 {
 	struct sub_resolve_res res = { 0 };
 	const char *at = strrchr(j->rcpt, '@');
@@ -482,7 +485,7 @@ static void sub_session_rcpt_check(struct sub_rjob *j,
 		j->code = 451;
 		snprintf(j->text, sizeof(j->text), "4.3.0 <%s>: Temporary "
 			 "lookup failure", j->rcpt);
-		return;
+		return 0;
 	}
 	j->f.local_dest = dom == MAP_FOUND;
 	switch (sub_policy_eval(j->relay_restr, &j->f)) {
@@ -492,7 +495,7 @@ static void sub_session_rcpt_check(struct sub_rjob *j,
 			j->code = 530;
 			snprintf(j->text, sizeof(j->text), "5.7.0 "
 				 "Authentication required");
-			return;
+			return 0;
 		}
 		/* fall through */
 	case SUB_V_REJECT_RELAY:
@@ -500,16 +503,20 @@ static void sub_session_rcpt_check(struct sub_rjob *j,
 		j->code = 554;
 		snprintf(j->text, sizeof(j->text), "5.7.1 <%s>: Relay access "
 			 "denied", j->rcpt);
-		return;
+		return 0;
 	default:
 		break;
 	}
 	if (!j->f.local_dest)
-		return;
+		return 0;
 	rc = sub_resolve_rcpt(&srv->resolve, j->rcpt, &res, &j->err);
 	if (rc != SUB_RESOLVE_OK) {
 		j->code = rc == SUB_RESOLVE_TEMP ? 451 : 550;
 		snprintf(j->text, sizeof(j->text), "%s", j->err.msg);
+	} else if (j->size > 0 && !may_block &&
+		   sub_deliver_quota_io(res.v, res.n)) {
+		sub_resolve_res_clear(&res);
+		return 1;
 	} else if (j->size > 0) {
 		/* The size is known (MAIL SIZE=): refuse now rather than
 		 * bounce later (RFC 1870 §6.1), when no member of the
@@ -533,13 +540,14 @@ static void sub_session_rcpt_check(struct sub_rjob *j,
 		}
 	}
 	sub_resolve_res_clear(&res);
+	return 0;
 }
 
 static void sub_session_rcpt_work(void *arg)
 {
 	struct sub_rjob *j = arg;
 
-	sub_session_rcpt_check(j, j->ss->l->srv);
+	sub_session_rcpt_check(j, j->ss->l->srv, 1);
 }
 
 static void sub_session_rcpt_done(void *arg)
@@ -587,6 +595,14 @@ static void sub_session_rcpt(struct smtpd_session *s, const char *rcpt,
 	j->relay_restr = sub_session_relay_restr(ss);
 	j->size = (long long)smtpd_session_declared_size(s);
 	j->ss = sub_session_ref(ss);
+	/* Maps in memory: answered here, saving two thread switches per
+	 * recipient (issue 12); a mailbox with a quota still goes to a
+	 * worker, which reads its maildirsize. */
+	if (ss->l->srv->rcpt_inline &&
+	    sub_session_rcpt_check(j, ss->l->srv, 0) == 0) {
+		sub_session_rcpt_done(j);
+		return;
+	}
 	if (work_submit(ss->l->srv->pool, sub_session_rcpt_work,
 			sub_session_rcpt_done, j) < 0) {
 		j->code = 451;

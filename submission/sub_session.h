@@ -29,6 +29,8 @@ struct sub_server {
 	struct event_base *base;
 	struct work_pool *pool;
 	struct fsgroup *fsync_group;     /* the pool's Maildir deliveries */
+	int rcpt_inline;                 /* RCPT's maps are all in memory:
+	                                    the loop resolves, no worker */
 	struct redisc *redis;
 	struct queue *outq;              /* "out" queue, NULL: none */
 	struct sub_resolve resolve;
