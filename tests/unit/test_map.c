@@ -125,6 +125,8 @@ static void test_empty_spec(void **st)
 	struct map *m = test_map_open("");
 
 	assert_true(map_is_empty(m));
+	assert_int_equal(map_in_memory(m), 1);
+	assert_int_equal(map_in_memory(NULL), 1);
 	test_map_expect(m, "x", NULL);
 	map_free(m);
 	m = map_open(NULL, NULL);
@@ -657,6 +659,11 @@ static void test_mysql_and_texthash(void **st)
 	                  "query = SELECT v FROM test_map_kv WHERE k='%s'"));
 	test_map_expect(m, "alice@example.test", "overridden");
 	test_map_expect(m, "plain", "plain-value");
+	/* one server-backed table is enough to keep lookups off the loop */
+	assert_int_equal(map_in_memory(m), 0);
+	map_free(m);
+	m = test_map_open("texthash:%s, static:x", test_map_path("front"));
+	assert_int_equal(map_in_memory(m), 1);
 	map_free(m);
 }
 

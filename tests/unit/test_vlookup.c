@@ -213,6 +213,8 @@ static void test_domain_maps_and_files(void **st)
 	assert_int_equal(vlookup_domains_match(d, "third.test", &err), MAP_FOUND);
 	assert_int_equal(vlookup_domains_match(d, "comment", &err), MAP_NOTFOUND);
 	assert_int_equal(vlookup_domains_match(d, "unknown.test", &err), MAP_NOTFOUND);
+	/* names, a list file and a texthash: all answered from memory */
+	assert_int_equal(vlookup_domains_in_memory(d), 1);
 	vlookup_domains_free(d);
 	vlookup_domains_free(NULL);
 
