@@ -416,6 +416,17 @@ static void conn_leave(struct conn *c)
 		conn_flush(c);
 }
 
+void conn_hold(struct conn *c)
+{
+	c->in_cb++;
+}
+
+void conn_release(struct conn *c)
+{
+	conn_leave(c);
+	conn_check_output(c);
+}
+
 void conn_write(struct conn *c, const void *data, size_t len)
 {
 	struct evbuffer *out = conn_out(c);

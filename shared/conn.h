@@ -144,6 +144,13 @@ int conn_gone(const struct conn *c);
  * directly). Elsewhere it goes to the bufferevent at once. */
 void conn_write(struct conn *c, const void *data, size_t len);
 void conn_flush(struct conn *c);
+/* Output written between conn_hold() and conn_release() is gathered as
+ * inside a protocol callback and handed over at the release in one piece
+ * (on a plain socket, sent at once: no write event, no loop turn). For
+ * answers that arrive from elsewhere: a worker, Redis. Pairs nest; the
+ * conn must not be freed in between (conn_close is fine). */
+void conn_hold(struct conn *c);
+void conn_release(struct conn *c);
 void conn_printf(struct conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* fmt's text and CRLF, added as one piece. */

@@ -39,6 +39,9 @@ struct queue {
 	struct event_base *base;
 	struct redisc *r;
 	char prefix[64];          /* "mq:NAME:" */
+	/* the scripts the loop runs per message, by EVALSHA */
+	char sha_put[REDISC_SHA_HEX], sha_claim[REDISC_SHA_HEX];
+	char sha_finish[REDISC_SHA_HEX];
 	int wait_replicas, wait_timeout_ms;
 	void (*notify)(void *arg);
 	void *notify_arg;
@@ -327,13 +330,25 @@ static void queue_argv_free(struct queue_argv *a)
 	memset(a, 0, sizeof(*a));
 }
 
-/* EVAL script nkeys keys... */
+/* EVAL script nkeys keys... ; EVALSHA sha ... when sha is not NULL
+ * (the daemons' connections, which load the scripts: redisc_script_add). */
+static void queue_argv_script(struct queue_argv *a, const char *script,
+    const char *sha, int nkeys)
+{
+	if (sha != NULL) {
+		queue_argv_addn(a, "EVALSHA", 7, 0);
+		queue_argv_addn(a, sha, strlen(sha), 0);
+	} else {
+		queue_argv_addn(a, "EVAL", 4, 0);
+		queue_argv_addn(a, script, strlen(script), 0);
+	}
+	queue_argv_addf(a, "%d", nkeys);
+}
+
 static void queue_argv_eval(struct queue_argv *a, const char *script,
     int nkeys)
 {
-	queue_argv_addn(a, "EVAL", 4, 0);
-	queue_argv_addn(a, script, strlen(script), 0);
-	queue_argv_addf(a, "%d", nkeys);
+	queue_argv_script(a, script, NULL, nkeys);
 }
 
 static void queue_argv_pair(struct queue_argv *a, const char *field,
@@ -360,8 +375,8 @@ static void queue_argv_pairf(struct queue_argv *a, const char *field,
 /* The put command: one EVAL, so the envelope, the data and the schedule
  * entry appear together or not at all. */
 static int queue_build_put(struct queue_argv *a, const char *prefix,
-    const struct queue_env *env, const char *data, size_t len,
-    struct err *err)
+    const char *sha, const struct queue_env *env, const char *data,
+    size_t len, struct err *err)
 {
 	char k[128], f[32];
 	long arrival = env->arrival ? env->arrival : (long)time(NULL);
@@ -371,7 +386,7 @@ static int queue_build_put(struct queue_argv *a, const char *prefix,
 		return err_set(err, 0, "queue_put: bad queue id");
 	if (env->sender == NULL || env->nrcpt == 0)
 		return err_set(err, 0, "queue_put: no sender or no recipients");
-	queue_argv_eval(a, queue_lua_put, 4);
+	queue_argv_script(a, queue_lua_put, sha, 4);
 	queue_key(k, sizeof(k), prefix, "m:", env->qid);
 	queue_argv_add(a, k);
 	queue_key(k, sizeof(k), prefix, "d:", env->qid);
@@ -599,6 +614,13 @@ struct queue *queue_new(struct event_base *base, struct redisc *r,
 	memcpy(q->prefix, prefix, sizeof(prefix));
 	q->wait_replicas = (int)var_queue_wait_replicas;
 	q->wait_timeout_ms = (int)var_queue_wait_timeout * 1000;
+	if (redisc_script_add(r, queue_lua_put, q->sha_put) < 0 ||
+	    redisc_script_add(r, queue_lua_claim, q->sha_claim) < 0 ||
+	    redisc_script_add(r, queue_lua_finish, q->sha_finish) < 0) {
+		free(q);
+		err_set(err, 1, "out of memory");
+		return NULL;
+	}
 	return q;
 }
 
@@ -751,7 +773,7 @@ void queue_put(struct queue *q, const struct queue_env *env,
 		queue_fail_later(q, cb, arg, &err);
 		return;
 	}
-	if (queue_build_put(&a, q->prefix, env, data, len, &err) < 0) {
+	if (queue_build_put(&a, q->prefix, q->sha_put, env, data, len, &err) < 0) {
 		queue_argv_free(&a);
 		free(op);
 		queue_fail_later(q, cb, arg, &err);
@@ -937,7 +959,7 @@ void queue_claim(struct queue *q, size_t max, int lease_seconds,
 	struct queue_claim_op *op = calloc(1, sizeof(*op));
 	char now[32], until[32], maxs[32];
 	long long t = queue_now_ms();
-	const char *argv[7] = { "EVAL", queue_lua_claim, "0", q->prefix, now,
+	const char *argv[7] = { "EVALSHA", q->sha_claim, "0", q->prefix, now,
 	    until, maxs };
 
 	if (op == NULL) {
@@ -1019,7 +1041,7 @@ void queue_finish(struct queue *q, const struct queue_msg *m,
 	for (i = 0; i < m->env.nrcpt; i++)
 		if (m->env.rcpts[i].state == QUEUE_RCPT_PENDING)
 			alldone = 0;
-	queue_argv_eval(&a, queue_lua_finish, 4);
+	queue_argv_script(&a, queue_lua_finish, q->sha_finish, 4);
 	queue_key(k, sizeof(k), q->prefix, "m:", m->env.qid);
 	queue_argv_add(&a, k);
 	queue_key(k, sizeof(k), q->prefix, "d:", m->env.qid);
@@ -1090,7 +1112,7 @@ int queue_sync_put(redisContext *c, const char *name,
 	memset(&a, 0, sizeof(a));
 	if (queue_prefix(prefix, sizeof(prefix), name, err) < 0)
 		return -1;
-	if (queue_build_put(&a, prefix, env, data, len, err) < 0) {
+	if (queue_build_put(&a, prefix, NULL, env, data, len, err) < 0) {
 		queue_argv_free(&a);
 		return -1;
 	}

@@ -9,6 +9,7 @@
 #include <sys/time.h>
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
+#include <openssl/evp.h>
 #include "redisc.h"
 
 #define REDISC_BACKOFF_MIN_MS 100
@@ -46,12 +47,30 @@ struct redisc {
 	long inflight;
 	struct timeval last_progress;
 	struct event *retry_ev, *watch_ev, *fail_ev;
+	struct event *flush_ev;       /* activated: write what is queued */
+	int flush_pending;
+	const char **scripts;         /* borrowed bodies, for SCRIPT LOAD */
+	size_t nscripts;
 	struct redisc_req *failed, **failed_tail;
 	void (*state_cb)(void *arg, int up);
 	void *state_arg;
 };
 
 static void redisc_connect(struct redisc *r);
+
+/* Runs once the callbacks of this loop pass are done, so the commands
+ * they queued leave in one write. hiredis's libevent adapter would
+ * instead arm a write event: two epoll_ctl and one more pass per batch
+ * (issue 12). Only on a connected context: hiredis takes a first write
+ * call as the end of a non-blocking connect. */
+static void redisc_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct redisc *r = arg;
+
+	r->flush_pending = 0;
+	if (r->ac != NULL && (r->ac->c.flags & REDIS_CONNECTED))
+		redisAsyncHandleWrite(r->ac);
+}
 
 static long redisc_ms_since(const struct timeval *t)
 {
@@ -167,6 +186,47 @@ static void redisc_on_hello(redisAsyncContext *ac, void *reply, void *priv)
 	redisc_set_ready(r, 1);
 }
 
+static void redisc_on_loaded(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct redisc *r = priv;
+
+	if (r->freeing || ac != r->ac)
+		return;
+	r->inflight--;
+	gettimeofday(&r->last_progress, NULL);
+}
+
+static void redisc_load_script(struct redisc *r, const char *body)
+{
+	if (r->ac != NULL && redisAsyncCommand(r->ac, redisc_on_loaded, r,
+	    "SCRIPT LOAD %s", body) == REDIS_OK)
+		r->inflight++;
+}
+
+int redisc_script_add(struct redisc *r, const char *body,
+    char sha_r[REDISC_SHA_HEX])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	const char **v;
+
+	if (EVP_Digest(body, strlen(body), md, &n, EVP_sha1(), NULL) != 1 ||
+	    n != 20)
+		return -1;
+	for (unsigned i = 0; i < n; i++)
+		snprintf(sha_r + 2 * i, 3, "%02x", md[i]);
+	for (size_t i = 0; i < r->nscripts; i++)
+		if (r->scripts[i] == body)
+			return 0;       /* another queue on this connection */
+	v = realloc(r->scripts, (r->nscripts + 1) * sizeof(*v));
+	if (v == NULL)
+		return -1;
+	r->scripts = v;
+	r->scripts[r->nscripts++] = body;
+	redisc_load_script(r, body);
+	return 0;
+}
+
 static void redisc_connect(struct redisc *r)
 {
 	redisAsyncContext *ac;
@@ -204,6 +264,8 @@ static void redisc_connect(struct redisc *r)
 	if (redisAsyncCommand(ac, redisc_on_hello, r, r->db > 0 ?
 	    "SELECT %s" : "PING", dbs) == REDIS_OK)
 		r->inflight++;
+	for (size_t i = 0; i < r->nscripts; i++)
+		redisc_load_script(r, r->scripts[i]);
 }
 
 static void redisc_retry(evutil_socket_t fd, short what, void *arg)
@@ -266,7 +328,9 @@ struct redisc *redisc_new(struct event_base *base, const char *addr,
 	r->retry_ev = evtimer_new(base, redisc_retry, r);
 	r->watch_ev = event_new(base, -1, EV_PERSIST, redisc_watch, r);
 	r->fail_ev = evtimer_new(base, redisc_run_failed, r);
-	if (r->retry_ev == NULL || r->watch_ev == NULL || r->fail_ev == NULL)
+	r->flush_ev = event_new(base, -1, 0, redisc_flush, r);
+	if (r->retry_ev == NULL || r->watch_ev == NULL || r->fail_ev == NULL ||
+	    r->flush_ev == NULL)
 		goto oom;
 	evtimer_add(r->watch_ev, &sec);
 	redisc_connect(r);
@@ -293,6 +357,9 @@ void redisc_free(struct redisc *r)
 		event_free(r->watch_ev);
 	if (r->fail_ev != NULL)
 		event_free(r->fail_ev);
+	if (r->flush_ev != NULL)
+		event_free(r->flush_ev);
+	free(r->scripts);
 	free(r->host);
 	free(r->path);
 	free(r->password);
@@ -319,6 +386,11 @@ static void redisc_on_reply(redisAsyncContext *ac, void *reply, void *priv)
 	if (r->ac == ac) {
 		r->inflight--;
 		gettimeofday(&r->last_progress, NULL);
+		if (reply != NULL &&
+		    ((redisReply *)reply)->type == REDIS_REPLY_ERROR &&
+		    strncmp(((redisReply *)reply)->str, "NOSCRIPT", 8) == 0)
+			for (size_t i = 0; i < r->nscripts; i++)
+				redisc_load_script(r, r->scripts[i]);
 	}
 	if (q->cb != NULL)
 		q->cb(r, reply, q->arg);
@@ -357,6 +429,10 @@ static int redisc_sent(struct redisc *r, struct redisc_req *q, int rc)
 		return redisc_fail_later(r, q);
 	if (r->inflight++ == 0)
 		gettimeofday(&r->last_progress, NULL);
+	if (!r->flush_pending) {
+		r->flush_pending = 1;
+		event_active(r->flush_ev, EV_WRITE, 1);
+	}
 	return 0;
 }
 

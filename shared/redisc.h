@@ -49,6 +49,17 @@ int redisc_command(struct redisc *r, redisc_cb *cb, void *arg,
 int redisc_command_argv(struct redisc *r, redisc_cb *cb, void *arg,
     int argc, const char **argv, const size_t *argvlen);
 
+/* Lua scripts run with EVALSHA. redisc_script_add registers body (a
+ * string that outlives r) and writes its SHA-1 in hex to sha_r. The script
+ * is loaded (SCRIPT LOAD) now and on every new connection before any other
+ * command, so "EVALSHA sha ..." finds it; sending the script's text with
+ * every EVAL cost Redis a hash of it each time (issue 12). A NOSCRIPT
+ * answer (an operator's SCRIPT FLUSH) reaches the caller as the error it
+ * is, and the scripts are loaded again. 0, or -1 when out of memory. */
+#define REDISC_SHA_HEX 41
+int redisc_script_add(struct redisc *r, const char *body,
+    char sha_r[REDISC_SHA_HEX]);
+
 /* Rate counter shared by every host on the same Redis: INCR key, with
  * EXPIRE window_seconds set when the key is new, atomically (Lua). cb gets
  * the count in this window, or -1 when Redis is down. */

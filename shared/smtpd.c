@@ -668,8 +668,25 @@ static void smtpd_auth_finish(struct smtpd_session *s);
 static void smtpd_message_done(struct smtpd_session *s, int code,
                                const char *text);
 
+static void smtpd_resumed_hold(struct smtpd_session *s, int code,
+                               const char *text);
+
+/* The answer's reply (and whatever follows from it) leaves in one piece,
+ * straight to a plain socket: most answers come from a worker or Redis,
+ * outside the conn's callbacks, where each reply cost a write event and
+ * a loop turn (issue 12). */
 static void smtpd_resumed(struct smtpd_session *s, int code,
                           const char *text)
+{
+	struct conn *c = s->conn;
+
+	conn_hold(c);
+	smtpd_resumed_hold(s, code, text);
+	conn_release(c);
+}
+
+static void smtpd_resumed_hold(struct smtpd_session *s, int code,
+                               const char *text)
 {
 	enum smtpd_wait w = s->wait;
 

@@ -340,6 +340,47 @@ static void test_busy_resumes_input(void **st)
 	test_teardown_srv(&t);
 }
 
+/* An answer from outside the callbacks (a worker's, Redis's): between
+ * conn_hold and conn_release output is gathered, and the release sends it
+ * on the plain socket at once, without a loop turn; without the pair it
+ * waits in the bufferevent for the loop. */
+static void test_hold_sends_at_release(void **st)
+{
+	struct conn_settings set = { .service = "test" };
+	struct test_ctx t;
+	char buf[256];
+	int fd, eof;
+
+	test_setup_srv(&t, &set);
+	t.busy_on_line = 1;
+	fd = test_connect(&t, "192.0.2.1");
+	assert_int_equal(write(fd, "job\n", 4), 4);
+	test_pump(&t, 30);
+	test_read(fd, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "HELLO 192.0.2.1\n");
+	conn_hold(t.busy);
+	conn_printf(t.busy, "ONE\n");
+	conn_hold(t.busy);              /* pairs nest */
+	conn_printf(t.busy, "TWO\n");
+	conn_release(t.busy);
+	test_read(fd, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "");   /* still held by the outer pair */
+	conn_release(t.busy);
+	test_read(fd, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "ONE\nTWO\n");
+	conn_printf(t.busy, "THREE\n");
+	test_read(fd, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "");   /* the bufferevent waits for the loop */
+	test_pump(&t, 30);
+	test_read(fd, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "THREE\n");
+	assert_int_equal(conn_ready(t.busy), 0);
+	close(fd);
+	test_pump(&t, 30);
+	assert_int_equal(t.closed, 1);
+	test_teardown_srv(&t);
+}
+
 static void test_output_backpressure(void **st)
 {
 	struct conn_settings set = { .service = "test", .write_hiwat = 4096 };
@@ -556,6 +597,7 @@ int main(void)
 		cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_busy_client_gone),
 		cmocka_unit_test(test_busy_resumes_input),
+		cmocka_unit_test(test_hold_sends_at_release),
 		cmocka_unit_test(test_output_backpressure),
 		cmocka_unit_test(test_backpressure_sent_at_once),
 		cmocka_unit_test(test_pacing),

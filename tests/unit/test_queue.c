@@ -142,6 +142,41 @@ static void test_put_and_show(void **st)
 	assert_int_equal(queue_sync_show(t->c, test_qname, "../x", &m, &err), -1);
 }
 
+/* The daemons run the queue's scripts by EVALSHA. After an operator's
+ * SCRIPT FLUSH the next put fails as a temporary error (the SMTP client
+ * is told 4xx and sends again) and the scripts are loaded again, so the
+ * put after it is stored; nothing half-written either way. */
+static void test_script_flush(void **st)
+{
+	struct test_ctx *t = *st;
+	struct test_put p = { 0, 0, 0 };
+	struct queue_env e;
+	struct queue_msg *m;
+	struct err err;
+	redisReply *rep;
+
+	test_env(&e);
+	queue_put(t->q, &e, test_data, sizeof(test_data) - 1, test_put_cb, &p);
+	test_run_until(t, &p.done);
+	assert_int_equal(p.ok, 1);
+	rep = redisCommand(t->c, "SCRIPT FLUSH");
+	assert_non_null(rep);
+	freeReplyObject(rep);
+	test_env(&e);
+	memset(&p, 0, sizeof(p));
+	queue_put(t->q, &e, test_data, sizeof(test_data) - 1, test_put_cb, &p);
+	test_run_until(t, &p.done);
+	assert_int_equal(p.ok, 0);
+	assert_int_equal(p.temp, 1);
+	assert_int_equal(queue_sync_show(t->c, test_qname, e.qid, &m, &err), 0);
+	memset(&p, 0, sizeof(p));
+	queue_put(t->q, &e, test_data, sizeof(test_data) - 1, test_put_cb, &p);
+	test_run_until(t, &p.done);
+	assert_int_equal(p.ok, 1);
+	assert_int_equal(queue_sync_show(t->c, test_qname, e.qid, &m, &err), 1);
+	queue_msg_free(m);
+}
+
 struct test_claim { int done; struct queue_msg **msgs; size_t n; };
 
 static void test_claim_cb(void *arg, struct queue_msg **msgs, size_t n,
@@ -417,6 +452,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hold_release_delete, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_rate_counter, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_redis_down, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_script_flush, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_durable_check, test_setup, test_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
