@@ -315,6 +315,22 @@ static void test_busy_client_gone(void **st)
 	test_teardown_srv(&t);
 }
 
+/* A client whose first line puts its conn BUSY (t->busy); what it sends
+ * is `lines`. Returns its end once the greeting was read. */
+static int test_busy_client(struct test_ctx *t, const char *lines)
+{
+	char buf[256];
+	int fd, eof;
+
+	t->busy_on_line = 1;
+	fd = test_connect(t, "192.0.2.1");
+	assert_int_equal(write(fd, lines, strlen(lines)), (ssize_t)strlen(lines));
+	test_pump(t, 30);
+	test_read(fd, buf, sizeof(buf), &eof);
+	assert_string_equal(buf, "HELLO 192.0.2.1\n");
+	return fd;
+}
+
 static void test_busy_resumes_input(void **st)
 {
 	struct conn_settings set = { .service = "test" };
@@ -323,12 +339,7 @@ static void test_busy_resumes_input(void **st)
 	int fd, eof;
 
 	test_setup_srv(&t, &set);
-	t.busy_on_line = 1;
-	fd = test_connect(&t, "192.0.2.1");
-	assert_int_equal(write(fd, "job\nnext\n", 9), 9);
-	test_pump(&t, 30);
-	test_read(fd, buf, sizeof(buf), &eof);
-	assert_string_equal(buf, "HELLO 192.0.2.1\n");
+	fd = test_busy_client(&t, "job\nnext\n");
 	/* pipelined "next" waits for the job, then runs */
 	assert_int_equal(conn_ready(t.busy), 0);
 	test_pump(&t, 30);
@@ -352,12 +363,7 @@ static void test_hold_sends_at_release(void **st)
 	int fd, eof;
 
 	test_setup_srv(&t, &set);
-	t.busy_on_line = 1;
-	fd = test_connect(&t, "192.0.2.1");
-	assert_int_equal(write(fd, "job\n", 4), 4);
-	test_pump(&t, 30);
-	test_read(fd, buf, sizeof(buf), &eof);
-	assert_string_equal(buf, "HELLO 192.0.2.1\n");
+	fd = test_busy_client(&t, "job\n");
 	conn_hold(t.busy);
 	conn_printf(t.busy, "ONE\n");
 	conn_hold(t.busy);              /* pairs nest */
