@@ -2156,14 +2156,24 @@ struct mstore *mstore_open(const char *root, struct err *err)
 		mstore_free(ms);
 		return NULL;
 	}
-	/* first login: the RFC 6154 special-use folders, subscribed */
+	/* first login: the RFC 6154 special-use folders, subscribed. All
+	 * of them exist before the subscriptions file does: a second
+	 * client logging in at the same moment sees the file and takes the
+	 * folders as made, and its COPY to Trash must find Trash. */
 	mstore_fmt(p, sizeof(p), "%s/%s", ms->root, MSTORE_SUBS);
 	if (first || stat(p, &st) < 0) {
+		int made[sizeof(mstore_specials) / sizeof(mstore_specials[0])];
+
 		for (i = 0; i < sizeof(mstore_specials) / sizeof(mstore_specials[0]); i++) {
 			mstore_fmt(p, sizeof(p), "%s/.%s", ms->root, mstore_specials[i]);
-			if (stat(p, &st) == 0)
-				continue;
-			if (mstore_make_folder(p, err) < 0 ||
+			made[i] = stat(p, &st) < 0;
+			if (made[i] && mstore_make_folder(p, err) < 0) {
+				mstore_free(ms);
+				return NULL;
+			}
+		}
+		for (i = 0; i < sizeof(mstore_specials) / sizeof(mstore_specials[0]); i++) {
+			if (made[i] &&
 			    mstore_subscribe(ms, mstore_specials[i], 1, err) < 0) {
 				mstore_free(ms);
 				return NULL;
