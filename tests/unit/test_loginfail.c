@@ -89,11 +89,20 @@ static int test_setup_common(void **st, int redis)
 	struct test_ctx *t = calloc(1, sizeof(*t));
 	char addr[128];
 	struct err err;
+	struct event_config *cfg;
 	static unsigned n;
 
 	if (t == NULL)
 		return -1;
-	t->base = event_base_new();
+	/* The waits are timed with CLOCK_MONOTONIC; libevent's timers by
+	 * default run on the coarse clock, a jiffy (up to 10 ms) behind it,
+	 * so a 20 ms delay could look a few ms short. */
+	cfg = event_config_new();
+	if (cfg == NULL)
+		return -1;
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+	t->base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
 	t->redis = redis;
 	test_settings(&t->set);
 	if (redis) {
