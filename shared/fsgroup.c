@@ -28,16 +28,26 @@ struct fsgroup {
 	struct fsgroup_req *pending;  /* queued, not yet taken by a leader */
 	int busy;                     /* a leader is syncing a batch */
 	unsigned long batches, covered;
+	int (*fsync_fn)(int fd);
+	int (*syncfs_fn)(int fd);
 };
 
-struct fsgroup *fsgroup_new(void)
+struct fsgroup *fsgroup_new_calls(int (*fsync_fn)(int fd),
+				  int (*syncfs_fn)(int fd))
 {
 	struct fsgroup *g = calloc(1, sizeof(*g));
 
 	if (g == NULL)
 		return NULL;
 	pthread_mutex_init(&g->lock, NULL);
+	g->fsync_fn = fsync_fn != NULL ? fsync_fn : fsync;
+	g->syncfs_fn = syncfs_fn != NULL ? syncfs_fn : syncfs;
 	return g;
+}
+
+struct fsgroup *fsgroup_new(void)
+{
+	return fsgroup_new_calls(NULL, NULL);
 }
 
 void fsgroup_free(struct fsgroup *g)
@@ -48,9 +58,9 @@ void fsgroup_free(struct fsgroup *g)
 	free(g);
 }
 
-static int fsgroup_fsync(int fd)
+static int fsgroup_fsync(const struct fsgroup *g, int fd)
 {
-	return fsync(fd) < 0 ? errno : 0;
+	return g->fsync_fn(fd) < 0 ? errno : 0;
 }
 
 /* All requests of one device from `first` on. syncfs(2) writes back and
@@ -67,10 +77,11 @@ static void fsgroup_sync_dev(struct fsgroup *g, struct fsgroup_req *first,
 	if (n < FSGROUP_MIN_SYNCFS) {
 		for (struct fsgroup_req *r = first; r != NULL; r = r->next)
 			if (r->dev == first->dev)
-				r->err = fsgroup_fsync(r->fd);
+				r->err = fsgroup_fsync(g, r->fd);
 		return;
 	}
-	err = syncfs(first->fd) < 0 ? errno : fsgroup_fsync(first->fd);
+	err = g->syncfs_fn(first->fd) < 0 ? errno :
+	      fsgroup_fsync(g, first->fd);
 	for (struct fsgroup_req *r = first; r != NULL; r = r->next) {
 		if (r->dev != first->dev)
 			continue;

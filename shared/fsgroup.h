@@ -4,7 +4,9 @@
  * others wait for it. A batch of three or more on one file system costs one
  * syncfs(2) and one fsync(2), two cache flushes of the disk, where one
  * fsync each costs one flush per descriptor (issue 12: Maildir delivery).
- * Smaller batches are plain fsyncs. Blocks: worker threads only. */
+ * Smaller batches are plain fsyncs. Blocks: worker threads only. The
+ * price: syncfs also waits for whatever else is dirty on that file
+ * system, so a big writer beside the mail store slows a batch down. */
 #ifndef FSGROUP_H
 #define FSGROUP_H
 
@@ -12,6 +14,11 @@ struct fsgroup;
 
 /* NULL when out of memory. */
 struct fsgroup *fsgroup_new(void);
+/* For tests: the same with the leader's fsync(2) and syncfs(2) replaced
+ * (NULL: the real call), to hold a leader while a batch queues, or to
+ * make a sync fail. */
+struct fsgroup *fsgroup_new_calls(int (*fsync_fn)(int fd),
+				  int (*syncfs_fn)(int fd));
 /* No thread may be inside fsgroup_sync any more. NULL is fine. */
 void fsgroup_free(struct fsgroup *g);
 
@@ -21,7 +28,7 @@ void fsgroup_free(struct fsgroup *g);
 int fsgroup_sync(struct fsgroup *g, int fd);
 
 /* Batches that took the syncfs path, and descriptors they covered, since
- * fsgroup_new (for tests and the benchmark's note). */
+ * fsgroup_new (for tests). */
 void fsgroup_stats(struct fsgroup *g, unsigned long *batches,
 		   unsigned long *covered);
 
